@@ -1,0 +1,47 @@
+"""darts-hub: DARTS (Differentiable Architecture Search) for PyTorch and the Hugging Face ecosystem.
+
+Importing the package registers its configs and models with the transformers Auto classes, so that
+`AutoModelForImageClassification.from_pretrained(...)` and `pipeline(...)` load DARTS checkpoints.
+"""
+
+from transformers import AutoConfig, AutoModel, AutoModelForImageClassification
+
+from .counting import count_mult_adds, count_parameters
+from .genotypes import (
+    CNN_GENOTYPES,
+    PRIMITIVES,
+    RECURRENT_GENOTYPES,
+    RECURRENT_PRIMITIVES,
+    Genotype,
+    RecurrentGenotype,
+    derive_genotype,
+    derive_recurrent_genotype,
+    get_genotype,
+    load_genotype,
+)
+from .models.darts import DartsConfig, DartsForImageClassification, DartsModel
+
+
+__version__ = "0.1.0"
+
+AutoConfig.register(DartsConfig.model_type, DartsConfig, exist_ok=True)
+AutoModel.register(DartsConfig, DartsModel, exist_ok=True)
+AutoModelForImageClassification.register(DartsConfig, DartsForImageClassification, exist_ok=True)
+
+__all__ = [
+    "CNN_GENOTYPES",
+    "PRIMITIVES",
+    "RECURRENT_GENOTYPES",
+    "RECURRENT_PRIMITIVES",
+    "DartsConfig",
+    "DartsForImageClassification",
+    "DartsModel",
+    "Genotype",
+    "RecurrentGenotype",
+    "count_mult_adds",
+    "count_parameters",
+    "derive_genotype",
+    "derive_recurrent_genotype",
+    "get_genotype",
+    "load_genotype",
+]

@@ -1,0 +1,534 @@
+"""Cell genotypes: the discrete architectures that DARTS searches for and the networks are built from.
+
+A convolutional cell (Sec. 2.1 of the paper) has two inputs, c_{k-2} and c_{k-1} (indices 0 and 1), and a number of
+intermediate nodes; intermediate node i is the sum of two edges, each an operation applied to an earlier state
+(index 0 .. i + 1). The cell's output concatenates the states listed in its `concat`. A recurrent cell has one
+initial state (index 0, computed from x_t and h_{t-1}) and nodes with one incoming edge each; its output averages
+the states in `concat`.
+
+Genotypes are immutable, validated when built (every error names the offending entry) and stored as plain JSON in
+model configs: `{"normal": [["sep_conv_3x3", 0], ...], "normal_concat": [2, 3, 4, 5], ...}`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import torch
+
+
+# Candidate operations of the convolutional search space, in the order of the architecture weights' columns.
+PRIMITIVES = (
+    "none",
+    "max_pool_3x3",
+    "avg_pool_3x3",
+    "skip_connect",
+    "sep_conv_3x3",
+    "sep_conv_5x5",
+    "dil_conv_3x3",
+    "dil_conv_5x5",
+)
+# Operations a derived convolutional cell may use: the search space without 'none' (which means "no edge"), plus the
+# two operations that only NASNet and AmoebaNet use.
+CNN_OPERATIONS = PRIMITIVES[1:] + ("sep_conv_7x7", "conv_7x1_1x7")
+
+# Candidate operations of the recurrent search space, in the order of the architecture weights' columns.
+RECURRENT_PRIMITIVES = ("none", "tanh", "relu", "sigmoid", "identity")
+RECURRENT_OPERATIONS = RECURRENT_PRIMITIVES[1:]
+
+Edge = tuple[str, int]
+
+
+def _as_edges(entries: Iterable, field_name: str) -> tuple[Edge, ...]:
+    edges = []
+    for position, entry in enumerate(entries):
+        if (
+            not isinstance(entry, Sequence)
+            or isinstance(entry, str)
+            or len(entry) != 2
+            or not isinstance(entry[0], str)
+            or isinstance(entry[1], bool)
+            or not isinstance(entry[1], int)
+        ):
+            raise ValueError(f"{field_name}[{position}] = {entry!r} is not an [operation name, input index] pair.")
+        edges.append((entry[0], entry[1]))
+    return tuple(edges)
+
+
+def _as_concat(values: Iterable, field_name: str, num_states: int) -> tuple[int, ...]:
+    concat = tuple(values)
+    if not concat:
+        raise ValueError(f"{field_name} is empty: a cell must output at least one state.")
+    for value in concat:
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < num_states:
+            raise ValueError(
+                f"{field_name} holds {value!r}, which is not a state of this cell: valid indices are 0..{num_states - 1}."
+            )
+    duplicates = sorted({value for value in concat if concat.count(value) > 1})
+    if duplicates:
+        raise ValueError(f"{field_name} lists state(s) {duplicates} more than once.")
+    return concat
+
+
+def _check_operation(op: str, allowed: Sequence[str], where: str) -> None:
+    if op == "none":
+        raise ValueError(
+            f"{where} uses 'none', which is a search-space candidate meaning 'no edge'; a derived cell cannot use it."
+        )
+    if op not in allowed:
+        raise ValueError(f"{where} uses the unknown operation {op!r}; known operations: {', '.join(allowed)}.")
+
+
+# Published cells that apply the same operation to the same input twice in one node. NASNet-A's normal cell really
+# does this (two 3x3 average poolings of c_{k-2}); anywhere else a repeated edge is almost surely a typo.
+_PUBLISHED_REPEATED_EDGES = {
+    (
+        ("sep_conv_5x5", 1),
+        ("sep_conv_3x3", 0),
+        ("sep_conv_5x5", 0),
+        ("sep_conv_3x3", 0),
+        ("avg_pool_3x3", 1),
+        ("skip_connect", 0),
+        ("avg_pool_3x3", 0),
+        ("avg_pool_3x3", 0),
+        ("sep_conv_3x3", 1),
+        ("skip_connect", 1),
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Genotype:
+    """A convolutional architecture: a normal cell and a reduction cell.
+
+    `normal` and `reduce` list two `(operation, input index)` edges per intermediate node; `normal_concat` and
+    `reduce_concat` list the states concatenated into the cell's output.
+    """
+
+    normal: tuple[Edge, ...]
+    normal_concat: tuple[int, ...]
+    reduce: tuple[Edge, ...]
+    reduce_concat: tuple[int, ...]
+
+    def __post_init__(self):
+        for cell in ("normal", "reduce"):
+            edges = _as_edges(getattr(self, cell), cell)
+            if not edges or len(edges) % 2:
+                raise ValueError(
+                    f"{cell} has {len(edges)} entries; a convolutional cell needs two entries (edges) per node."
+                )
+            for position, (op, index) in enumerate(edges):
+                node = position // 2
+                where = f"{cell}[{position}] = ({op!r}, {index}) (node {node})"
+                _check_operation(op, CNN_OPERATIONS, where)
+                if not 0 <= index < node + 2:
+                    raise ValueError(
+                        f"{where} takes input {index}, but node {node} can only take inputs 0..{node + 1} "
+                        "(0 and 1 are the cell's inputs c_{k-2} and c_{k-1}, then the earlier nodes)."
+                    )
+                if position % 2 and edges[position - 1] == (op, index) and edges not in _PUBLISHED_REPEATED_EDGES:
+                    raise ValueError(f"{where} duplicates the other edge of node {node}.")
+            object.__setattr__(self, cell, edges)
+            concat_field = f"{cell}_concat"
+            object.__setattr__(
+                self, concat_field, _as_concat(getattr(self, concat_field), concat_field, len(edges) // 2 + 2)
+            )
+
+    @property
+    def normal_steps(self) -> int:
+        return len(self.normal) // 2
+
+    @property
+    def reduce_steps(self) -> int:
+        return len(self.reduce) // 2
+
+    def to_dict(self) -> dict:
+        return _to_dict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict())
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> Genotype:
+        return _from_dict(cls, data)
+
+    @classmethod
+    def from_json(cls, text: str) -> Genotype:
+        return cls.from_dict(json.loads(text))
+
+
+@dataclass(frozen=True)
+class RecurrentGenotype:
+    """A recurrent cell: one `(activation, input index)` edge per node and the states averaged into h_t.
+
+    State 0 is the cell's initial node (computed from x_t and h_{t-1}); node i (1-based) is entry i - 1 and may take
+    any earlier state 0 .. i - 1 as input.
+    """
+
+    recurrent: tuple[Edge, ...]
+    concat: tuple[int, ...]
+
+    def __post_init__(self):
+        edges = _as_edges(self.recurrent, "recurrent")
+        if not edges:
+            raise ValueError("recurrent is empty: a recurrent cell needs at least one node.")
+        for position, (op, index) in enumerate(edges):
+            where = f"recurrent[{position}] = ({op!r}, {index}) (node {position + 1})"
+            _check_operation(op, RECURRENT_OPERATIONS, where)
+            if not 0 <= index <= position:
+                raise ValueError(f"{where} takes input {index}, but node {position + 1} can only take 0..{position}.")
+        object.__setattr__(self, "recurrent", edges)
+        object.__setattr__(self, "concat", _as_concat(self.concat, "concat", len(edges) + 1))
+
+    @property
+    def steps(self) -> int:
+        return len(self.recurrent)
+
+    def to_dict(self) -> dict:
+        return _to_dict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict())
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> RecurrentGenotype:
+        return _from_dict(cls, data)
+
+    @classmethod
+    def from_json(cls, text: str) -> RecurrentGenotype:
+        return cls.from_dict(json.loads(text))
+
+
+def _to_dict(genotype: Genotype | RecurrentGenotype) -> dict:
+    """JSON-ready form: edges as `[op, index]` lists, concats as lists."""
+    return {
+        field.name: [list(item) if isinstance(item, tuple) else item for item in getattr(genotype, field.name)]
+        for field in fields(genotype)
+    }
+
+
+def _from_dict(cls, data: Mapping):
+    if not isinstance(data, Mapping):
+        raise TypeError(f"A {cls.__name__} is described by a JSON object, got {type(data).__name__}.")
+    expected = {field.name for field in fields(cls)}
+    if set(data) != expected:
+        missing, unknown = sorted(expected - set(data)), sorted(set(data) - expected)
+        raise ValueError(
+            f"A {cls.__name__} needs exactly the keys {sorted(expected)}; missing {missing}, unknown {unknown}."
+        )
+    return cls(**data)
+
+
+NASNet = Genotype(
+    normal=next(iter(_PUBLISHED_REPEATED_EDGES)),
+    normal_concat=(2, 3, 4, 5, 6),
+    reduce=(
+        ("sep_conv_5x5", 1),
+        ("sep_conv_7x7", 0),
+        ("max_pool_3x3", 1),
+        ("sep_conv_7x7", 0),
+        ("avg_pool_3x3", 1),
+        ("sep_conv_5x5", 0),
+        ("skip_connect", 3),
+        ("avg_pool_3x3", 2),
+        ("sep_conv_3x3", 2),
+        ("max_pool_3x3", 1),
+    ),
+    reduce_concat=(4, 5, 6),
+)
+
+AmoebaNet = Genotype(
+    normal=(
+        ("avg_pool_3x3", 0),
+        ("max_pool_3x3", 1),
+        ("sep_conv_3x3", 0),
+        ("sep_conv_5x5", 2),
+        ("sep_conv_3x3", 0),
+        ("avg_pool_3x3", 3),
+        ("sep_conv_3x3", 1),
+        ("skip_connect", 1),
+        ("skip_connect", 0),
+        ("avg_pool_3x3", 1),
+    ),
+    normal_concat=(4, 5, 6),
+    reduce=(
+        ("avg_pool_3x3", 0),
+        ("sep_conv_3x3", 1),
+        ("max_pool_3x3", 0),
+        ("sep_conv_7x7", 2),
+        ("sep_conv_7x7", 0),
+        ("avg_pool_3x3", 1),
+        ("max_pool_3x3", 0),
+        ("max_pool_3x3", 1),
+        ("conv_7x1_1x7", 0),
+        ("sep_conv_3x3", 5),
+    ),
+    reduce_concat=(3, 4, 6),
+)
+
+# DARTS (first order), the paper's Fig. 4 search result.
+DARTS_V1 = Genotype(
+    normal=(
+        ("sep_conv_3x3", 1),
+        ("sep_conv_3x3", 0),
+        ("skip_connect", 0),
+        ("sep_conv_3x3", 1),
+        ("skip_connect", 0),
+        ("sep_conv_3x3", 1),
+        ("sep_conv_3x3", 0),
+        ("skip_connect", 2),
+    ),
+    normal_concat=(2, 3, 4, 5),
+    reduce=(
+        ("max_pool_3x3", 0),
+        ("max_pool_3x3", 1),
+        ("skip_connect", 2),
+        ("max_pool_3x3", 0),
+        ("max_pool_3x3", 0),
+        ("skip_connect", 2),
+        ("skip_connect", 2),
+        ("avg_pool_3x3", 0),
+    ),
+    reduce_concat=(2, 3, 4, 5),
+)
+
+# DARTS (second order), the cell of the released CIFAR-10 and ImageNet checkpoints (paper Fig. 4 and 5).
+DARTS_V2 = Genotype(
+    normal=(
+        ("sep_conv_3x3", 0),
+        ("sep_conv_3x3", 1),
+        ("sep_conv_3x3", 0),
+        ("sep_conv_3x3", 1),
+        ("sep_conv_3x3", 1),
+        ("skip_connect", 0),
+        ("skip_connect", 0),
+        ("dil_conv_3x3", 2),
+    ),
+    normal_concat=(2, 3, 4, 5),
+    reduce=(
+        ("max_pool_3x3", 0),
+        ("max_pool_3x3", 1),
+        ("skip_connect", 2),
+        ("max_pool_3x3", 1),
+        ("max_pool_3x3", 0),
+        ("skip_connect", 2),
+        ("skip_connect", 2),
+        ("max_pool_3x3", 1),
+    ),
+    reduce_concat=(2, 3, 4, 5),
+)
+
+ENAS = RecurrentGenotype(
+    recurrent=(
+        ("tanh", 0),
+        ("tanh", 1),
+        ("relu", 1),
+        ("tanh", 3),
+        ("tanh", 3),
+        ("relu", 3),
+        ("relu", 4),
+        ("relu", 7),
+        ("relu", 8),
+        ("relu", 8),
+        ("relu", 8),
+    ),
+    concat=(2, 5, 6, 9, 10, 11),
+)
+
+RECURRENT_DARTS_V1 = RecurrentGenotype(
+    recurrent=(
+        ("relu", 0),
+        ("relu", 1),
+        ("tanh", 2),
+        ("relu", 3),
+        ("relu", 4),
+        ("identity", 1),
+        ("relu", 5),
+        ("relu", 1),
+    ),
+    concat=tuple(range(1, 9)),
+)
+
+# The cell of the released Penn Treebank checkpoint (paper Fig. 6).
+RECURRENT_DARTS_V2 = RecurrentGenotype(
+    recurrent=(
+        ("sigmoid", 0),
+        ("relu", 1),
+        ("relu", 1),
+        ("identity", 1),
+        ("tanh", 2),
+        ("sigmoid", 5),
+        ("tanh", 3),
+        ("relu", 5),
+    ),
+    concat=tuple(range(1, 9)),
+)
+
+CNN_GENOTYPES: dict[str, Genotype] = {
+    "DARTS_V1": DARTS_V1,
+    "DARTS_V2": DARTS_V2,
+    "DARTS": DARTS_V2,
+    "NASNet": NASNet,
+    "AmoebaNet": AmoebaNet,
+}
+RECURRENT_GENOTYPES: dict[str, RecurrentGenotype] = {
+    "ENAS": ENAS,
+    "DARTS_V1": RECURRENT_DARTS_V1,
+    "DARTS_V2": RECURRENT_DARTS_V2,
+    "DARTS": RECURRENT_DARTS_V2,
+}
+
+
+def get_genotype(name: str, recurrent: bool = False) -> Genotype | RecurrentGenotype:
+    """Look up a genotype of the zoo by name (`"DARTS_V2"`, `"NASNet"`, ...)."""
+    zoo = RECURRENT_GENOTYPES if recurrent else CNN_GENOTYPES
+    if name not in zoo:
+        kind = "recurrent" if recurrent else "convolutional"
+        raise KeyError(f"Unknown {kind} genotype {name!r}; the zoo has: {', '.join(zoo)}.")
+    return zoo[name]
+
+
+def as_genotype(
+    value: str | Mapping | Genotype | RecurrentGenotype, recurrent: bool = False
+) -> Genotype | RecurrentGenotype:
+    """Accept a zoo name, a JSON-like mapping or a genotype, and return the genotype."""
+    cls = RecurrentGenotype if recurrent else Genotype
+    if isinstance(value, cls):
+        return value
+    if isinstance(value, str):
+        return get_genotype(value, recurrent=recurrent)
+    if isinstance(value, Mapping):
+        return cls.from_dict(value)
+    raise TypeError(f"Expected a zoo name, a mapping or a {cls.__name__}, got {type(value).__name__}.")
+
+
+def load_genotype(name_or_path: str | os.PathLike, recurrent: bool | None = None) -> Genotype | RecurrentGenotype:
+    """Resolve a genotype given as a zoo name, a JSON file, or a folder (a search result or a saved model).
+
+    A folder is read from its `genotype.json` if present, else from the `genotype` entry of its `config.json`. The
+    kind (convolutional or recurrent) of a file or folder is read from its keys; a zoo name is looked up among the
+    convolutional genotypes unless `recurrent=True`.
+    """
+    path = Path(name_or_path)
+    if path.is_dir():
+        if (path / "genotype.json").is_file():
+            path = path / "genotype.json"
+        elif (path / "config.json").is_file():
+            config = json.loads((path / "config.json").read_text())
+            if "genotype" not in config:
+                raise ValueError(f"{path / 'config.json'} has no 'genotype' entry: it is not a DARTS model.")
+            return _genotype_from_json_value(config["genotype"], recurrent)
+        else:
+            raise FileNotFoundError(f"{path} holds neither genotype.json nor config.json.")
+    if path.is_file():
+        try:
+            data = json.loads(path.read_text())
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{path} is not valid JSON: {error}") from error
+        return _genotype_from_json_value(data, recurrent)
+    zoo = RECURRENT_GENOTYPES if recurrent else CNN_GENOTYPES
+    if str(name_or_path) in zoo:
+        return zoo[str(name_or_path)]
+    raise FileNotFoundError(
+        f"{str(name_or_path)!r} is neither a zoo genotype ({', '.join(zoo)}), nor a JSON file, nor a folder."
+    )
+
+
+def _genotype_from_json_value(data, recurrent: bool | None) -> Genotype | RecurrentGenotype:
+    if recurrent is None:
+        recurrent = isinstance(data, Mapping) and "recurrent" in data
+    return as_genotype(data, recurrent=recurrent)
+
+
+def _strongest_edges(weights: torch.Tensor, num_edges: int, primitives: Sequence[str]) -> list[Edge]:
+    """The paper's discretisation (Sec. 2.4) for one node: rows of `weights` are its incoming edges.
+
+    Keep the `num_edges` edges whose strongest non-'none' operation weighs most, each labelled with that operation.
+    Ties go to the lower input index.
+    """
+    none = primitives.index("none")
+    rows = weights.tolist()
+    best_ops = [max((k for k in range(len(row)) if k != none), key=lambda k: (row[k], -k)) for row in rows]
+    order = sorted(range(len(rows)), key=lambda j: -rows[j][best_ops[j]])[:num_edges]
+    return [(primitives[best_ops[j]], j) for j in order]
+
+
+def derive_genotype(
+    alphas_normal: torch.Tensor,
+    alphas_reduce: torch.Tensor,
+    steps: int = 4,
+    multiplier: int = 4,
+    primitives: Sequence[str] = PRIMITIVES,
+) -> Genotype:
+    """Turn the architecture weights of a convolutional supernet into a discrete cell.
+
+    `alphas_*` are the un-normalised weights, shape `[num_edges, len(primitives)]` with the edges of node 0, then
+    node 1, ... (node i has i + 2 incoming edges). Per node, the two strongest edges are kept; the output
+    concatenates the last `multiplier` nodes.
+    """
+
+    def parse(alphas: torch.Tensor, name: str) -> list[Edge]:
+        expected = (steps * (steps + 3) // 2, len(primitives))
+        if tuple(alphas.shape) != expected:
+            raise ValueError(f"{name} has shape {tuple(alphas.shape)}; {steps} nodes need {expected}.")
+        weights = torch.softmax(alphas.detach().float().cpu(), dim=-1)
+        edges, start = [], 0
+        for node in range(steps):
+            edges += _strongest_edges(weights[start : start + node + 2], 2, primitives)
+            start += node + 2
+        return edges
+
+    concat = tuple(range(2 + steps - multiplier, steps + 2))
+    return Genotype(
+        normal=parse(alphas_normal, "alphas_normal"),
+        normal_concat=concat,
+        reduce=parse(alphas_reduce, "alphas_reduce"),
+        reduce_concat=concat,
+    )
+
+
+def derive_recurrent_genotype(
+    alphas: torch.Tensor, steps: int = 8, primitives: Sequence[str] = RECURRENT_PRIMITIVES
+) -> RecurrentGenotype:
+    """Turn the architecture weights of a recurrent supernet into a discrete cell.
+
+    `alphas` has shape `[num_edges, len(primitives)]`, node i (1-based) owning i rows. Per node the single strongest
+    edge is kept; the output averages every node.
+    """
+    expected = (steps * (steps + 1) // 2, len(primitives))
+    if tuple(alphas.shape) != expected:
+        raise ValueError(f"alphas has shape {tuple(alphas.shape)}; {steps} nodes need {expected}.")
+    weights = torch.softmax(alphas.detach().float().cpu(), dim=-1)
+    edges, start = [], 0
+    for node in range(steps):
+        edges += _strongest_edges(weights[start : start + node + 1], 1, primitives)
+        start += node + 1
+    return RecurrentGenotype(recurrent=edges, concat=tuple(range(1, steps + 1)))
+
+
+__all__ = [
+    "DARTS_V1",
+    "DARTS_V2",
+    "ENAS",
+    "RECURRENT_DARTS_V1",
+    "RECURRENT_DARTS_V2",
+    "AmoebaNet",
+    "NASNet",
+    "CNN_GENOTYPES",
+    "CNN_OPERATIONS",
+    "PRIMITIVES",
+    "RECURRENT_GENOTYPES",
+    "RECURRENT_OPERATIONS",
+    "RECURRENT_PRIMITIVES",
+    "Genotype",
+    "RecurrentGenotype",
+    "as_genotype",
+    "derive_genotype",
+    "derive_recurrent_genotype",
+    "get_genotype",
+    "load_genotype",
+]

@@ -1,0 +1,149 @@
+"""The candidate operations of DARTS cells, as one registry: operation name -> constructor.
+
+Every constructor takes `(channels, stride, affine)`; `affine=False` gives the parameter-free BatchNorm that the
+search supernet uses (Sec. 2.1 of the paper), `affine=True` the trained networks' BatchNorm. Sub-modules keep the
+original implementation's layout (`op.1.weight`, `conv_1.weight`, ...) so that original checkpoints map key by key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+
+class ReLUConvBN(nn.Module):
+    """ReLU -> convolution -> BatchNorm: the 1x1 preprocessing of cell inputs."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int, padding: int, affine=True):
+        super().__init__()
+        self.op = nn.Sequential(
+            nn.ReLU(inplace=False),
+            nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, padding=padding, bias=False),
+            nn.BatchNorm2d(out_channels, affine=affine),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.op(x)
+
+
+class DilConv(nn.Module):
+    """ReLU -> dilated depthwise convolution -> pointwise convolution -> BatchNorm."""
+
+    def __init__(self, channels: int, kernel_size: int, stride: int, padding: int, dilation: int, affine=True):
+        super().__init__()
+        self.op = nn.Sequential(
+            nn.ReLU(inplace=False),
+            nn.Conv2d(
+                channels,
+                channels,
+                kernel_size,
+                stride=stride,
+                padding=padding,
+                dilation=dilation,
+                groups=channels,
+                bias=False,
+            ),
+            nn.Conv2d(channels, channels, 1, bias=False),
+            nn.BatchNorm2d(channels, affine=affine),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.op(x)
+
+
+class SepConv(nn.Module):
+    """A separable convolution applied twice (the NASNet convention): only the first one strides."""
+
+    def __init__(self, channels: int, kernel_size: int, stride: int, padding: int, affine=True):
+        super().__init__()
+        self.op = nn.Sequential(
+            nn.ReLU(inplace=False),
+            nn.Conv2d(channels, channels, kernel_size, stride=stride, padding=padding, groups=channels, bias=False),
+            nn.Conv2d(channels, channels, 1, bias=False),
+            nn.BatchNorm2d(channels, affine=affine),
+            nn.ReLU(inplace=False),
+            nn.Conv2d(channels, channels, kernel_size, stride=1, padding=padding, groups=channels, bias=False),
+            nn.Conv2d(channels, channels, 1, bias=False),
+            nn.BatchNorm2d(channels, affine=affine),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.op(x)
+
+
+class FactorizedReduce(nn.Module):
+    """Halve the resolution without losing pixels: two strided 1x1 convolutions, the second shifted by one pixel."""
+
+    def __init__(self, in_channels: int, out_channels: int, affine=True):
+        super().__init__()
+        if out_channels % 2:
+            raise ValueError(f"FactorizedReduce needs an even number of output channels, got {out_channels}.")
+        self.relu = nn.ReLU(inplace=False)
+        self.conv_1 = nn.Conv2d(in_channels, out_channels // 2, 1, stride=2, bias=False)
+        self.conv_2 = nn.Conv2d(in_channels, out_channels // 2, 1, stride=2, bias=False)
+        self.bn = nn.BatchNorm2d(out_channels, affine=affine)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.relu(x)
+        # On odd sizes the shifted branch is one pixel smaller; pad it back so both halves line up.
+        shifted = nn.functional.pad(x[:, :, 1:, 1:], (0, x.shape[-1] % 2, 0, x.shape[-2] % 2))
+        return self.bn(torch.cat([self.conv_1(x), self.conv_2(shifted)], dim=1))
+
+
+def _conv_7x1_1x7(channels: int, stride: int, affine: bool) -> nn.Sequential:
+    """AmoebaNet's factorised 7x7 convolution (a plain Sequential, as in the original layout)."""
+    return nn.Sequential(
+        nn.ReLU(inplace=False),
+        nn.Conv2d(channels, channels, (1, 7), stride=(1, stride), padding=(0, 3), bias=False),
+        nn.Conv2d(channels, channels, (7, 1), stride=(stride, 1), padding=(3, 0), bias=False),
+        nn.BatchNorm2d(channels, affine=affine),
+    )
+
+
+OperationFactory = Callable[[int, int, bool], nn.Module]
+
+OPS: dict[str, OperationFactory] = {
+    "max_pool_3x3": lambda c, stride, affine: nn.MaxPool2d(3, stride=stride, padding=1),
+    "avg_pool_3x3": lambda c, stride, affine: nn.AvgPool2d(3, stride=stride, padding=1, count_include_pad=False),
+    "skip_connect": lambda c, stride, affine: nn.Identity() if stride == 1 else FactorizedReduce(c, c, affine),
+    "sep_conv_3x3": lambda c, stride, affine: SepConv(c, 3, stride, 1, affine),
+    "sep_conv_5x5": lambda c, stride, affine: SepConv(c, 5, stride, 2, affine),
+    "sep_conv_7x7": lambda c, stride, affine: SepConv(c, 7, stride, 3, affine),
+    "dil_conv_3x3": lambda c, stride, affine: DilConv(c, 3, stride, 2, 2, affine),
+    "dil_conv_5x5": lambda c, stride, affine: DilConv(c, 5, stride, 4, 2, affine),
+    "conv_7x1_1x7": _conv_7x1_1x7,
+}
+
+
+def build_operation(name: str, channels: int, stride: int, affine: bool = True) -> nn.Module:
+    """Build the operation `name` of the registry, with a message listing the known names otherwise."""
+    if name not in OPS:
+        raise KeyError(f"Unknown operation {name!r}; known operations: {', '.join(OPS)}.")
+    return OPS[name](channels, stride, affine)
+
+
+class DropPath(nn.Module):
+    """Drop a whole path for some samples of the batch while training (FractalNet's drop-path, as in NASNet).
+
+    Kept samples are scaled by 1 / (1 - p) so the expected value is unchanged. The probability is an attribute so a
+    training loop can schedule it; the mask is drawn on the input's device and dtype.
+    """
+
+    def __init__(self, drop_prob: float = 0.0):
+        super().__init__()
+        self.drop_prob = drop_prob
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.drop_prob <= 0.0:
+            return x
+        keep_prob = 1.0 - self.drop_prob
+        mask = x.new_empty((x.shape[0],) + (1,) * (x.dim() - 1)).bernoulli_(keep_prob)
+        return x * mask / keep_prob
+
+    def extra_repr(self) -> str:
+        return f"drop_prob={self.drop_prob}"
+
+
+__all__ = ["OPS", "DilConv", "DropPath", "FactorizedReduce", "ReLUConvBN", "SepConv", "build_operation"]

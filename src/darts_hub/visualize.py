@@ -1,0 +1,120 @@
+"""Drawings of cells in the layout of the paper's figures (Fig. 4-6), rendered with graphviz.
+
+Inputs on the left (c_{k-2}, c_{k-1} or x_t, h_{t-1}), intermediate nodes in blue, the output (c_k or h_t) in yellow,
+and every edge labelled with its operation. The Python `graphviz` package only writes the graph; rendering needs the
+`dot` binary. Without it, the `.gv` source is written instead and a warning says how to install graphviz.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import graphviz
+
+from .genotypes import Edge, Genotype, RecurrentGenotype
+
+
+logger = logging.getLogger(__name__)
+
+FORMATS = ("png", "svg", "pdf")
+INSTALL_HINT = (
+    "the graphviz `dot` program is not installed: install it with `apt-get install graphviz` (Debian/Ubuntu), "
+    "`brew install graphviz` (macOS) or `conda install graphviz`"
+)
+
+_INPUT_STYLE = {"fillcolor": "darkseagreen2"}
+_NODE_STYLE = {"fillcolor": "lightblue"}
+_OUTPUT_STYLE = {"fillcolor": "palegoldenrod"}
+
+
+def _new_graph() -> graphviz.Digraph:
+    graph = graphviz.Digraph(
+        edge_attr={"fontsize": "20", "fontname": "times"},
+        node_attr={
+            "style": "filled",
+            "shape": "rect",
+            "align": "center",
+            "fontsize": "20",
+            "height": "0.5",
+            "width": "0.5",
+            "penwidth": "2",
+            "fontname": "times",
+        },
+        engine="dot",
+    )
+    graph.attr(rankdir="LR")
+    return graph
+
+
+def draw_cell(edges: Sequence[Edge], concat: Sequence[int]) -> graphviz.Digraph:
+    """A convolutional cell: two edges per intermediate node; the output concatenates the states in `concat`."""
+    graph = _new_graph()
+    names = ["c_{k-2}", "c_{k-1}"] + [str(node) for node in range(len(edges) // 2)]
+    for name in names[:2]:
+        graph.node(name, **_INPUT_STYLE)
+    for name in names[2:]:
+        graph.node(name, **_NODE_STYLE)
+    for position, (op, index) in enumerate(edges):
+        graph.edge(names[index], names[2 + position // 2], label=op, fillcolor="gray")
+    graph.node("c_{k}", **_OUTPUT_STYLE)
+    for index in concat:
+        graph.edge(names[index], "c_{k}", fillcolor="gray")
+    return graph
+
+
+def draw_recurrent_cell(edges: Sequence[Edge], concat: Sequence[int]) -> graphviz.Digraph:
+    """A recurrent cell: node 0 mixes x_t and h_{t-1}, node i applies its activation to one earlier node, and h_t
+    averages the nodes in `concat`."""
+    graph = _new_graph()
+    for name in ("x_{t}", "h_{t-1}"):
+        graph.node(name, **_INPUT_STYLE)
+        graph.edge(name, "0", fillcolor="gray")
+    for node in range(len(edges) + 1):
+        graph.node(str(node), **_NODE_STYLE)
+    for position, (op, index) in enumerate(edges):
+        graph.edge(str(index), str(position + 1), label=op, fillcolor="gray")
+    graph.node("h_{t}", **_OUTPUT_STYLE)
+    for index in concat:
+        graph.edge(str(index), "h_{t}", fillcolor="gray")
+    return graph
+
+
+def genotype_graphs(genotype: Genotype | RecurrentGenotype) -> dict[str, graphviz.Digraph]:
+    """One graph per cell of the genotype, by cell name ("normal" and "reduction", or "recurrent")."""
+    if isinstance(genotype, RecurrentGenotype):
+        return {"recurrent": draw_recurrent_cell(genotype.recurrent, genotype.concat)}
+    return {
+        "normal": draw_cell(genotype.normal, genotype.normal_concat),
+        "reduction": draw_cell(genotype.reduce, genotype.reduce_concat),
+    }
+
+
+def render(graph: graphviz.Digraph, path: str | Path, format: str = "png") -> Path:
+    """Render `graph` to `path` + `.format`; without the `dot` binary write `path.gv` and warn. Returns the file."""
+    if format not in FORMATS:
+        raise ValueError(f"Unknown drawing format {format!r}; choose one of {', '.join(FORMATS)}.")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    source = path.with_name(path.name + ".gv")
+    try:
+        output = graph.render(outfile=path.with_name(f"{path.name}.{format}"), format=format, cleanup=True)
+    except graphviz.ExecutableNotFound:
+        graph.save(source)
+        logger.warning("Wrote the graph source %s instead of a %s drawing: %s.", source, format, INSTALL_HINT)
+        return source
+    return Path(output)
+
+
+def draw_genotype(
+    genotype: Genotype | RecurrentGenotype, output_dir: str | Path, format: str = "png", prefix: str = ""
+) -> list[Path]:
+    """Draw every cell of `genotype` into `output_dir` (`normal.png`, `reduction.png` or `recurrent.png`)."""
+    return [
+        render(graph, Path(output_dir) / f"{prefix}{name}", format)
+        for name, graph in genotype_graphs(genotype).items()
+    ]
+
+
+__all__ = ["FORMATS", "draw_cell", "draw_genotype", "draw_recurrent_cell", "genotype_graphs", "render"]

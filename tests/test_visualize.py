@@ -1,0 +1,98 @@
+import json
+import logging
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from darts_hub.genotypes import DARTS_V2, RECURRENT_DARTS_V2, get_genotype
+from darts_hub.visualize import draw_cell, draw_genotype, genotype_graphs
+
+
+REPO = Path(__file__).resolve().parents[1]
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+needs_dot = pytest.mark.skipif(shutil.which("dot") is None, reason="needs the graphviz `dot` binary")
+
+
+def test_cell_graph_follows_the_genotype():
+    source = draw_cell(DARTS_V2.normal, DARTS_V2.normal_concat).source
+    assert '"c_{k-2}" -> 0 [label=sep_conv_3x3' in source
+    assert '"c_{k-1}" -> 2 [label=sep_conv_3x3' in source
+    assert "0 -> 3 [label=dil_conv_3x3" in source  # state 2 is intermediate node 0
+    for node in range(4):
+        assert f'{node} -> "c_{{k}}"' in source
+
+
+def test_concat_decides_which_nodes_reach_the_output():
+    amoeba = get_genotype("AmoebaNet")  # reduction concat (3, 4, 6): nodes 1, 2 and 4
+    source = genotype_graphs(amoeba)["reduction"].source
+    assert [node for node in range(5) if f'{node} -> "c_{{k}}"' in source] == [1, 2, 4]
+
+
+def test_recurrent_graph():
+    source = genotype_graphs(RECURRENT_DARTS_V2)["recurrent"].source
+    assert '"x_{t}" -> 0' in source and '"h_{t-1}" -> 0' in source
+    assert "0 -> 1 [label=sigmoid" in source and "5 -> 8 [label=relu" in source
+    assert all(f'{node} -> "h_{{t}}"' in source for node in range(1, 9))
+
+
+@needs_dot
+@pytest.mark.parametrize("format, magic", [("png", PNG_MAGIC), ("svg", b"<?xml"), ("pdf", b"%PDF")])
+def test_drawings_render(tmp_path, format, magic):
+    paths = draw_genotype(DARTS_V2, tmp_path, format=format, prefix="darts_v2_")
+    assert [p.name for p in paths] == [f"darts_v2_normal.{format}", f"darts_v2_reduction.{format}"]
+    for path in paths:
+        assert path.read_bytes().startswith(magic)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in paths)  # no leftover sources
+
+
+def test_without_dot_the_source_is_written_with_install_hint(tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    with caplog.at_level(logging.WARNING, logger="darts_hub.visualize"):
+        paths = draw_genotype(DARTS_V2, tmp_path / "out")
+    assert [p.name for p in paths] == ["normal.gv", "reduction.gv"]
+    assert "digraph" in paths[0].read_text()
+    assert "apt-get install graphviz" in caplog.text
+
+
+def test_unknown_format_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="png, svg, pdf"):
+        draw_genotype(DARTS_V2, tmp_path, format="jpg")
+
+
+@needs_dot
+def test_visualize_script_on_zoo_name_json_and_folder(tmp_path):
+    script = [sys.executable, str(REPO / "scripts" / "visualize.py")]
+    out = subprocess.run(
+        script + ["NASNet", "--output_dir", str(tmp_path / "zoo")], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.split() == [str(tmp_path / "zoo" / "normal.png"), str(tmp_path / "zoo" / "reduction.png")]
+
+    (tmp_path / "cell.json").write_text(RECURRENT_DARTS_V2.to_json())
+    subprocess.run(
+        script + [str(tmp_path / "cell.json"), "--output_dir", str(tmp_path / "json"), "--format", "svg"], check=True
+    )
+    assert (tmp_path / "json" / "recurrent.svg").is_file()
+
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"model_type": "darts", "genotype": DARTS_V2.to_dict()}))
+    subprocess.run(script + [str(folder), "--output_dir", str(tmp_path / "folder")], check=True)
+    assert (tmp_path / "folder" / "normal.png").read_bytes().startswith(PNG_MAGIC)
+
+    failed = subprocess.run(script + ["DARTS_V9"], capture_output=True, text=True)
+    assert failed.returncode != 0 and "neither a zoo genotype" in failed.stderr
+
+
+def test_count_script_prints_the_paper_counts():
+    out = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "count.py")], capture_output=True, text=True, check=True
+    ).stdout
+    counts = json.loads(out)
+    assert (counts["parameters"], counts["parameters_with_auxiliary"], counts["mult_adds"]) == (
+        3_349_342,
+        3_825_768,
+        528_359_040,
+    )
