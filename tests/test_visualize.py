@@ -63,34 +63,33 @@ def test_unknown_format_is_refused(tmp_path):
 
 
 @needs_dot
-def test_visualize_script_on_zoo_name_json_and_folder(tmp_path):
+def test_visualize_script_as_a_user_runs_it(tmp_path):
     script = [sys.executable, str(REPO / "scripts" / "visualize.py")]
     out = subprocess.run(
-        script + ["NASNet", "--output_dir", str(tmp_path / "zoo")], capture_output=True, text=True, check=True
+        script + ["NASNet", "--output_dir", str(tmp_path)], capture_output=True, text=True, check=True
     ).stdout
-    assert out.split() == [str(tmp_path / "zoo" / "normal.png"), str(tmp_path / "zoo" / "reduction.png")]
+    assert out.split() == [str(tmp_path / "normal.png"), str(tmp_path / "reduction.png")]
+    assert (tmp_path / "normal.png").read_bytes().startswith(PNG_MAGIC)
 
+
+@needs_dot
+def test_visualize_script_on_json_and_folder(tmp_path, run_script):
     (tmp_path / "cell.json").write_text(RECURRENT_DARTS_V2.to_json())
-    subprocess.run(
-        script + [str(tmp_path / "cell.json"), "--output_dir", str(tmp_path / "json"), "--format", "svg"], check=True
-    )
-    assert (tmp_path / "json" / "recurrent.svg").is_file()
+    out = run_script("visualize", tmp_path / "cell.json", "--output_dir", tmp_path / "json", "--format", "svg")
+    assert out.split() == [str(tmp_path / "json" / "recurrent.svg")]
 
     folder = tmp_path / "model"
     folder.mkdir()
     (folder / "config.json").write_text(json.dumps({"model_type": "darts", "genotype": DARTS_V2.to_dict()}))
-    subprocess.run(script + [str(folder), "--output_dir", str(tmp_path / "folder")], check=True)
-    assert (tmp_path / "folder" / "normal.png").read_bytes().startswith(PNG_MAGIC)
+    run_script("visualize", folder, "--output_dir", tmp_path / "folder", "--prefix", "v2_")
+    assert (tmp_path / "folder" / "v2_normal.png").read_bytes().startswith(PNG_MAGIC)
 
-    failed = subprocess.run(script + ["DARTS_V9"], capture_output=True, text=True)
-    assert failed.returncode != 0 and "neither a zoo genotype" in failed.stderr
+    with pytest.raises(FileNotFoundError, match="neither a zoo genotype"):
+        run_script("visualize", "DARTS_V9")
 
 
-def test_count_script_prints_the_paper_counts():
-    out = subprocess.run(
-        [sys.executable, str(REPO / "scripts" / "count.py")], capture_output=True, text=True, check=True
-    ).stdout
-    counts = json.loads(out)
+def test_count_script_prints_the_paper_counts(run_script):
+    counts = json.loads(run_script("count"))
     assert (counts["parameters"], counts["parameters_with_auxiliary"], counts["mult_adds"]) == (
         3_349_342,
         3_825_768,
