@@ -20,6 +20,7 @@ from .genotypes import (
     load_genotype,
 )
 from .models.darts import DartsConfig, DartsForImageClassification, DartsModel
+from .search.cnn import DartsSearchConfig, DartsSearchNetwork
 
 
 __version__ = "0.1.0"
@@ -27,6 +28,9 @@ __version__ = "0.1.0"
 AutoConfig.register(DartsConfig.model_type, DartsConfig, exist_ok=True)
 AutoModel.register(DartsConfig, DartsModel, exist_ok=True)
 AutoModelForImageClassification.register(DartsConfig, DartsForImageClassification, exist_ok=True)
+AutoConfig.register(DartsSearchConfig.model_type, DartsSearchConfig, exist_ok=True)
+AutoModel.register(DartsSearchConfig, DartsSearchNetwork, exist_ok=True)
+AutoModelForImageClassification.register(DartsSearchConfig, DartsSearchNetwork, exist_ok=True)
 
 __all__ = [
     "CNN_GENOTYPES",
@@ -36,6 +40,8 @@ __all__ = [
     "DartsConfig",
     "DartsForImageClassification",
     "DartsModel",
+    "DartsSearchConfig",
+    "DartsSearchNetwork",
     "Genotype",
     "RecurrentGenotype",
     "count_mult_adds",

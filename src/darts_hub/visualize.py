@@ -7,6 +7,7 @@ and every edge labelled with its operation. The Python `graphviz` package only w
 
 from __future__ import annotations
 
+import io
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -117,4 +118,56 @@ def draw_genotype(
     ]
 
 
-__all__ = ["FORMATS", "draw_cell", "draw_genotype", "draw_recurrent_cell", "genotype_graphs", "render"]
+def animate_genotypes(
+    frames: list[tuple[str, Genotype | RecurrentGenotype | dict]], path: str | Path, seconds_per_frame: float = 0.5
+) -> Path | None:
+    """An animated GIF of the cells of each genotype in turn (the paper's "snapshots over time"), one frame per
+    `(caption, genotype)`; the cells of a frame are stacked vertically under the caption.
+
+    Returns the path, or None (with a warning) when there are no frames or no `dot` binary to render them.
+    """
+    from PIL import Image, ImageDraw, ImageFont
+
+    if not frames:
+        return None
+    images = []
+    try:
+        for caption, genotype in frames:
+            if isinstance(genotype, dict):
+                genotype = (RecurrentGenotype if "recurrent" in genotype else Genotype).from_dict(genotype)
+            cells = [
+                Image.open(io.BytesIO(graph.pipe(format="png"))).convert("RGB")
+                for graph in genotype_graphs(genotype).values()
+            ]
+            caption_height = 40
+            frame = Image.new(
+                "RGB", (max(c.width for c in cells), caption_height + sum(c.height for c in cells)), "white"
+            )
+            ImageDraw.Draw(frame).text((10, 8), caption, fill="black", font=ImageFont.load_default(size=24))
+            top = caption_height
+            for cell in cells:
+                frame.paste(cell, (0, top))
+                top += cell.height
+            images.append(frame)
+    except graphviz.ExecutableNotFound:
+        logger.warning("No search animation: %s.", INSTALL_HINT)
+        return None
+    width, height = max(i.width for i in images), max(i.height for i in images)
+    canvas = [Image.new("RGB", (width, height), "white") for _ in images]
+    for background, image in zip(canvas, images):
+        background.paste(image, (0, 0))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    canvas[0].save(path, save_all=True, append_images=canvas[1:], duration=int(seconds_per_frame * 1000), loop=0)
+    return path
+
+
+__all__ = [
+    "FORMATS",
+    "animate_genotypes",
+    "draw_cell",
+    "draw_genotype",
+    "draw_recurrent_cell",
+    "genotype_graphs",
+    "render",
+]

@@ -144,6 +144,29 @@ class DartsImageClassifierOutput(ImageClassifierOutputWithNoAttention):
     aux_logits: torch.Tensor | None = None
 
 
+def init_pytorch_default(module: nn.Module) -> None:
+    """PyTorch's default initialisation, as the original code (and the paper's results) relied on.
+
+    transformers' generic default would draw convolutions from N(0, 0.02), far below PyTorch's kaiming-uniform
+    (a=sqrt(5)) scale that these networks were tuned with. The `transformers.initialization` functions skip tensors
+    already loaded from a checkpoint.
+    """
+    if isinstance(module, (nn.Conv2d, nn.Linear)):
+        init.kaiming_uniform_(module.weight, a=math.sqrt(5))
+        if module.bias is not None:
+            fan_in, _ = nn.init._calculate_fan_in_and_fan_out(module.weight)
+            bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
+            init.uniform_(module.bias, -bound, bound)
+    elif isinstance(module, nn.BatchNorm2d):
+        if module.affine:
+            init.ones_(module.weight)
+            init.zeros_(module.bias)
+        if module.track_running_stats:
+            init.zeros_(module.running_mean)
+            init.ones_(module.running_var)
+            init.zeros_(module.num_batches_tracked)
+
+
 class DartsPreTrainedModel(PreTrainedModel):
     config: DartsConfig
     config_class = DartsConfig
@@ -154,25 +177,7 @@ class DartsPreTrainedModel(PreTrainedModel):
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module):
-        """PyTorch's default initialisation, as the original code (and the paper's results) relied on.
-
-        transformers' generic default would draw convolutions from N(0, 0.02), far below PyTorch's
-        kaiming-uniform(a=sqrt(5)) scale that these networks were tuned with.
-        """
-        if isinstance(module, (nn.Conv2d, nn.Linear)):
-            init.kaiming_uniform_(module.weight, a=math.sqrt(5))
-            if module.bias is not None:
-                fan_in, _ = nn.init._calculate_fan_in_and_fan_out(module.weight)
-                bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
-                init.uniform_(module.bias, -bound, bound)
-        elif isinstance(module, nn.BatchNorm2d):
-            if module.affine:
-                init.ones_(module.weight)
-                init.zeros_(module.bias)
-            if module.track_running_stats:
-                init.zeros_(module.running_mean)
-                init.ones_(module.running_var)
-                init.zeros_(module.num_batches_tracked)
+        init_pytorch_default(module)
 
     def set_drop_path_prob(self, drop_prob: float) -> None:
         """Set the drop-path probability of every cell (training loops schedule it per epoch)."""
@@ -332,6 +337,7 @@ def image_processor_for(config: DartsConfig) -> ViTImageProcessor | BitImageProc
 
 
 __all__ = [
+    "init_pytorch_default",
     "DartsForImageClassification",
     "DartsImageClassifierOutput",
     "DartsModel",

@@ -1,0 +1,277 @@
+"""Image classification data through `datasets`: Hub datasets, local folders, and the embedded default.
+
+Images are decoded once into a uint8 tensor `[N, C, H, W]`; augmentation (random crop with padding, horizontal flip,
+cutout) and normalisation run on whole batches on the training device, so the data pipeline is not the bottleneck.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import datasets
+import numpy as np
+import torch
+from PIL import Image as PILImage
+from torch.utils.data import DataLoader, Sampler, TensorDataset
+
+
+logger = logging.getLogger(__name__)
+
+DIGITS = "digits"
+IMAGE_COLUMN_CANDIDATES = ("image", "img", "pixel_values", "picture")
+LABEL_COLUMN_CANDIDATES = ("label", "labels", "fine_label", "class", "target")
+
+
+class DataError(ValueError):
+    """The data cannot be used as asked; the message says what to change."""
+
+
+def embedded_digits() -> datasets.DatasetDict:
+    """scikit-learn's bundled handwritten digits (1,797 real 8x8 grayscale images, 10 classes), in the form of a Hub
+    image classification dataset (`img` Image column, `label` ClassLabel column) with a stratified 80/20 train/test
+    split. It ships with scikit-learn, so it works offline."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    # Pixel values are 0..16; scale them to 0..255 as an 8-bit image.
+    pixels = np.round(digits.images * (255 / 16)).astype(np.uint8)
+    features = datasets.Features(
+        {"img": datasets.Image(), "label": datasets.ClassLabel(names=[str(d) for d in range(10)])}
+    )
+    dataset = datasets.Dataset.from_dict(
+        {"img": [PILImage.fromarray(image, mode="L") for image in pixels], "label": digits.target.tolist()},
+        features=features,
+    )
+    return dataset.train_test_split(test_size=0.2, seed=0, stratify_by_column="label")
+
+
+def load_image_dataset(
+    dataset_name: str | None = None,
+    dataset_config_name: str | None = None,
+    train_dir: str | None = None,
+    validation_dir: str | None = None,
+    cache_dir: str | None = None,
+) -> datasets.DatasetDict:
+    """Load an image classification dataset: a Hub (or local) dataset by name, an image folder, or, with neither,
+    the embedded digits."""
+    if dataset_name and train_dir:
+        raise DataError("Pass either --dataset_name or --train_dir, not both.")
+    if train_dir:
+        data_files = {"train": f"{train_dir}/**"}
+        if validation_dir:
+            data_files["test"] = f"{validation_dir}/**"
+        return datasets.load_dataset("imagefolder", data_files=data_files, cache_dir=cache_dir)
+    if not dataset_name or dataset_name == DIGITS:
+        return embedded_digits()
+    try:
+        return datasets.load_dataset(dataset_name, dataset_config_name, cache_dir=cache_dir)
+    except (ConnectionError, OSError) as error:
+        raise DataError(
+            f"Could not load the dataset {dataset_name!r}: {error}\n"
+            "The Hugging Face Hub is unreachable or offline mode is on (HF_HUB_OFFLINE=1). Download the dataset "
+            "beforehand (it is then read from the cache), pass a local folder with --train_dir, or leave out "
+            "--dataset_name to use the embedded digits."
+        ) from error
+
+
+def find_columns(
+    dataset: datasets.Dataset, image_column_name: str | None = None, label_column_name: str | None = None
+) -> tuple[str, str]:
+    """The image and label columns: the ones named, else an `Image` / `ClassLabel` feature or a usual name."""
+    features = dataset.features
+
+    def pick(name, wanted_type, candidates, what, flag):
+        if name is not None:
+            if name not in features:
+                raise DataError(f"The dataset has no column {name!r} ({flag}); its columns are {list(features)}.")
+            return name
+        typed = [column for column, feature in features.items() if isinstance(feature, wanted_type)]
+        named = [column for column in candidates if column in features]
+        if typed or named:
+            return (typed or named)[0]
+        raise DataError(f"Could not find the {what} column among {list(features)}: name it with {flag}.")
+
+    image = pick(image_column_name, datasets.Image, IMAGE_COLUMN_CANDIDATES, "image", "--image_column_name")
+    label = pick(label_column_name, datasets.ClassLabel, LABEL_COLUMN_CANDIDATES, "label", "--label_column_name")
+    if not isinstance(features[image], datasets.Image):
+        raise DataError(
+            f"Column {image!r} holds {features[image]}, not images: name the image column with --image_column_name."
+        )
+    return image, label
+
+
+@dataclass
+class ImageTensors:
+    """Decoded images `[N, C, H, W]` (uint8) with their labels `[N]` (int64) and class names."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    class_names: list[str]
+
+    @property
+    def num_channels(self) -> int:
+        return self.images.shape[1]
+
+    @property
+    def image_size(self) -> int:
+        return self.images.shape[-1]
+
+    def statistics(self) -> tuple[list[float], list[float]]:
+        """Per-channel mean and standard deviation of the pixels in [0, 1] (for normalisation)."""
+        pixels = self.images.transpose(0, 1).reshape(self.num_channels, -1).double() / 255
+        return pixels.mean(dim=1).tolist(), pixels.std(dim=1).tolist()
+
+    def subset(self, indices: torch.Tensor) -> ImageTensors:
+        return ImageTensors(self.images[indices], self.labels[indices], self.class_names)
+
+
+def decode_images(
+    dataset: datasets.Dataset,
+    image_column: str,
+    label_column: str,
+    image_size: int | None = None,
+    class_names: list[str] | None = None,
+) -> ImageTensors:
+    """Decode every image once into one uint8 tensor; resize to `image_size` squares if given, else every image must
+    have the size of the first."""
+    if len(dataset) == 0:
+        raise DataError("The dataset split is empty.")
+    label_feature = dataset.features[label_column]
+    if class_names is None:
+        if isinstance(label_feature, datasets.ClassLabel):
+            class_names = list(label_feature.names)
+        else:
+            class_names = [str(label) for label in sorted(set(dataset[label_column]))]
+    labels = torch.as_tensor(dataset[label_column], dtype=torch.int64)
+    if labels.min() < 0 or labels.max() >= len(class_names):
+        raise DataError(
+            f"Labels of column {label_column!r} range over {labels.min().item()}..{labels.max().item()}, outside the "
+            f"{len(class_names)} classes 0..{len(class_names) - 1}."
+        )
+    images = dataset[image_column]
+    mode = "L" if images[0].mode in ("L", "1", "I;16", "I", "F") else "RGB"
+    size = (image_size, image_size) if image_size else images[0].size
+    if size[0] != size[1]:
+        raise DataError(f"Images are {size[0]}x{size[1]}; pass --image_size to resize them to squares.")
+    arrays = []
+    for position, image in enumerate(images):
+        image = image.convert(mode)
+        if image.size != size:
+            if not image_size:
+                raise DataError(
+                    f"Image {position} is {image.size[0]}x{image.size[1]} but the first is {size[0]}x{size[1]}: "
+                    "pass --image_size to resize all images to one size."
+                )
+            image = image.resize(size, PILImage.BILINEAR)
+        arrays.append(np.asarray(image, dtype=np.uint8))
+    pixels = torch.from_numpy(np.stack(arrays))
+    pixels = pixels[:, None] if pixels.dim() == 3 else pixels.permute(0, 3, 1, 2)
+    return ImageTensors(pixels.contiguous(), labels, class_names)
+
+
+class EpochShuffleSampler(Sampler[int]):
+    """A random order that depends only on (seed, epoch): identical on every process and after a resume, and it
+    does not draw from the global random generator."""
+
+    def __init__(self, num_samples: int, seed: int, stream: int = 0):
+        self.num_samples, self.seed, self.stream, self.epoch = num_samples, seed, stream, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.stream * 10_007 + self.epoch)
+        return iter(torch.randperm(self.num_samples, generator=generator).tolist())
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+
+def make_loader(
+    data: ImageTensors, batch_size: int, shuffle_seed: int | None = None, stream: int = 0, drop_last: bool = False
+) -> DataLoader:
+    """A DataLoader of (uint8 images, labels) batches; shuffled by an `EpochShuffleSampler` when a seed is given."""
+    sampler = EpochShuffleSampler(len(data.labels), shuffle_seed, stream) if shuffle_seed is not None else None
+    return DataLoader(
+        TensorDataset(data.images, data.labels),
+        batch_size=batch_size,
+        sampler=sampler,
+        drop_last=drop_last,
+        pin_memory=torch.cuda.is_available(),
+    )
+
+
+class BatchTransform:
+    """Augmentation and normalisation of whole uint8 batches on their device.
+
+    Training: random crop after zero padding by `crop_padding` pixels, random horizontal flip, and cutout (a zeroed
+    `cutout` x `cutout` square centred anywhere in the image, as DeVries & Taylor and the DARTS training recipe).
+    Evaluation: normalisation only.
+    """
+
+    def __init__(
+        self,
+        mean,
+        std,
+        crop_padding: int = 0,
+        horizontal_flip: bool = False,
+        cutout: int = 0,
+        channels_last: bool = False,
+    ):
+        self.mean = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
+        self.std = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
+        self.crop_padding, self.horizontal_flip, self.cutout = crop_padding, horizontal_flip, cutout
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+
+    def __call__(self, images: torch.Tensor, train: bool) -> torch.Tensor:
+        x = images.float().div_(255)
+        if train:
+            x = self._crop_and_flip(x)
+        x = (x - self.mean.to(x.device)) / self.std.to(x.device)
+        if train and self.cutout:
+            x = self._cutout(x)
+        return x.contiguous(memory_format=self.memory_format)
+
+    def _crop_and_flip(self, x: torch.Tensor) -> torch.Tensor:
+        batch, _, height, width = x.shape
+        device = x.device
+        if self.crop_padding:
+            p = self.crop_padding
+            padded = torch.nn.functional.pad(x, (p, p, p, p))
+            top = torch.randint(0, 2 * p + 1, (batch, 1), device=device) + torch.arange(height, device=device)
+            left = torch.randint(0, 2 * p + 1, (batch, 1), device=device) + torch.arange(width, device=device)
+            rows = torch.arange(batch, device=device)[:, None, None]
+            # [batch, height, width, channels] -> [batch, channels, height, width]
+            x = padded.permute(0, 2, 3, 1)[rows, top[:, :, None], left[:, None, :]].permute(0, 3, 1, 2)
+        if self.horizontal_flip:
+            flip = torch.rand(batch, device=device) < 0.5
+            x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+        return x
+
+    def _cutout(self, x: torch.Tensor) -> torch.Tensor:
+        """Zero (after normalisation, as the original) rows and columns [c - size // 2, c + size // 2) around a
+        random centre c, clipped at the border."""
+        batch, _, height, width = x.shape
+        device = x.device
+        half = self.cutout // 2
+        centre_y = torch.randint(0, height, (batch, 1), device=device)
+        centre_x = torch.randint(0, width, (batch, 1), device=device)
+        ys, xs = torch.arange(height, device=device), torch.arange(width, device=device)
+        in_rows = (ys >= centre_y - half) & (ys < centre_y + half)  # [batch, height]
+        in_cols = (xs >= centre_x - half) & (xs < centre_x + half)  # [batch, width]
+        inside = in_rows[:, :, None] & in_cols[:, None, :]
+        return x * (~inside)[:, None].to(x.dtype)
+
+
+__all__ = [
+    "BatchTransform",
+    "DataError",
+    "EpochShuffleSampler",
+    "ImageTensors",
+    "decode_images",
+    "embedded_digits",
+    "find_columns",
+    "load_image_dataset",
+    "make_loader",
+]

@@ -1,0 +1,161 @@
+"""Result folders and the Hub: what a search writes, its model card, and pushing a folder.
+
+Everything is written to the local folder first; the Hub repository is created early (so that a bad name or token
+fails before hours of work) and the folder is uploaded once at the end. A failed upload leaves the folder as it was
+and says how to retry.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from huggingface_hub import ModelCard, ModelCardData, create_repo, upload_folder
+
+from .visualize import animate_genotypes, draw_genotype
+
+
+logger = logging.getLogger(__name__)
+
+CITATION = """@inproceedings{liu2019darts,
+  title     = {{DARTS}: Differentiable Architecture Search},
+  author    = {Liu, Hanxiao and Simonyan, Karen and Yang, Yiming},
+  booktitle = {International Conference on Learning Representations},
+  year      = {2019},
+  url       = {https://arxiv.org/abs/1806.09055}
+}"""
+
+
+class HubPushError(RuntimeError):
+    """Creating or uploading to a Hub repository failed; the local files are untouched."""
+
+
+def create_hub_repo(repo_id: str, token: str | None = None, private: bool = False) -> str:
+    """Create (or reuse) a model repository and return its id."""
+    try:
+        return create_repo(repo_id, token=token, private=private, exist_ok=True).repo_id
+    except Exception as error:
+        raise HubPushError(
+            f"Could not create the Hub repository {repo_id!r}: {error}\nCheck the name, your token "
+            "(`hf auth login`) and the network; nothing has been run yet."
+        ) from error
+
+
+def push_folder(folder: str | Path, repo_id: str, token: str | None = None, ignore_patterns=None) -> str:
+    """Upload `folder` to `repo_id` in one commit; returns the commit URL."""
+    try:
+        commit = upload_folder(
+            repo_id=repo_id,
+            folder_path=folder,
+            token=token,
+            ignore_patterns=ignore_patterns,
+            commit_message="Upload DARTS result with darts-hub",
+        )
+    except Exception as error:
+        raise HubPushError(
+            f"Uploading {folder} to {repo_id!r} failed: {error}\nThe local folder is complete and unchanged; upload "
+            f"it later with `hf upload {repo_id} {folder}`."
+        ) from error
+    logger.info("Uploaded %s to %s", folder, commit.commit_url)
+    return commit.commit_url
+
+
+def save_search_result(
+    output_dir: str | Path,
+    supernet,
+    history: list[dict],
+    derived_sizes: dict,
+    settings: dict,
+    dataset: str,
+) -> Path:
+    """Write a search's result folder:
+
+    - `config.json`: the `DartsConfig` of the derived network (what training needs),
+    - `genotype.json`, `alphas_history.json` (every epoch's genotype, softmax alphas and metrics),
+    - `supernet/`: the supernet with its alphas (`save_pretrained`),
+    - `normal.png`, `reduction.png` and `search_progress.gif` (the most likely cells epoch by epoch),
+    - `README.md`: the model card.
+    """
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    genotype = supernet.genotype()
+    supernet.derived_config(**derived_sizes).save_pretrained(output_dir)
+    (output_dir / "genotype.json").write_text(json.dumps(genotype.to_dict(), indent=2) + "\n")
+    (output_dir / "alphas_history.json").write_text(json.dumps(history, indent=1) + "\n")
+    supernet.save_pretrained(output_dir / "supernet")
+    drawings = draw_genotype(genotype, output_dir)
+    animation = animate_genotypes(
+        [(f"epoch {record['epoch']}", record["genotype"]) for record in history], output_dir / "search_progress.gif"
+    )
+    card = search_model_card(genotype, history, settings, dataset, drawings, animation)
+    card.save(output_dir / "README.md")
+    return output_dir
+
+
+def search_model_card(genotype, history, settings, dataset, drawings, animation) -> ModelCard:
+    """The README.md of a search result: what was searched, on what data, with which settings, and what came out."""
+    last = history[-1] if history else {}
+    pictures = "\n".join(f"![{path.stem}]({path.name})" for path in drawings if path.suffix == ".png")
+    if animation is not None:
+        pictures += f"\n\nMost likely cells after each epoch:\n\n![search progress]({animation.name})"
+    order = "second-order (unrolled)" if settings.get("order") == 2 else "first-order"
+    metrics = (
+        f"After {last['epoch']} epochs ({last['step']} steps): weight-training accuracy {last['train_accuracy']:.4f}, "
+        f"architecture-validation accuracy {last['valid_accuracy']:.4f} (loss {last['valid_loss']:.4f})."
+        if last
+        else "The search stopped before completing an epoch."
+    )
+    settings_table = "\n".join(f"| {key} | {value} |" for key, value in settings.items() if value is not None)
+    data = ModelCardData(
+        library_name="darts-hub",
+        license="apache-2.0",
+        tags=["darts", "neural-architecture-search", "image-classification"],
+        datasets=[settings["dataset_name"]] if settings.get("dataset_name") else None,
+    )
+    content = f"""---
+{data.to_yaml()}
+---
+
+# DARTS cell searched on {dataset}
+
+Cells found by a {order} DARTS architecture search ([Liu et al., 2019](https://arxiv.org/abs/1806.09055)) with
+[darts-hub](https://github.com/darts-hub/darts-hub). `config.json` describes the derived network (a `DartsConfig`),
+ready to be trained from scratch; `supernet/` holds the search supernet and its architecture weights.
+
+{metrics}
+
+## Genotype
+
+```json
+{json.dumps(genotype.to_dict())}
+```
+
+{pictures}
+
+## Use
+
+```python
+import darts_hub
+from transformers import AutoConfig, AutoModelForImageClassification
+
+config = AutoConfig.from_pretrained("path/or/repo")  # the derived DartsConfig
+model = AutoModelForImageClassification.from_config(config)  # untrained, ready for training
+```
+
+## Search settings
+
+| setting | value |
+|---|---|
+{settings_table}
+
+## Citation
+
+```bibtex
+{CITATION}
+```
+"""
+    return ModelCard(content)
+
+
+__all__ = ["HubPushError", "create_hub_repo", "push_folder", "save_search_result", "search_model_card"]

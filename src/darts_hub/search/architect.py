@@ -1,0 +1,183 @@
+"""The architecture step of DARTS (Sec. 2.3 of the paper, eq. 5-8).
+
+The architecture weights alpha minimise the validation loss L_val(w*(alpha), alpha), where w*(alpha) are the weights
+trained on the training loss. DARTS approximates w*(alpha) by one step of the weight optimizer:
+
+    w' = w - xi * (momentum * v + grad_w L_train(w, alpha) + weight_decay * w)              (eq. 6)
+
+First order (xi = 0) uses grad_alpha L_val(w, alpha). Second order differentiates through the step:
+
+    grad_alpha L_val(w', alpha) - xi * grad^2_{alpha,w} L_train(w, alpha) . grad_w' L_val(w', alpha)   (eq. 7)
+
+where the Hessian-vector product is approximated by central finite differences (eq. 8), with
+w+- = w +- eps * grad_w' L_val(w', alpha) and eps = 0.01 / ||grad_w' L_val(w', alpha)||:
+
+    (grad_alpha L_train(w+, alpha) - grad_alpha L_train(w-, alpha)) / (2 eps)
+
+or computed exactly by differentiating through the unrolled step (double backward).
+
+Every pass runs the same module with `torch.func.functional_call` on substituted weights: no network is copied or
+rebuilt per step and the real weights are never perturbed in place. The passes use copies of the buffers, so the
+BatchNorm running statistics are updated by the weight steps only. The architect works with any model that has
+`arch_parameters()`, `weight_parameters()`, and a forward taking a batch as keyword arguments and returning an
+output with a `loss`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Mapping
+
+import torch
+from torch import nn
+from torch.func import functional_call
+
+
+ORDERS = (1, 2)
+HESSIAN_MODES = ("finite_difference", "exact")
+
+
+class Architect:
+    """Updates the architecture weights of `model` with `optimizer` (the paper: Adam, lr 3e-4, betas (0.5, 0.999),
+    weight decay 1e-3).
+
+    Args:
+        model: the (unwrapped) supernet.
+        optimizer: optimizer over `model.arch_parameters()`.
+        order: 1 for first order, 2 for the unrolled (second-order) approximation.
+        hessian: `"finite_difference"` (the paper's eq. 8) or `"exact"` (double backward) for second order.
+        unrolled_grad_clip: clip the weight gradient of the unrolled step to this norm (the recurrent search: 0.25).
+        epsilon_scale: the 0.01 of eps = 0.01 / ||grad_w' L_val||.
+        autocast: a context manager factory for the forward passes (e.g. `accelerator.autocast`).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        order: int = 1,
+        hessian: str = "finite_difference",
+        unrolled_grad_clip: float | None = None,
+        epsilon_scale: float = 0.01,
+        autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
+    ):
+        if order not in ORDERS:
+            raise ValueError(f"order must be 1 or 2, got {order!r}.")
+        if hessian not in HESSIAN_MODES:
+            raise ValueError(f"hessian must be one of {HESSIAN_MODES}, got {hessian!r}.")
+        self.model = model
+        self.optimizer = optimizer
+        self.order = order
+        self.hessian = hessian
+        self.unrolled_grad_clip = unrolled_grad_clip
+        self.epsilon_scale = epsilon_scale
+        self.autocast = autocast
+        arch_ids = {id(p) for p in model.arch_parameters()}
+        self.arch_names = [name for name, p in model.named_parameters() if id(p) in arch_ids]
+        self.weight_names = [name for name, p in model.named_parameters() if id(p) not in arch_ids]
+
+    def step(self, train_batch: Mapping, valid_batch: Mapping, weight_optimizer: torch.optim.Optimizer) -> None:
+        """One architecture update. `weight_optimizer` (SGD) gives the unrolled step its lr, momentum and decay."""
+        gradients = self.arch_gradients(train_batch, valid_batch, weight_optimizer)
+        gradients = _average_across_processes(gradients)
+        parameters = dict(self.model.named_parameters())
+        for name, gradient in zip(self.arch_names, gradients):
+            parameters[name].grad = gradient.to(parameters[name].dtype)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+
+    def arch_gradients(
+        self, train_batch: Mapping, valid_batch: Mapping, weight_optimizer: torch.optim.Optimizer | None = None
+    ) -> list[torch.Tensor]:
+        """The gradient of the (first- or second-order) architecture objective with respect to each alpha."""
+        parameters = dict(self.model.named_parameters())
+        alphas = [parameters[name] for name in self.arch_names]
+        weights = [parameters[name].detach() for name in self.weight_names]
+        if self.order == 1:
+            return list(torch.autograd.grad(self._loss(weights, alphas, valid_batch), alphas))
+        if weight_optimizer is None:
+            raise ValueError("Second-order architecture steps need the weight optimizer (its lr, momentum, decay).")
+        if self.hessian == "exact":
+            return self._exact_unrolled_gradients(weights, alphas, train_batch, valid_batch, weight_optimizer)
+        return self._finite_difference_gradients(weights, alphas, train_batch, valid_batch, weight_optimizer)
+
+    def _loss(self, weights, alphas, batch: Mapping) -> torch.Tensor:
+        tensors = dict(zip(self.weight_names, weights))
+        tensors.update(zip(self.arch_names, alphas))
+        # Copies of the buffers: these passes must not move the BatchNorm running statistics.
+        tensors.update({name: buffer.clone() for name, buffer in self.model.named_buffers()})
+        with self.autocast():
+            return functional_call(self.model, tensors, args=(), kwargs=dict(batch)).loss
+
+    def _unrolled_weights(self, weights, gradients, weight_optimizer) -> list[torch.Tensor]:
+        """w' = w - lr * (momentum * v + g + weight_decay * w), read from the weight optimizer (eq. 6)."""
+        group = weight_optimizer.param_groups[0]
+        lr, momentum, weight_decay = group["lr"], group.get("momentum", 0.0), group.get("weight_decay", 0.0)
+        if self.unrolled_grad_clip is not None:
+            total_norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in gradients]))
+            scale = torch.clamp(self.unrolled_grad_clip / (total_norm + 1e-6), max=1.0)
+            gradients = [g * scale for g in gradients]
+        parameters = dict(self.model.named_parameters())
+        unrolled = []
+        for name, w, g in zip(self.weight_names, weights, gradients):
+            step = g + weight_decay * w
+            buffer = weight_optimizer.state.get(parameters[name], {}).get("momentum_buffer")
+            if momentum and buffer is not None:
+                step = step + momentum * buffer
+            unrolled.append(w - lr * step)
+        return unrolled
+
+    def _finite_difference_gradients(self, weights, alphas, train_batch, valid_batch, weight_optimizer):
+        lr = weight_optimizer.param_groups[0]["lr"]
+        weights_grad = [w.clone().requires_grad_() for w in weights]
+        train_loss = self._loss(weights_grad, [a.detach() for a in alphas], train_batch)
+        train_gradients = torch.autograd.grad(train_loss, weights_grad)
+        unrolled = [
+            w.detach().requires_grad_() for w in self._unrolled_weights(weights, train_gradients, weight_optimizer)
+        ]
+        valid_gradients = torch.autograd.grad(self._loss(unrolled, alphas, valid_batch), alphas + unrolled)
+        alpha_gradients, vector = valid_gradients[: len(alphas)], valid_gradients[len(alphas) :]
+
+        norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(v) for v in vector]))
+        epsilon = self.epsilon_scale / norm
+        plus = [w + epsilon * v for w, v in zip(weights, vector)]
+        minus = [w - epsilon * v for w, v in zip(weights, vector)]
+        gradients_plus = torch.autograd.grad(self._loss(plus, alphas, train_batch), alphas)
+        gradients_minus = torch.autograd.grad(self._loss(minus, alphas, train_batch), alphas)
+        return [
+            g - lr * (gp - gm) / (2 * epsilon) for g, gp, gm in zip(alpha_gradients, gradients_plus, gradients_minus)
+        ]
+
+    def _exact_unrolled_gradients(self, weights, alphas, train_batch, valid_batch, weight_optimizer):
+        weights_grad = [w.clone().requires_grad_() for w in weights]
+        train_gradients = torch.autograd.grad(
+            self._loss(weights_grad, alphas, train_batch), weights_grad, create_graph=True
+        )
+        unrolled = self._unrolled_weights(weights, train_gradients, weight_optimizer)
+        return list(torch.autograd.grad(self._loss(unrolled, alphas, valid_batch), alphas))
+
+    def state_dict(self) -> dict:
+        return {"optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+
+
+def _average_across_processes(gradients: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Average the alpha gradients over all processes.
+
+    `torch.autograd.grad` bypasses DistributedDataParallel's gradient hooks, so without this each rank would update
+    its alphas from its own data shard and the ranks would silently diverge.
+    """
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return gradients
+    world_size = torch.distributed.get_world_size()
+    if world_size == 1:
+        return gradients
+    flat = torch.cat([g.reshape(-1) for g in gradients])
+    torch.distributed.all_reduce(flat)
+    flat /= world_size
+    return [chunk.view_as(g) for chunk, g in zip(flat.split([g.numel() for g in gradients]), gradients)]
+
+
+__all__ = ["HESSIAN_MODES", "ORDERS", "Architect"]

@@ -1,0 +1,239 @@
+"""The convolutional search supernet of DARTS (Sec. 2.1-2.2 of the paper).
+
+Every edge of a cell is a *mixed operation*: the softmax(alpha)-weighted sum of all candidate operations. The
+architecture weights alpha (one row per edge, one column per candidate, shared by all normal cells and by all
+reduction cells) are parameters of the model, saved with it, and trained by the architect on validation data while
+the operation weights are trained on training data.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from transformers import PreTrainedConfig, PreTrainedModel
+from transformers import initialization as init
+from transformers.modeling_outputs import ImageClassifierOutputWithNoAttention
+
+from ..genotypes import CNN_OPERATIONS, PRIMITIVES, Genotype, derive_genotype
+from ..models.darts.configuration_darts import STEMS, DartsConfig
+from ..models.darts.modeling_darts import init_pytorch_default
+from ..ops import FactorizedReduce, ReLUConvBN, build_operation
+
+
+class DartsSearchConfig(PreTrainedConfig):
+    r"""
+    Configuration of the DARTS convolutional search supernet. Defaults are the paper's CIFAR-10 search: 16 channels,
+    8 cells (reductions at 1/3 and 2/3 of the depth), 4 intermediate nodes per cell, all 4 concatenated.
+
+    Args:
+        init_channels (`int`, *optional*, defaults to 16): channels of the first cells, doubled at each reduction.
+        num_cells (`int`, *optional*, defaults to 8): number of cells.
+        num_channels (`int`, *optional*, defaults to 3): channels of the input images.
+        steps (`int`, *optional*, defaults to 4): intermediate nodes per cell.
+        multiplier (`int`, *optional*, defaults to 4): how many of the last nodes the cell output concatenates.
+        stem_multiplier (`int`, *optional*, defaults to 3): the stem outputs `stem_multiplier * init_channels`.
+        primitives (`list[str]`, *optional*): candidate operations; defaults to the paper's eight, `"none"` first.
+        alpha_init_std (`float`, *optional*, defaults to 1e-3): alphas start as `alpha_init_std * N(0, 1)`.
+        image_size (`int`, *optional*, defaults to 32): side of the input images.
+        image_mean (`list[float]`, *optional*), image_std (`list[float]`, *optional*): normalisation of the data.
+    """
+
+    model_type = "darts_search"
+
+    init_channels: int = 16
+    num_cells: int = 8
+    num_channels: int = 3
+    steps: int = 4
+    multiplier: int = 4
+    stem_multiplier: int = 3
+    primitives: list[str] | None = None
+    alpha_init_std: float = 1e-3
+    image_size: int = 32
+    image_mean: list[float] | None = None
+    image_std: list[float] | None = None
+
+    def __post_init__(self, **kwargs):
+        self.primitives = list(self.primitives or PRIMITIVES)
+        unknown = [op for op in self.primitives if op not in ("none",) + CNN_OPERATIONS]
+        if unknown:
+            raise ValueError(f"Unknown candidate operation(s) {unknown}; known: none, {', '.join(CNN_OPERATIONS)}.")
+        if not 1 <= self.multiplier <= self.steps:
+            raise ValueError(f"multiplier must be in 1..steps ({self.steps}), got {self.multiplier}.")
+        if self.init_channels < 2 or self.init_channels % 2:
+            raise ValueError(f"init_channels must be even and positive, got {self.init_channels}.")
+        reductions = len(self.reduction_cells)
+        if self.image_size < 2**reductions:
+            raise ValueError(
+                f"Images of {self.image_size}x{self.image_size} pixels are too small for {self.num_cells} cells, which "
+                f"halve the resolution {reductions} times: use images of at least {2**reductions}x{2**reductions}."
+            )
+        _, default_mean, default_std = STEMS["cifar"]
+        default = [0.5] * self.num_channels
+        self.image_mean = list(self.image_mean or (default_mean if self.num_channels == 3 else default))
+        self.image_std = list(self.image_std or (default_std if self.num_channels == 3 else default))
+        if self.id2label is None and kwargs.get("num_labels") is None:
+            kwargs["num_labels"] = 10
+        super().__post_init__(**kwargs)
+
+    @property
+    def reduction_cells(self) -> tuple[int, ...]:
+        return tuple(sorted({self.num_cells // 3, 2 * self.num_cells // 3}))
+
+    @property
+    def num_edges(self) -> int:
+        """Edges per cell: node i has i + 2 incoming edges."""
+        return self.steps * (self.steps + 3) // 2
+
+
+class MixedOp(nn.Module):
+    """All candidate operations of one edge; the output is their alpha-weighted sum.
+
+    'none' (the zero operation) is not built: its term is zero, so it costs nothing and only takes part in the
+    softmax. Pooling is followed by an affine-free BatchNorm so that its scale is comparable with the others'.
+    """
+
+    def __init__(self, primitives: list[str], channels: int, stride: int):
+        super().__init__()
+        self.ops = nn.ModuleDict()
+        for name in primitives:
+            if name == "none":
+                continue
+            op = build_operation(name, channels, stride, affine=False)
+            if "pool" in name:
+                op = nn.Sequential(op, nn.BatchNorm2d(channels, affine=False))
+            self.ops[name] = op
+        self.op_columns = [primitives.index(name) for name in self.ops]
+
+    def forward(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        # weights: [num_primitives], the softmax of this edge's alphas
+        return sum(weights[column] * op(x) for column, op in zip(self.op_columns, self.ops.values()))
+
+
+class SearchCell(nn.Module):
+    """A cell whose every possible edge (node i <- each earlier state) is a MixedOp."""
+
+    def __init__(
+        self, config: DartsSearchConfig, prev_prev_channels, prev_channels, channels, reduction, reduction_prev
+    ):
+        super().__init__()
+        self.reduction = reduction
+        if reduction_prev:
+            self.preprocess0 = FactorizedReduce(prev_prev_channels, channels, affine=False)
+        else:
+            self.preprocess0 = ReLUConvBN(prev_prev_channels, channels, 1, 1, 0, affine=False)
+        self.preprocess1 = ReLUConvBN(prev_channels, channels, 1, 1, 0, affine=False)
+        self.edges = nn.ModuleList(
+            MixedOp(config.primitives, channels, stride=2 if reduction and source < 2 else 1)
+            for node in range(config.steps)
+            for source in range(node + 2)
+        )
+        self.steps, self.multiplier = config.steps, config.multiplier
+        self.out_channels = channels * config.multiplier
+
+    def forward(self, s0: torch.Tensor, s1: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        # weights: [num_edges, num_primitives]
+        states = [self.preprocess0(s0), self.preprocess1(s1)]
+        edge = 0
+        for _ in range(self.steps):
+            node = sum(self.edges[edge + j](h, weights[edge + j]) for j, h in enumerate(states))
+            edge += len(states)
+            states.append(node)
+        return torch.cat(states[-self.multiplier :], dim=1)
+
+
+class DartsSearchNetwork(PreTrainedModel):
+    """The supernet: CIFAR stem, search cells, global pooling, classifier, and the architecture weights."""
+
+    config: DartsSearchConfig
+    config_class = DartsSearchConfig
+    base_model_prefix = "darts_search"
+    main_input_name = "pixel_values"
+    input_modalities = ("image",)
+
+    def __init__(self, config: DartsSearchConfig):
+        super().__init__(config)
+        channels = config.init_channels
+        stem_channels = config.stem_multiplier * channels
+        self.stem = nn.Sequential(
+            nn.Conv2d(config.num_channels, stem_channels, 3, padding=1, bias=False), nn.BatchNorm2d(stem_channels)
+        )
+        prev_prev_channels = prev_channels = stem_channels
+        reduction_prev = False
+        self.cells = nn.ModuleList()
+        for index in range(config.num_cells):
+            reduction = index in config.reduction_cells
+            if reduction:
+                channels *= 2
+            cell = SearchCell(config, prev_prev_channels, prev_channels, channels, reduction, reduction_prev)
+            self.cells.append(cell)
+            reduction_prev = reduction
+            prev_prev_channels, prev_channels = prev_channels, cell.out_channels
+        self.pooler = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Linear(prev_channels, config.num_labels)
+        shape = (config.num_edges, len(config.primitives))
+        self.alphas_normal = nn.Parameter(torch.empty(shape))
+        self.alphas_reduce = nn.Parameter(torch.empty(shape))
+        self.post_init()
+
+    @torch.no_grad()
+    def _init_weights(self, module: nn.Module):
+        """PyTorch's default initialisation for the layers (as the original), 1e-3 * N(0, 1) for the alphas."""
+        if module is self:
+            init.normal_(self.alphas_normal, std=self.config.alpha_init_std)
+            init.normal_(self.alphas_reduce, std=self.config.alpha_init_std)
+        else:
+            init_pytorch_default(module)
+
+    def arch_parameters(self) -> list[nn.Parameter]:
+        """The architecture weights alpha (normal, reduce), trained by the architect."""
+        return [self.alphas_normal, self.alphas_reduce]
+
+    def weight_parameters(self) -> list[nn.Parameter]:
+        """The operation weights w, trained by the weight optimizer."""
+        arch = {id(p) for p in self.arch_parameters()}
+        return [p for p in self.parameters() if id(p) not in arch]
+
+    def forward(self, pixel_values: torch.Tensor, labels: torch.Tensor | None = None, **kwargs):
+        weights_normal = torch.softmax(self.alphas_normal, dim=-1)
+        weights_reduce = torch.softmax(self.alphas_reduce, dim=-1)
+        s0 = s1 = self.stem(pixel_values)
+        for cell in self.cells:
+            s0, s1 = s1, cell(s0, s1, weights_reduce if cell.reduction else weights_normal)
+        logits = self.classifier(self.pooler(s1).flatten(1))
+        loss = nn.functional.cross_entropy(logits, labels) if labels is not None else None
+        return ImageClassifierOutputWithNoAttention(loss=loss, logits=logits)
+
+    def genotype(self) -> Genotype:
+        """The discrete cells the current alphas encode (the paper's top-2 rule, 'none' excluded)."""
+        return derive_genotype(
+            self.alphas_normal,
+            self.alphas_reduce,
+            steps=self.config.steps,
+            multiplier=self.config.multiplier,
+            primitives=self.config.primitives,
+        )
+
+    def derived_config(self, **overrides) -> DartsConfig:
+        """The `DartsConfig` of the network the search found, ready to train from scratch.
+
+        Sizes default to the paper's CIFAR-10 evaluation network (36 channels, 20 cells, auxiliary head on 32x32
+        images); the data-dependent settings (classes, channels, image size and statistics) come from the search.
+        """
+        settings = {
+            "genotype": self.genotype(),
+            "init_channels": 36,
+            "num_cells": 20,
+            "use_auxiliary_head": self.config.image_size == 32,
+            "drop_path_prob": 0.2,
+            "num_channels": self.config.num_channels,
+            "image_size": self.config.image_size,
+            "image_mean": self.config.image_mean,
+            "image_std": self.config.image_std,
+            "id2label": self.config.id2label,
+            "label2id": self.config.label2id,
+        }
+        settings.update(overrides)
+        return DartsConfig(**settings)
+
+
+__all__ = ["DartsSearchConfig", "DartsSearchNetwork", "MixedOp", "SearchCell"]
