@@ -199,6 +199,9 @@ def make_loader(
         sampler=sampler,
         drop_last=drop_last,
         pin_memory=torch.cuda.is_available(),
+        # Every new iterator draws a seed from its loader's generator: a private one keeps the global random state
+        # (augmentation, drop-path) independent of how often iterators are created, so a resumed run matches.
+        generator=torch.Generator(),
     )
 
 

@@ -172,8 +172,11 @@ def _resolve_checkpoint(resume_from_checkpoint: str, output_dir: Path) -> Path |
     return folders[-1]
 
 
-def run_search(args: SearchArguments) -> Path:
-    """Run a search as configured by `args` and write the result folder; returns its path."""
+def run_search(args: SearchArguments) -> DartsSearchNetwork:
+    """Run a search as configured by `args` and write the result folder (`args.output_dir`).
+
+    Returns the supernet (on every process), whose `genotype()` is the result.
+    """
     output_dir = Path(args.output_dir)
     accelerator = Accelerator(
         mixed_precision=args.mixed_precision,
@@ -327,7 +330,7 @@ def run_search(args: SearchArguments) -> Path:
             except HubPushError as error:
                 logger.error("%s", error)
     accelerator.end_training()
-    return output_dir
+    return supernet
 
 
 def _end_epoch(accelerator, supernet, model, eval_loader, transform, progress: SearchProgress, epoch: int) -> None:

@@ -1,0 +1,21 @@
+"""Run by tests under `accelerate launch`: a short search, then every rank saves its alphas for comparison."""
+
+import os
+import sys
+from pathlib import Path
+
+import torch
+from transformers import HfArgumentParser
+
+from darts_hub.training.search_loop import SearchArguments, run_search
+
+
+if __name__ == "__main__":
+    (args,) = HfArgumentParser(SearchArguments).parse_args_into_dataclasses(sys.argv[1:])
+    supernet = run_search(args)
+    # The process group is gone after the run; the launcher's variables say who we were.
+    rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    torch.save(
+        {"world_size": world, "alphas": [a.detach().clone() for a in supernet.arch_parameters()]},
+        Path(args.output_dir) / f"alphas-rank{rank}.pt",
+    )
