@@ -89,7 +89,8 @@ class MixedOp(nn.Module):
     """All candidate operations of one edge; the output is their alpha-weighted sum.
 
     'none' (the zero operation) is not built: its term is zero, so it costs nothing and only takes part in the
-    softmax. Pooling is followed by an affine-free BatchNorm so that its scale is comparable with the others'.
+    softmax. Pooling is followed by an affine-free BatchNorm so that its scale is comparable with the others'. The
+    convolutions all start with the same ReLU of the input; it is computed once per edge, not once per operation.
     """
 
     def __init__(self, primitives: list[str], channels: int, stride: int):
@@ -103,10 +104,19 @@ class MixedOp(nn.Module):
                 op = nn.Sequential(op, nn.BatchNorm2d(channels, affine=False))
             self.ops[name] = op
         self.op_columns = [primitives.index(name) for name in self.ops]
+        # For the operations that begin with a ReLU, the layers after it (sharing the registered modules).
+        self.after_relu = [
+            op.op[1:] if isinstance(getattr(op, "op", None), nn.Sequential) and isinstance(op.op[0], nn.ReLU) else None
+            for op in self.ops.values()
+        ]
 
     def forward(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         # weights: [num_primitives], the softmax of this edge's alphas
-        return sum(weights[column] * op(x) for column, op in zip(self.op_columns, self.ops.values()))
+        relu_x = nn.functional.relu(x) if any(layers is not None for layers in self.after_relu) else None
+        total = 0
+        for column, op, layers in zip(self.op_columns, self.ops.values(), self.after_relu):
+            total = total + weights[column] * (op(x) if layers is None else layers(relu_x))
+        return total
 
 
 class SearchCell(nn.Module):
@@ -171,16 +181,30 @@ class DartsSearchNetwork(PreTrainedModel):
         self.pooler = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(prev_channels, config.num_labels)
         shape = (config.num_edges, len(config.primitives))
-        self.alphas_normal = nn.Parameter(torch.empty(shape))
-        self.alphas_reduce = nn.Parameter(torch.empty(shape))
+        self.alphas = nn.ParameterDict({"normal": torch.empty(shape), "reduce": torch.empty(shape)})
+        # Under DistributedDataParallel the alphas are left to the architect, which averages their gradients itself
+        # (they get none in the weight step); every process starts them from the same seed.
+        nn.parallel.DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(
+            self, ["alphas.normal", "alphas.reduce"]
+        )
         self.post_init()
+
+    @property
+    def alphas_normal(self) -> nn.Parameter:
+        """Architecture weights of the normal cells, `[num_edges, num_primitives]`."""
+        return self.alphas["normal"]
+
+    @property
+    def alphas_reduce(self) -> nn.Parameter:
+        """Architecture weights of the reduction cells, `[num_edges, num_primitives]`."""
+        return self.alphas["reduce"]
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module):
         """PyTorch's default initialisation for the layers (as the original), 1e-3 * N(0, 1) for the alphas."""
-        if module is self:
-            init.normal_(self.alphas_normal, std=self.config.alpha_init_std)
-            init.normal_(self.alphas_reduce, std=self.config.alpha_init_std)
+        if module is self.alphas:
+            for alpha in module.values():
+                init.normal_(alpha, std=self.config.alpha_init_std)
         else:
             init_pytorch_default(module)
 

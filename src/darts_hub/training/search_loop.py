@@ -83,7 +83,10 @@ class SearchArguments:
     arch_beta1: float = field(default=0.5, metadata={"help": "Adam beta1 of the alphas."})
     arch_beta2: float = field(default=0.999, metadata={"help": "Adam beta2 of the alphas."})
     seed: int = field(default=2, metadata={"help": "Random seed (the original's default)."})
-    channels_last: bool = field(default=False, metadata={"help": "Use the channels-last memory format."})
+    channels_last: bool | None = field(
+        default=None,
+        metadata={"help": "Use the channels-last memory format (default: on for the CPU, where it is ~1.8x faster)."},
+    )
     mixed_precision: str | None = field(
         default=None, metadata={"help": "no, fp16 or bf16 (default: what `accelerate launch` or its config says)."}
     )
@@ -172,6 +175,54 @@ def _resolve_checkpoint(resume_from_checkpoint: str, output_dir: Path) -> Path |
     return folders[-1]
 
 
+def make_search_optimizers(supernet: DartsSearchNetwork, args: SearchArguments):
+    """The weight optimizer (SGD with momentum), the architecture optimizer (Adam) and the per-epoch cosine schedule
+    of the weight learning rate."""
+    weight_optimizer = torch.optim.SGD(
+        supernet.weight_parameters(), args.learning_rate, momentum=args.momentum, weight_decay=args.weight_decay
+    )
+    arch_optimizer = torch.optim.Adam(
+        supernet.arch_parameters(),
+        lr=args.arch_learning_rate,
+        betas=(args.arch_beta1, args.arch_beta2),
+        weight_decay=args.arch_weight_decay,
+    )
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
+        weight_optimizer, T_max=args.epochs, eta_min=args.learning_rate_min
+    )
+    return weight_optimizer, arch_optimizer, scheduler
+
+
+def search_step(
+    model,
+    architect: Architect,
+    weight_optimizer,
+    weight_parameters,
+    train_batch,
+    valid_batch,
+    accelerator,
+    grad_clip: float,
+):
+    """One step of Alg. 1: the architecture step on a validation batch, then the weight step on a training batch.
+    Returns the weight step's model outputs."""
+    architect.step(train_batch, valid_batch, weight_optimizer)
+    # The weight step takes the architecture as given: no alpha gradients are computed (nor their inputs kept).
+    alphas = architect.model.arch_parameters()
+    for alpha in alphas:
+        alpha.requires_grad_(False)
+    try:
+        with accelerator.autocast():
+            outputs = model(**train_batch)
+        accelerator.backward(outputs.loss)
+    finally:
+        for alpha in alphas:
+            alpha.requires_grad_(True)
+    accelerator.clip_grad_norm_(weight_parameters, grad_clip)
+    weight_optimizer.step()
+    weight_optimizer.zero_grad(set_to_none=True)
+    return outputs
+
+
 def run_search(args: SearchArguments) -> DartsSearchNetwork:
     """Run a search as configured by `args` and write the result folder (`args.output_dir`).
 
@@ -205,13 +256,14 @@ def run_search(args: SearchArguments) -> DartsSearchNetwork:
     if num_weight_samples < 1 or num_weight_samples >= len(data.labels):
         raise ValueError(f"{len(data.labels)} images cannot be split with --train_portion {args.train_portion}.")
     mean, std = data.statistics()
+    channels_last = accelerator.device.type == "cpu" if args.channels_last is None else args.channels_last
     is_digits = args.train_dir is None and args.dataset_name in (None, DIGITS)
     transform = BatchTransform(
         mean,
         std,
         crop_padding=data.image_size // 8 if args.crop_padding is None else args.crop_padding,
         horizontal_flip=(not is_digits) if args.horizontal_flip is None else args.horizontal_flip,
-        channels_last=args.channels_last,
+        channels_last=channels_last,
     )
     indices = torch.arange(len(data.labels))
     train_loader = make_loader(data.subset(indices[:num_weight_samples]), args.batch_size, args.seed, stream=0)
@@ -231,20 +283,9 @@ def run_search(args: SearchArguments) -> DartsSearchNetwork:
         label2id={name: index for index, name in enumerate(data.class_names)},
     )
     model = DartsSearchNetwork(config)
-    if args.channels_last:
+    if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    weight_optimizer = torch.optim.SGD(
-        model.weight_parameters(), args.learning_rate, momentum=args.momentum, weight_decay=args.weight_decay
-    )
-    arch_optimizer = torch.optim.Adam(
-        model.arch_parameters(),
-        lr=args.arch_learning_rate,
-        betas=(args.arch_beta1, args.arch_beta2),
-        weight_decay=args.arch_weight_decay,
-    )
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
-        weight_optimizer, T_max=args.epochs, eta_min=args.learning_rate_min
-    )
+    weight_optimizer, arch_optimizer, scheduler = make_search_optimizers(model, args)
     model, weight_optimizer, train_loader, valid_loader, eval_loader = accelerator.prepare(
         model, weight_optimizer, train_loader, valid_loader, eval_loader
     )
@@ -284,14 +325,16 @@ def run_search(args: SearchArguments) -> DartsSearchNetwork:
             valid_images, valid_labels = next(valid_batches)
             train_batch = {"pixel_values": transform(images, train=True), "labels": labels}
             valid_batch = {"pixel_values": transform(valid_images, train=True), "labels": valid_labels}
-            architect.step(train_batch, valid_batch, weight_optimizer)
-
-            with accelerator.autocast():
-                outputs = model(**train_batch)
-            accelerator.backward(outputs.loss)
-            accelerator.clip_grad_norm_(weight_parameters, args.grad_clip)
-            weight_optimizer.step()
-            weight_optimizer.zero_grad(set_to_none=True)
+            outputs = search_step(
+                model,
+                architect,
+                weight_optimizer,
+                weight_parameters,
+                train_batch,
+                valid_batch,
+                accelerator,
+                args.grad_clip,
+            )
 
             progress.running["loss"] += outputs.loss.item() * len(labels)
             progress.running["correct"] += (outputs.logits.argmax(-1) == labels).sum().item()
@@ -376,4 +419,4 @@ def _tracker_config(args: SearchArguments) -> dict:
     return {key: value for key, value in asdict(args).items() if key != "hub_token"}
 
 
-__all__ = ["SearchArguments", "SearchProgress", "run_search"]
+__all__ = ["SearchArguments", "SearchProgress", "make_search_optimizers", "run_search", "search_step"]

@@ -1,0 +1,45 @@
+#!/usr/bin/env python
+"""Measure the expensive steps and print one JSON line per workload.
+
+    python scripts/benchmark.py                                   # every workload, each in a fresh process
+    python scripts/benchmark.py --workload search_first_order --batch_size 64 --channels_last
+    python scripts/benchmark.py --workload search_second_order --batch_size 16 --device cuda --dtype bfloat16
+
+Defaults are the paper's search size (batch 64, 3x32x32 images, 16 channels, 8 cells). On the CPU the peak memory is
+the process's peak resident set size, which is why "all" runs each workload in its own process.
+"""
+
+import argparse
+import json
+import subprocess
+import sys
+
+from darts_hub.benchmark import DTYPES, WORKLOADS
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--workload", default="all", choices=["all", *WORKLOADS], help="what to measure")
+    parser.add_argument("--batch_size", type=int, default=64, help="images per step (default: 64)")
+    parser.add_argument("--device", default=None, help="cpu or cuda (default: the accelerator if there is one)")
+    parser.add_argument("--dtype", default="float32", choices=list(DTYPES), help="autocast dtype (default: float32)")
+    parser.add_argument("--channels_last", action="store_true", help="use the channels-last memory format")
+    parser.add_argument("--steps", type=int, default=3, help="timed steps; the median is reported (default: 3)")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed steps first (default: 1)")
+    args = parser.parse_args()
+    if args.workload == "all":
+        options = [
+            f"--{key}={value}"
+            for key, value in vars(args).items()
+            if key not in ("workload", "channels_last") and value is not None
+        ]
+        options += ["--channels_last"] if args.channels_last else []
+        for workload in WORKLOADS:
+            subprocess.run([sys.executable, __file__, "--workload", workload, *options], check=True)
+        return
+    settings = {key: value for key, value in vars(args).items() if key != "workload"}
+    print(json.dumps(WORKLOADS[args.workload](**settings)), flush=True)
+
+
+if __name__ == "__main__":
+    main()

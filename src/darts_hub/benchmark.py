@@ -1,0 +1,110 @@
+"""Speed and memory of the expensive steps, measured on the real code paths (used by `scripts/benchmark.py`).
+
+Each workload reports seconds per step, steps/s, images/s and peak memory: CUDA's peak allocation on a GPU, the peak
+resident set size of the process on the CPU (so run one workload per process for a clean figure).
+"""
+
+from __future__ import annotations
+
+import resource
+import time
+
+import torch
+from accelerate import Accelerator
+
+from .search.architect import Architect
+from .search.cnn import DartsSearchConfig, DartsSearchNetwork
+from .training.search_loop import SearchArguments, make_search_optimizers, search_step
+
+
+DTYPES = {"float32": "no", "bfloat16": "bf16", "float16": "fp16"}
+
+
+def _peak_memory_gb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**30
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # kilobytes on Linux
+
+
+def _timed(step, steps: int, warmup: int, device: torch.device) -> list[float]:
+    timings = []
+    for index in range(warmup + steps):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        step()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        if index >= warmup:
+            timings.append(time.perf_counter() - start)
+    return timings
+
+
+def benchmark_search_step(
+    order: int = 1,
+    batch_size: int = 64,
+    image_size: int = 32,
+    init_channels: int = 16,
+    num_cells: int = 8,
+    device: str | None = None,
+    dtype: str = "float32",
+    channels_last: bool = False,
+    steps: int = 3,
+    warmup: int = 1,
+) -> dict:
+    """One DARTS search step (architecture step + weight step, as in the search loop) at the paper's search size."""
+    accelerator = Accelerator(cpu=device == "cpu", mixed_precision=DTYPES[dtype])
+    args = SearchArguments(order=order, batch_size=batch_size, init_channels=init_channels, num_cells=num_cells)
+    supernet = DartsSearchNetwork(
+        DartsSearchConfig(init_channels=init_channels, num_cells=num_cells, image_size=image_size)
+    )
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    supernet = supernet.to(memory_format=memory_format)
+    weight_optimizer, arch_optimizer, _ = make_search_optimizers(supernet, args)
+    model, weight_optimizer = accelerator.prepare(supernet, weight_optimizer)
+    architect = Architect(supernet, arch_optimizer, order=order, autocast=accelerator.autocast)
+    weight_parameters = supernet.weight_parameters()
+
+    def batch():
+        pixels = torch.randn(batch_size, 3, image_size, image_size, device=accelerator.device)
+        labels = torch.randint(0, 10, (batch_size,), device=accelerator.device)
+        return {"pixel_values": pixels.contiguous(memory_format=memory_format), "labels": labels}
+
+    train_batch, valid_batch = batch(), batch()
+
+    def step():
+        search_step(
+            model,
+            architect,
+            weight_optimizer,
+            weight_parameters,
+            train_batch,
+            valid_batch,
+            accelerator,
+            args.grad_clip,
+        )
+
+    timings = _timed(step, steps, warmup, accelerator.device)
+    seconds = sorted(timings)[len(timings) // 2]
+    return {
+        "workload": f"search_step_order{order}",
+        "device": str(accelerator.device),
+        "dtype": dtype,
+        "channels_last": channels_last,
+        "batch_size": batch_size,
+        "init_channels": init_channels,
+        "num_cells": num_cells,
+        "seconds_per_step": round(seconds, 4),
+        "steps_per_s": round(1 / seconds, 4),
+        "images_per_s": round(batch_size / seconds, 2),
+        "peak_memory_gb": round(_peak_memory_gb(accelerator.device), 3),
+        "threads": torch.get_num_threads(),
+    }
+
+
+WORKLOADS = {
+    "search_first_order": lambda **kw: benchmark_search_step(order=1, **kw),
+    "search_second_order": lambda **kw: benchmark_search_step(order=2, **kw),
+}
+
+__all__ = ["WORKLOADS", "benchmark_search_step"]
