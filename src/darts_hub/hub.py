@@ -120,8 +120,8 @@ def search_model_card(genotype, history, settings, dataset, drawings, animation)
 # DARTS cell searched on {dataset}
 
 Cells found by a {order} DARTS architecture search ([Liu et al., 2019](https://arxiv.org/abs/1806.09055)) with
-[darts-hub](https://github.com/darts-hub/darts-hub). `config.json` describes the derived network (a `DartsConfig`),
-ready to be trained from scratch; `supernet/` holds the search supernet and its architecture weights.
+darts-hub. `config.json` describes the derived network (a `DartsConfig`), ready to be trained from scratch;
+`supernet/` holds the search supernet and its architecture weights.
 
 {metrics}
 

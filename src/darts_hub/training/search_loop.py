@@ -409,6 +409,9 @@ def _end_epoch(accelerator, supernet, model, eval_loader, transform, progress: S
         valid["accuracy"],
         json.dumps(record["genotype"]),
     )
+    for cell in ("normal", "reduce"):
+        rows = "\n".join(" ".join(f"{p:.3f}" for p in row) for row in record[f"alphas_{cell}"])
+        logger.info("softmax(alphas_%s), one row per edge, columns %s:\n%s", cell, supernet.config.primitives, rows)
     accelerator.log(
         {key: record[key] for key in ("train_loss", "train_accuracy", "valid_loss", "valid_accuracy")},
         step=progress.global_step,
