@@ -186,9 +186,9 @@ def test_search_on_the_digits_learns_and_writes_the_result_folder(tmp_path):
     assert genotype == supernet.genotype() == Genotype.from_dict(history[-1]["genotype"])
     config = AutoConfig.from_pretrained(tmp_path)
     assert isinstance(config, DartsConfig) and config.get_genotype() == genotype
-    assert (config.num_channels, config.image_size, config.num_labels, config.init_channels) == (1, 8, 10, 8)
+    assert (config.num_channels, config.image_size, config.num_labels, config.init_channels) == (3, 8, 10, 8)
     assert config.id2label[3] == "3"
-    assert DartsForImageClassification(config)(torch.randn(2, 1, 8, 8)).logits.shape == (2, 10)
+    assert DartsForImageClassification(config)(torch.randn(2, 3, 8, 8)).logits.shape == (2, 10)
     assert isinstance(AutoModelForImageClassification.from_pretrained(tmp_path / "supernet"), DartsSearchNetwork)
     card = (tmp_path / "README.md").read_text()
     assert "library_name: darts-hub" in card and json.dumps(genotype.to_dict()) in card

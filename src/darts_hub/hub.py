@@ -11,7 +11,7 @@ import json
 import logging
 from pathlib import Path
 
-from huggingface_hub import ModelCard, ModelCardData, create_repo, upload_folder
+from huggingface_hub import EvalResult, ModelCard, ModelCardData, create_repo, upload_folder
 
 from .visualize import animate_genotypes, draw_genotype
 
@@ -158,4 +158,98 @@ model = AutoModelForImageClassification.from_config(config)  # untrained, ready 
     return ModelCard(content)
 
 
-__all__ = ["HubPushError", "create_hub_repo", "push_folder", "save_search_result", "search_model_card"]
+def trained_model_card(
+    config, results: dict, settings: dict, dataset: str, dataset_id: str | None, drawings
+) -> ModelCard:
+    """The README.md of a trained network, with the measured results in its model-index."""
+    split = results["eval_split"]
+    dataset_type = dataset_id or "digits"
+    eval_results = [
+        EvalResult(
+            task_type="image-classification",
+            dataset_type=dataset_type,
+            dataset_name=dataset,
+            dataset_split=split,
+            metric_type=metric,
+            metric_name=name,
+            metric_value=round(results[key], 4),
+        )
+        for metric, name, key in (
+            ("accuracy", "Top-1 accuracy", "eval_accuracy"),
+            ("accuracy", "Top-5 accuracy", "eval_top5_accuracy"),
+        )
+    ]
+    data = ModelCardData(
+        library_name="darts-hub",
+        license="apache-2.0",
+        tags=["darts", "neural-architecture-search", "image-classification"],
+        datasets=[dataset_id] if dataset_id else None,
+        metrics=["accuracy"],
+        pipeline_tag="image-classification",
+        model_name=f"DARTS network trained on {dataset}",
+        eval_results=eval_results,
+    )
+    pictures = "\n".join(f"![{path.stem}]({path.name})" for path in drawings if path.suffix == ".png")
+    settings_table = "\n".join(f"| {key} | {value} |" for key, value in settings.items() if value is not None)
+    content = f"""---
+{data.to_yaml()}
+---
+
+# DARTS network trained on {dataset}
+
+A network of DARTS cells ([Liu et al., 2019](https://arxiv.org/abs/1806.09055)) trained from scratch with darts-hub:
+{config.num_cells} cells, {config.init_channels} initial channels, {config.stem} stem, {results["parameters"]:,}
+parameters ({results["parameters_with_auxiliary"]:,} with the auxiliary head used in training),
+{results["mult_adds"]:,} mult-adds per {config.image_size}x{config.image_size} image.
+
+## Results (measured)
+
+| split | images | top-1 accuracy | top-5 accuracy | loss |
+|---|---:|---:|---:|---:|
+| {split} | {results["eval_samples"]} | {results["eval_accuracy"]:.4f} | {results["eval_top5_accuracy"]:.4f} | {results["eval_loss"]:.4f} |
+
+After {results["epochs"]} epochs; `training_log.json` has every epoch.
+
+## Genotype
+
+```json
+{json.dumps(config.genotype)}
+```
+
+{pictures}
+
+## Use
+
+```python
+import darts_hub  # registers the DARTS models with transformers
+from transformers import AutoModelForImageClassification, pipeline
+
+model = AutoModelForImageClassification.from_pretrained("path/or/repo")
+classifier = pipeline("image-classification", model="path/or/repo")
+```
+
+Evaluate with `python scripts/evaluate.py --model_name_or_path path/or/repo --dataset_name ...`.
+
+## Training settings
+
+| setting | value |
+|---|---|
+{settings_table}
+
+## Citation
+
+```bibtex
+{CITATION}
+```
+"""
+    return ModelCard(content)
+
+
+__all__ = [
+    "HubPushError",
+    "create_hub_repo",
+    "push_folder",
+    "save_search_result",
+    "search_model_card",
+    "trained_model_card",
+]

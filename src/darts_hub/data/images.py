@@ -133,8 +133,12 @@ def decode_images(
     image_size: int | None = None,
     class_names: list[str] | None = None,
 ) -> ImageTensors:
-    """Decode every image once into one uint8 tensor; resize to `image_size` squares if given, else every image must
-    have the size of the first."""
+    """Decode every image once into one uint8 RGB tensor `[N, 3, H, W]`; resize to `image_size` squares if given,
+    else every image must have the size of the first.
+
+    Grayscale images become three equal channels: `pipeline("image-classification")` always feeds RGB images, so a
+    network trained on RGB works there unchanged.
+    """
     if len(dataset) == 0:
         raise DataError("The dataset split is empty.")
     label_feature = dataset.features[label_column]
@@ -150,13 +154,12 @@ def decode_images(
             f"{len(class_names)} classes 0..{len(class_names) - 1}."
         )
     images = dataset[image_column]
-    mode = "L" if images[0].mode in ("L", "1", "I;16", "I", "F") else "RGB"
     size = (image_size, image_size) if image_size else images[0].size
     if size[0] != size[1]:
         raise DataError(f"Images are {size[0]}x{size[1]}; pass --image_size to resize them to squares.")
     arrays = []
     for position, image in enumerate(images):
-        image = image.convert(mode)
+        image = image.convert("RGB")
         if image.size != size:
             if not image_size:
                 raise DataError(
@@ -165,8 +168,7 @@ def decode_images(
                 )
             image = image.resize(size, PILImage.BILINEAR)
         arrays.append(np.asarray(image, dtype=np.uint8))
-    pixels = torch.from_numpy(np.stack(arrays))
-    pixels = pixels[:, None] if pixels.dim() == 3 else pixels.permute(0, 3, 1, 2)
+    pixels = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2)
     return ImageTensors(pixels.contiguous(), labels, class_names)
 
 

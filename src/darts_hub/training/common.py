@@ -242,18 +242,22 @@ def run_epochs(
     step,
     end_of_epoch,
     description: str,
+    start_of_epoch=None,
 ) -> None:
     """The skeleton of both loops: epochs of steps over `loader` (skipping what a resumed run already did), a
     progress bar, the epoch's running loss and accuracy, checkpoints every `--checkpointing_steps` and after every
     epoch, and `--max_steps`.
 
     `step(images, labels, epoch)` does one optimisation step and returns the model outputs (with `loss`, `logits`);
-    `end_of_epoch(epoch, train_loss, train_accuracy)` evaluates and records the epoch.
+    `end_of_epoch(epoch, train_loss, train_accuracy)` evaluates and records the epoch; `start_of_epoch(epoch)`, if
+    given, runs before the epoch's (remaining) steps.
     """
     steps_per_epoch = len(loader)
     for epoch in range(progress.epoch, epochs):
         loader.set_epoch(epoch)
         model.train()
+        if start_of_epoch is not None:
+            start_of_epoch(epoch)
         skipped = progress.step_in_epoch
         batches = accelerator.skip_first_batches(loader, skipped) if skipped else loader
         bar = tqdm(

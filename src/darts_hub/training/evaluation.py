@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
 import torch
 from accelerate import Accelerator
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
+from transformers import AutoModelForImageClassification
+
+from ..counting import count_mult_adds, count_parameters
+from ..data.images import BatchTransform, make_loader
+from ..models.darts import DartsConfig, DartsForImageClassification
+from .common import ImageDataArguments, load_image_splits
 
 
 def topk_correct(logits: torch.Tensor, labels: torch.Tensor, k: int) -> torch.Tensor:
@@ -41,4 +51,69 @@ def evaluate(model, loader: DataLoader, transform, accelerator: Accelerator, des
     }
 
 
-__all__ = ["evaluate", "topk_correct"]
+@dataclass
+class EvaluateArguments(ImageDataArguments):
+    """Which checkpoint to evaluate on which split."""
+
+    model_name_or_path: str = field(default=None, metadata={"help": "A saved model folder or Hub id (required)."})
+    split: str = field(default="test", metadata={"help": "The split to evaluate (default: test)."})
+    batch_size: int = field(default=256, metadata={"help": "Images per batch."})
+    output_file: str | None = field(
+        default=None,
+        metadata={
+            "help": "Where to write the JSON (default: eval_results_SPLIT.json in the model folder, "
+            "or the current folder for a Hub id)."
+        },
+    )
+    mixed_precision: str | None = field(default=None, metadata={"help": "no, fp16 or bf16."})
+
+    def __post_init__(self):
+        if not self.model_name_or_path:
+            raise ValueError("--model_name_or_path is required.")
+
+
+def evaluate_checkpoint(args: EvaluateArguments) -> dict:
+    """Top-1/top-5 accuracy and error, loss, number of images, parameters (the original counting) and mult-adds of a
+    saved DARTS network on a dataset split; printed by the script and written as JSON."""
+    accelerator = Accelerator(mixed_precision=args.mixed_precision)
+    model = AutoModelForImageClassification.from_pretrained(args.model_name_or_path)
+    if not isinstance(model, DartsForImageClassification):
+        raise ValueError(f"{args.model_name_or_path} is a {type(model).__name__}, not a DARTS network.")
+    config: DartsConfig = model.config
+    if args.image_size is None:
+        args.image_size = config.image_size
+    data = load_image_splits(args, accelerator, splits=(args.split,), class_names=None)[args.split]
+    if len(data.class_names) != config.num_labels:
+        raise ValueError(
+            f"The {args.split} split has {len(data.class_names)} classes, the model {config.num_labels}: "
+            "evaluate it on the data it was trained for."
+        )
+    transform = BatchTransform(config.image_mean, config.image_std)
+    loader = accelerator.prepare(make_loader(data, args.batch_size))
+    model = accelerator.prepare(model)
+    metrics = evaluate(model, loader, transform, accelerator, description=args.split)
+    network = accelerator.unwrap_model(model)
+    results = {
+        "model": args.model_name_or_path,
+        "dataset": args.dataset_description,
+        "split": args.split,
+        "num_images": metrics["num_samples"],
+        "loss": metrics["loss"],
+        "top1_accuracy": metrics["accuracy"],
+        "top5_accuracy": metrics["top5_accuracy"],
+        "top1_error": 1 - metrics["accuracy"],
+        "top5_error": 1 - metrics["top5_accuracy"],
+        "parameters": count_parameters(network),
+        "parameters_with_auxiliary": count_parameters(network, include_auxiliary=True),
+        "mult_adds": count_mult_adds(network),
+    }
+    if accelerator.is_main_process:
+        output_file = args.output_file
+        if output_file is None:
+            folder = Path(args.model_name_or_path)
+            output_file = (folder if folder.is_dir() else Path(".")) / f"eval_results_{args.split}.json"
+        Path(output_file).write_text(json.dumps(results, indent=1) + "\n")
+    return results
+
+
+__all__ = ["EvaluateArguments", "evaluate", "evaluate_checkpoint", "topk_correct"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from transformers import PreTrainedConfig
 
 from ...genotypes import Genotype, as_genotype
@@ -111,6 +113,17 @@ class DartsConfig(PreTrainedConfig):
     def reduction_cells(self) -> tuple[int, ...]:
         """Indices of the reduction cells: at 1/3 and 2/3 of the depth."""
         return tuple(sorted({self.num_cells // 3, 2 * self.num_cells // 3}))
+
+    @property
+    def auxiliary_head_fits(self) -> bool:
+        """Whether the auxiliary head's fixed geometry (5x5 pooling to 2x2, then a 2x2 convolution) works at this
+        image size: it needs 8x8 features from the CIFAR stem (32x32 images) or 7x7 from the ImageNet stem."""
+        size = self.image_size if self.stem == "cifar" else math.ceil(self.image_size / 8)
+        for index in range(self.auxiliary_cell + 1):
+            if index in self.reduction_cells:
+                size = math.ceil(size / 2)
+        stride = 3 if self.stem == "cifar" else 2
+        return size >= 5 and (size - 5) // stride == 1
 
     @property
     def auxiliary_cell(self) -> int:

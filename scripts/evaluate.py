@@ -1,0 +1,24 @@
+#!/usr/bin/env python
+"""Evaluate a DARTS image classifier: top-1/top-5 accuracy and error, loss, images, parameters and mult-adds.
+
+    python scripts/evaluate.py --model_name_or_path darts-trained                       # embedded digits, test split
+    python scripts/evaluate.py --model_name_or_path you/darts-v2-cifar10 --dataset_name uoft-cs/cifar10
+    python scripts/evaluate.py --model_name_or_path darts-v2-imagenet --dataset_name ILSVRC/imagenet-1k --split validation
+
+Prints the results as JSON and writes them to --output_file (default: eval_results_SPLIT.json in the model folder).
+"""
+
+import json
+
+from transformers import HfArgumentParser
+
+from darts_hub.training.evaluation import EvaluateArguments, evaluate_checkpoint
+
+
+def main():
+    (args,) = HfArgumentParser(EvaluateArguments, description=__doc__).parse_args_into_dataclasses()
+    print(json.dumps(evaluate_checkpoint(args)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,328 @@
+"""The Accelerate loop that trains a DARTS network from scratch (Sec. 3.3 of the paper) and publishes it.
+
+Two recipes set the paper's hyperparameters (every value can be overridden): `cifar` (600 epochs, batch 96, SGD lr
+0.025 cosine, cutout, drop-path 0.2 scheduled linearly, auxiliary head) and `imagenet` (250 epochs, batch 128, lr
+0.1 x 0.97 per epoch, label smoothing 0.1, random resized crops and colour jitter). The network is evaluated on the
+evaluation split after every epoch, for monitoring only: the final model is the last epoch's, never a selection by
+test accuracy.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+import torch
+from transformers import AutoConfig
+
+from ..counting import count_mult_adds, count_parameters
+from ..data.images import make_loader
+from ..genotypes import load_genotype
+from ..hub import trained_model_card
+from ..models.darts import DartsConfig, DartsForImageClassification
+from ..visualize import draw_genotype
+from .common import (
+    ImageDataArguments,
+    LoopProgress,
+    RunArguments,
+    batch_transform,
+    load_image_splits,
+    push_output,
+    resume,
+    run_epochs,
+    start_run,
+    use_channels_last,
+)
+from .evaluation import evaluate
+
+
+logger = logging.getLogger(__name__)
+
+# The original training scripts' settings (train.py and train_imagenet.py of the DARTS release).
+RECIPES = {
+    "cifar": {
+        "epochs": 600,
+        "batch_size": 96,
+        "learning_rate": 0.025,
+        "lr_schedule": "cosine",
+        "lr_gamma": 0.97,
+        "momentum": 0.9,
+        "weight_decay": 3e-4,
+        "init_channels": 36,
+        "num_cells": 20,
+        "auxiliary_weight": 0.4,
+        "cutout": 16,
+        "drop_path_prob": 0.2,
+        "grad_clip": 5.0,
+        "label_smoothing": 0.0,
+        "stem": "cifar",
+    },
+    "imagenet": {
+        "epochs": 250,
+        "batch_size": 128,
+        "learning_rate": 0.1,
+        "lr_schedule": "exponential",
+        "lr_gamma": 0.97,
+        "momentum": 0.9,
+        "weight_decay": 3e-5,
+        "init_channels": 48,
+        "num_cells": 14,
+        "auxiliary_weight": 0.4,
+        "cutout": 0,
+        "drop_path_prob": 0.0,
+        "grad_clip": 5.0,
+        "label_smoothing": 0.1,
+        "stem": "imagenet",
+    },
+}
+ARCHITECTURE_SETTINGS = ("init_channels", "num_cells", "stem")
+
+
+@dataclass
+class TrainArguments(ImageDataArguments, RunArguments):
+    """Settings of training a DARTS network. Unset hyperparameters come from the `--recipe`."""
+
+    output_dir: str = field(default="darts-trained", metadata={"help": "Where the trained model is written."})
+    genotype: str | None = field(default=None, metadata={"help": "The cells: a zoo name or a genotype JSON file."})
+    config_name: str | None = field(
+        default=None, metadata={"help": "A search result folder or saved model (local or Hub) whose config to train."}
+    )
+    model_name_or_path: str | None = field(
+        default=None, metadata={"help": "A saved model (local or Hub) to continue training or fine-tune."}
+    )
+    ignore_mismatched_sizes: bool = field(
+        default=False, metadata={"help": "With --model_name_or_path: new classifier if the classes differ."}
+    )
+    recipe: str = field(default="cifar", metadata={"help": "cifar or imagenet: the paper's hyperparameters."})
+    eval_split: str = field(default="test", metadata={"help": "Split evaluated after every epoch (monitoring only)."})
+    epochs: int | None = field(default=None, metadata={"help": "Training epochs (cifar 600, imagenet 250)."})
+    batch_size: int | None = field(default=None, metadata={"help": "Batch size per process (cifar 96, imagenet 128)."})
+    learning_rate: float | None = field(default=None, metadata={"help": "Initial learning rate (0.025, 0.1)."})
+    lr_schedule: str | None = field(default=None, metadata={"help": "cosine (to 0) or exponential (x lr_gamma)."})
+    lr_gamma: float | None = field(default=None, metadata={"help": "Per-epoch decay of the exponential schedule."})
+    momentum: float | None = field(default=None, metadata={"help": "SGD momentum (0.9)."})
+    weight_decay: float | None = field(default=None, metadata={"help": "Weight decay (3e-4, 3e-5)."})
+    init_channels: int | None = field(default=None, metadata={"help": "Channels of the first cells (36, 48)."})
+    num_cells: int | None = field(default=None, metadata={"help": "Number of cells (20, 14)."})
+    stem: str | None = field(default=None, metadata={"help": "cifar or imagenet stem."})
+    auxiliary_weight: float | None = field(
+        default=None, metadata={"help": "Weight of the auxiliary loss (0.4; 0 removes the head)."}
+    )
+    cutout: int | None = field(default=None, metadata={"help": "Cutout square side in pixels (cifar 16, 0: off)."})
+    drop_path_prob: float | None = field(
+        default=None, metadata={"help": "Final drop-path probability, reached linearly over the epochs (0.2)."}
+    )
+    grad_clip: float | None = field(default=None, metadata={"help": "Gradient norm clipping (5)."})
+    label_smoothing: float | None = field(default=None, metadata={"help": "Label smoothing (imagenet 0.1)."})
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.recipe not in RECIPES:
+            raise ValueError(f"--recipe must be one of {sorted(RECIPES)}, got {self.recipe!r}.")
+        given = sum(x is not None for x in (self.genotype, self.config_name, self.model_name_or_path))
+        if given != 1:
+            raise ValueError("Name the network with exactly one of --genotype, --config_name, --model_name_or_path.")
+        self.explicit = {
+            f.name for f in fields(self) if f.name in RECIPES["cifar"] and getattr(self, f.name) is not None
+        }
+        for name, value in RECIPES[self.recipe].items():
+            if getattr(self, name) is None:
+                setattr(self, name, value)
+        if self.lr_schedule not in ("cosine", "exponential"):
+            raise ValueError(f"--lr_schedule must be cosine or exponential, got {self.lr_schedule!r}.")
+
+
+def build_model(args: TrainArguments, class_names: list[str], image_size: int, mean, std):
+    """The network to train: from a checkpoint, a config (a search result), or a genotype, fitted to the data."""
+    data_settings = {
+        "num_labels": len(class_names),
+        "id2label": dict(enumerate(class_names)),
+        "label2id": {name: index for index, name in enumerate(class_names)},
+        "num_channels": 3,
+        "image_size": image_size,
+        "image_mean": mean,
+        "image_std": std,
+    }
+    training_settings = {
+        "auxiliary_weight": args.auxiliary_weight,
+        "drop_path_prob": args.drop_path_prob,
+        "label_smoothing": args.label_smoothing,
+    }
+    if args.model_name_or_path is not None:
+        config = _load_config(args.model_name_or_path, "--model_name_or_path")
+        if config.num_labels != len(class_names) and not args.ignore_mismatched_sizes:
+            raise ValueError(
+                f"{args.model_name_or_path} classifies {config.num_labels} classes but the data has "
+                f"{len(class_names)}: pass --ignore_mismatched_sizes to train a new classifier."
+            )
+        return DartsForImageClassification.from_pretrained(
+            args.model_name_or_path,
+            ignore_mismatched_sizes=args.ignore_mismatched_sizes,
+            **data_settings,
+            **training_settings,
+        )
+    if args.config_name is not None:
+        config = _load_config(args.config_name, "--config_name")
+        sizes = {name: getattr(args, name) for name in ARCHITECTURE_SETTINGS if name in args.explicit}
+        config = DartsConfig(**{**config.to_dict(), **sizes, **data_settings, **training_settings})
+    else:
+        sizes = {name: getattr(args, name) for name in ARCHITECTURE_SETTINGS}
+        config = DartsConfig(genotype=load_genotype(args.genotype), **sizes, **data_settings, **training_settings)
+    config.use_auxiliary_head = args.auxiliary_weight > 0 and config.auxiliary_head_fits
+    if args.auxiliary_weight > 0 and not config.use_auxiliary_head:
+        logger.warning("No auxiliary head: its geometry needs 32x32 images (CIFAR stem) or 224x224 (ImageNet stem).")
+    return DartsForImageClassification(config)
+
+
+def _load_config(name_or_path: str, flag: str) -> DartsConfig:
+    try:
+        config = AutoConfig.from_pretrained(name_or_path)
+    except (OSError, ValueError) as error:
+        raise FileNotFoundError(f"Could not load the config of {flag} {name_or_path!r}: {error}") from error
+    if not isinstance(config, DartsConfig):
+        raise ValueError(f"{flag} {name_or_path!r} is a {type(config).__name__}, not a DARTS network (DartsConfig).")
+    return config
+
+
+def make_scheduler(optimizer, args: TrainArguments):
+    """The per-epoch learning-rate schedule: cosine to 0 (CIFAR) or x lr_gamma every epoch (ImageNet)."""
+    if args.lr_schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=args.epochs, eta_min=0.0)
+    return torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=args.lr_gamma)
+
+
+def train_step(model, optimizer, pixel_values, labels, accelerator, grad_clip: float):
+    """One SGD step on a batch (the loss includes the weighted auxiliary loss in training); returns the outputs."""
+    with accelerator.autocast():
+        outputs = model(pixel_values=pixel_values, labels=labels)
+    accelerator.backward(outputs.loss)
+    if accelerator.sync_gradients:
+        accelerator.clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return outputs
+
+
+def run_training(args: TrainArguments) -> DartsForImageClassification:
+    """Train as configured by `args`; writes the model, its image processor, logs, metrics, drawings and model card
+    to `args.output_dir` (and pushes them when asked). Returns the trained model."""
+    accelerator, repo_id = start_run(args, "darts-train")
+    channels_last = use_channels_last(args, accelerator)
+    splits = load_image_splits(args, accelerator, splits=("train", args.eval_split))
+    train_data, eval_data = splits["train"], splits[args.eval_split]
+    mean, std = train_data.statistics()
+    model = build_model(args, train_data.class_names, train_data.image_size, mean, std)
+    # The recipe's cutout (16 pixels) is meant for 32x32 images: other sizes get the same fraction of the image.
+    cutout = args.cutout if "cutout" in args.explicit else args.cutout * train_data.image_size // 32
+    transform = batch_transform(args, train_data, channels_last, cutout=cutout, mean=mean, std=std)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.SGD(
+        model.parameters(), args.learning_rate, momentum=args.momentum, weight_decay=args.weight_decay
+    )
+    scheduler = make_scheduler(optimizer, args)
+    train_loader = make_loader(train_data, args.batch_size, args.seed)
+    eval_loader = make_loader(eval_data, args.batch_size)
+    model, optimizer, train_loader, eval_loader = accelerator.prepare(model, optimizer, train_loader, eval_loader)
+    network = accelerator.unwrap_model(model)
+    progress = LoopProgress()
+    accelerator.register_for_checkpointing(scheduler, progress)
+    resume(accelerator, args)
+    if accelerator.is_main_process:
+        accelerator.init_trackers("darts-train", config=args.tracker_config())
+
+    timing = {"augmentation": 0.0, "step": 0.0}
+    start = time.perf_counter()
+
+    def start_of_epoch(epoch):
+        # The drop-path probability grows linearly with the epoch (the original schedule).
+        network.set_drop_path_prob(args.drop_path_prob * epoch / args.epochs)
+
+    def step(images, labels, epoch):
+        began = time.perf_counter()
+        pixel_values = transform(images, train=True)
+        augmented = time.perf_counter()
+        outputs = train_step(model, optimizer, pixel_values, labels, accelerator, args.grad_clip)
+        timing["augmentation"] += augmented - began
+        timing["step"] += time.perf_counter() - augmented
+        return outputs
+
+    def end_of_epoch(epoch, train_loss, train_accuracy):
+        learning_rate = scheduler.get_last_lr()[0]
+        scheduler.step()
+        metrics = evaluate(model, eval_loader, transform, accelerator, description=args.eval_split)
+        record = {
+            "epoch": epoch + 1,
+            "step": progress.global_step,
+            "learning_rate": learning_rate,
+            "drop_path_prob": args.drop_path_prob * epoch / args.epochs,
+            "train_loss": train_loss,
+            "train_accuracy": train_accuracy,
+            f"{args.eval_split}_loss": metrics["loss"],
+            f"{args.eval_split}_accuracy": metrics["accuracy"],
+            f"{args.eval_split}_top5_accuracy": metrics["top5_accuracy"],
+            "augmentation_seconds": timing["augmentation"],
+            "model_seconds": timing["step"],
+        }
+        timing.update(augmentation=0.0, step=0.0)
+        progress.history.append(record)
+        logger.info(
+            "epoch %d: train loss %.4f acc %.4f | %s loss %.4f acc %.4f | augmentation %.1fs, model %.1fs",
+            epoch + 1,
+            train_loss,
+            train_accuracy,
+            args.eval_split,
+            metrics["loss"],
+            metrics["accuracy"],
+            record["augmentation_seconds"],
+            record["model_seconds"],
+        )
+        accelerator.log({k: v for k, v in record.items() if k != "epoch"}, step=progress.global_step)
+
+    run_epochs(
+        accelerator, args, model, train_loader, args.epochs, progress, step, end_of_epoch, "epoch", start_of_epoch
+    )
+
+    accelerator.wait_for_everyone()
+    if progress.history and progress.step_in_epoch == 0:
+        last = progress.history[-1]
+        final = {key: last[f"{args.eval_split}_{key}"] for key in ("loss", "accuracy", "top5_accuracy")}
+        final["num_samples"] = len(eval_data.labels)
+    else:  # stopped by --max_steps within an epoch
+        final = evaluate(model, eval_loader, transform, accelerator, description=args.eval_split)
+    if accelerator.is_main_process:
+        save_trained_model(args, network, progress.history, final, time.perf_counter() - start)
+        push_output(args, repo_id)
+    accelerator.end_training()
+    return network
+
+
+def save_trained_model(args: TrainArguments, network, history: list[dict], final: dict, seconds: float) -> None:
+    """The model and image processor (`save_pretrained`), `training_log.json` (every epoch), `all_results.json`
+    (the final evaluation), drawings of the cells, and the model card."""
+    output_dir = Path(args.output_dir)
+    network.save_pretrained(output_dir)
+    (output_dir / "training_log.json").write_text(json.dumps(history, indent=1) + "\n")
+    results = {
+        "eval_split": args.eval_split,
+        "eval_accuracy": final["accuracy"],
+        "eval_top5_accuracy": final["top5_accuracy"],
+        "eval_loss": final["loss"],
+        "eval_samples": final["num_samples"],
+        "epochs": history[-1]["epoch"] if history else 0,
+        "train_runtime_seconds": seconds,
+        "parameters": count_parameters(network),
+        "parameters_with_auxiliary": count_parameters(network, include_auxiliary=True),
+        "mult_adds": count_mult_adds(network),
+    }
+    (output_dir / "all_results.json").write_text(json.dumps(results, indent=1) + "\n")
+    drawings = draw_genotype(network.config.get_genotype(), output_dir)
+    trained_model_card(
+        network.config, results, args.tracker_config(), args.dataset_description, args.dataset_name, drawings
+    ).save(output_dir / "README.md")
+
+
+__all__ = ["RECIPES", "TrainArguments", "build_model", "make_scheduler", "run_training", "train_step"]

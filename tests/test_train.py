@@ -1,0 +1,178 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+from huggingface_hub import ModelCard
+from PIL import Image
+from transformers import AutoModelForImageClassification, pipeline
+
+from darts_hub import DartsForImageClassification
+from darts_hub.genotypes import DARTS_V1, get_genotype
+from darts_hub.ops import DropPath
+from darts_hub.search.cnn import DartsSearchConfig, DartsSearchNetwork
+from darts_hub.training.train_loop import RECIPES, TrainArguments, run_training
+
+
+def tiny_train_args(output_dir, **kwargs):
+    settings = dict(
+        output_dir=str(output_dir),
+        genotype="DARTS_V2",
+        epochs=6,
+        init_channels=8,
+        num_cells=3,
+        batch_size=64,
+        seed=0,
+    )
+    return TrainArguments(**{**settings, **kwargs})
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A small DARTS_V2 network trained for a few epochs on the embedded digits (shared by several tests)."""
+    output_dir = tmp_path_factory.mktemp("trained")
+    model = run_training(tiny_train_args(output_dir))
+    return output_dir, model
+
+
+def test_training_on_the_digits_is_far_above_chance(trained):
+    output_dir, _ = trained
+    results = json.loads((output_dir / "all_results.json").read_text())
+    assert results["eval_split"] == "test" and results["eval_samples"] == 360
+    assert results["eval_accuracy"] > 0.8  # ten classes: chance is 0.1
+    log = json.loads((output_dir / "training_log.json").read_text())
+    assert [record["epoch"] for record in log] == [1, 2, 3, 4, 5, 6]
+    assert log[-1]["test_accuracy"] == results["eval_accuracy"]
+    assert all(record["augmentation_seconds"] < record["model_seconds"] for record in log)
+
+
+def test_drop_path_follows_the_linear_schedule(trained):
+    output_dir, model = trained
+    log = json.loads((output_dir / "training_log.json").read_text())
+    assert [record["drop_path_prob"] for record in log] == pytest.approx([0.2 * e / 6 for e in range(6)])
+    probabilities = {m.drop_prob for m in model.modules() if isinstance(m, DropPath)}
+    assert len(probabilities) == 1 and probabilities.pop() == pytest.approx(0.2 * 5 / 6)
+    assert model.config.drop_path_prob == 0.2
+
+
+def test_trained_folder_loads_in_transformers_and_the_pipeline(trained):
+    output_dir, model = trained
+    loaded = AutoModelForImageClassification.from_pretrained(output_dir).eval()
+    pixels = torch.randn(2, 3, 8, 8)
+    torch.testing.assert_close(loaded(pixels).logits, model.eval()(pixels).logits)
+    classifier = pipeline("image-classification", model=str(output_dir))
+    digit = Image.fromarray((np.eye(8) * 255).astype(np.uint8), mode="L")
+    predictions = classifier(digit, top_k=3)
+    assert len(predictions) == 3 and all(p["label"] in [str(d) for d in range(10)] for p in predictions)
+
+
+def test_evaluate_script_reproduces_the_training_accuracy(trained, run_script, tmp_path):
+    output_dir, _ = trained
+    printed = json.loads(
+        run_script("evaluate", "--model_name_or_path", output_dir, "--output_file", tmp_path / "eval.json")
+    )
+    results = json.loads((output_dir / "all_results.json").read_text())
+    assert printed == json.loads((tmp_path / "eval.json").read_text())
+    assert printed["num_images"] == 360
+    assert printed["top1_accuracy"] == pytest.approx(results["eval_accuracy"], abs=1e-6)
+    assert printed["top1_error"] == pytest.approx(1 - results["eval_accuracy"], abs=1e-6)
+    assert printed["parameters"] == results["parameters"] and printed["mult_adds"] == results["mult_adds"]
+
+
+def test_model_card_holds_the_measured_metrics(trained):
+    output_dir, _ = trained
+    card = ModelCard.load(output_dir / "README.md")
+    results = json.loads((output_dir / "all_results.json").read_text())
+    assert card.data.library_name == "darts-hub"
+    metrics = {result.metric_name: result.metric_value for result in card.data.eval_results}
+    assert metrics["Top-1 accuracy"] == pytest.approx(results["eval_accuracy"], abs=1e-4)
+    assert card.data.eval_results[0].dataset_split == "test"
+    assert (output_dir / "normal.png").exists() or (output_dir / "normal.gv").exists()
+
+
+def test_resume_mid_training_gives_the_same_weights(tmp_path):
+    settings = dict(epochs=2, max_train_samples=320)  # 5 steps per epoch
+    full = run_training(tiny_train_args(tmp_path / "full", **settings))
+    run_training(tiny_train_args(tmp_path / "parts", max_steps=7, checkpointing_steps=7, **settings))
+    resumed = run_training(tiny_train_args(tmp_path / "parts", resume_from_checkpoint="latest", **settings))
+    full_state, resumed_state = full.state_dict(), resumed.state_dict()
+    for name, tensor in full_state.items():
+        torch.testing.assert_close(resumed_state[name], tensor, rtol=0, atol=1e-6, msg=name)
+    full_log = json.loads((tmp_path / "full" / "training_log.json").read_text())
+    parts_log = json.loads((tmp_path / "parts" / "training_log.json").read_text())
+    assert [r["test_accuracy"] for r in parts_log] == pytest.approx([r["test_accuracy"] for r in full_log])
+
+
+def test_training_a_search_result_keeps_its_cells(tmp_path):
+    search = DartsSearchNetwork(DartsSearchConfig(init_channels=4, num_cells=3, image_size=8))
+    search.derived_config(init_channels=8, num_cells=3).save_pretrained(tmp_path / "search")
+    model = run_training(
+        tiny_train_args(tmp_path / "out", genotype=None, config_name=str(tmp_path / "search"), epochs=1)
+    )
+    assert model.config.get_genotype() == search.genotype()
+    assert (model.config.init_channels, model.config.num_cells) == (8, 3)  # the config's sizes, not the recipe's
+
+
+def test_fine_tuning_needs_matching_classes_or_ignore_mismatched_sizes(tmp_path):
+    checkpoint = tmp_path / "five-classes"
+    config = run_training(tiny_train_args(tmp_path / "ten", epochs=1, max_train_samples=128)).config
+    config.num_labels = 5
+    config.id2label = {i: str(i) for i in range(5)}
+    config.label2id = {str(i): i for i in range(5)}
+    DartsForImageClassification(config).save_pretrained(checkpoint)
+    with pytest.raises(ValueError, match="classifies 5 classes but the data has 10.*--ignore_mismatched_sizes"):
+        run_training(tiny_train_args(tmp_path / "ft", genotype=None, model_name_or_path=str(checkpoint), epochs=1))
+    model = run_training(
+        tiny_train_args(
+            tmp_path / "ft", genotype=None, model_name_or_path=str(checkpoint), ignore_mismatched_sizes=True, epochs=1
+        )
+    )
+    assert model.config.num_labels == 10
+
+
+def test_missing_genotype_or_config_is_a_clear_error_and_damages_nothing(tmp_path):
+    output_dir = tmp_path / "existing"
+    output_dir.mkdir()
+    (output_dir / "config.json").write_text('{"keep": true}')
+    with pytest.raises(FileNotFoundError, match="neither a zoo genotype"):
+        run_training(tiny_train_args(output_dir, genotype="DARTS_V9"))
+    with pytest.raises(FileNotFoundError, match="Could not load the config of --config_name"):
+        run_training(tiny_train_args(output_dir, genotype=None, config_name=str(tmp_path / "nowhere")))
+    assert (output_dir / "config.json").read_text() == '{"keep": true}'
+
+
+def test_unwritable_output_dir_is_refused(tmp_path):
+    (tmp_path / "a-file").write_text("not a folder")
+    with pytest.raises((PermissionError, NotADirectoryError), match="--output_dir"):
+        run_training(tiny_train_args(tmp_path / "a-file"))
+    with pytest.raises(PermissionError, match="Cannot write to --output_dir"):
+        run_training(tiny_train_args(tmp_path / "a-file" / "below"))
+    assert (tmp_path / "a-file").read_text() == "not a folder"
+
+
+def test_recipes_set_the_paper_hyperparameters_and_flags_override_them():
+    cifar = TrainArguments(genotype="DARTS_V2")
+    assert (cifar.epochs, cifar.batch_size, cifar.learning_rate, cifar.cutout, cifar.drop_path_prob) == (
+        600,
+        96,
+        0.025,
+        16,
+        0.2,
+    )
+    imagenet = TrainArguments(genotype="DARTS_V2", recipe="imagenet", learning_rate=0.05)
+    assert (imagenet.epochs, imagenet.batch_size, imagenet.label_smoothing, imagenet.lr_gamma) == (250, 128, 0.1, 0.97)
+    assert (imagenet.init_channels, imagenet.num_cells, imagenet.stem) == (48, 14, "imagenet")
+    assert imagenet.learning_rate == 0.05
+    assert set(RECIPES["cifar"]) == set(RECIPES["imagenet"])
+    with pytest.raises(ValueError, match="exactly one of --genotype, --config_name, --model_name_or_path"):
+        TrainArguments()
+    with pytest.raises(ValueError, match="--recipe must be one of"):
+        TrainArguments(genotype="DARTS_V2", recipe="mnist")
+
+
+def test_genotype_from_a_json_file(tmp_path):
+    (tmp_path / "cell.json").write_text(DARTS_V1.to_json())
+    model = run_training(
+        tiny_train_args(tmp_path / "out", genotype=str(tmp_path / "cell.json"), epochs=1, max_train_samples=128)
+    )
+    assert model.config.get_genotype() == get_genotype("DARTS_V1")
