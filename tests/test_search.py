@@ -13,7 +13,7 @@ import torch
 from transformers import AutoConfig, AutoModelForImageClassification
 
 from darts_hub import DartsConfig, DartsForImageClassification, count_mult_adds, count_parameters
-from darts_hub.data.images import DataError, decode_images, find_columns, load_image_dataset
+from darts_hub.data.images import BatchTransform, DataError, decode_images, find_columns, load_image_dataset
 from darts_hub.genotypes import PRIMITIVES, Genotype
 from darts_hub.hub import HubPushError, push_folder
 from darts_hub.search.architect import Architect
@@ -340,3 +340,40 @@ def test_search_arguments_are_checked():
         SearchArguments(push_to_hub=True)
     with pytest.raises(ValueError, match="--train_portion"):
         SearchArguments(train_portion=1.0)
+
+
+def test_batch_augmentation_crop_flip_cutout():
+    torch.manual_seed(0)
+    images = torch.randint(0, 256, (64, 3, 8, 8), dtype=torch.uint8)
+    plain = BatchTransform([0.5] * 3, [0.25] * 3)
+    torch.testing.assert_close(plain(images, train=True), (images.float() / 255 - 0.5) / 0.25)
+    torch.testing.assert_close(plain(images, train=False), (images.float() / 255 - 0.5) / 0.25)
+
+    flipped = BatchTransform([0.0] * 3, [1.0] * 3, horizontal_flip=True)(images, train=True) * 255
+    same = (flipped == images.float()).flatten(1).all(1)
+    mirrored = (flipped == images.float().flip(-1)).flatten(1).all(1)
+    assert torch.all(same | mirrored) and 10 < mirrored.sum() < 54
+
+    cropped = BatchTransform([0.0] * 3, [1.0] * 3, crop_padding=2)(images, train=True) * 255
+    # Every crop is the image shifted by at most 2 pixels, zero-padded.
+    padded = torch.nn.functional.pad(images.float(), (2, 2, 2, 2))
+    windows = padded.unfold(2, 8, 1).unfold(3, 8, 1)  # [batch, channels, 5, 5, 8, 8]
+    found = (windows == cropped[:, :, None, None]).all(dim=(-1, -2)).all(dim=1).flatten(1).any(1)
+    assert found.all()
+
+    cut = BatchTransform([0.5] * 3, [0.25] * 3, cutout=4)(images, train=True)
+    zero_pixels = (cut == 0).all(dim=1).flatten(1).sum(1)
+    assert torch.all(zero_pixels <= 16) and torch.all(zero_pixels >= 4)  # a 4x4 square, clipped at the border
+
+
+def test_batch_augmentation_resized_crop_and_colour_jitter():
+    torch.manual_seed(0)
+    images = torch.randint(0, 256, (16, 3, 32, 32), dtype=torch.uint8)
+    transform = BatchTransform([0.0] * 3, [1.0] * 3, random_resized_crop=True, horizontal_flip=True, color_jitter=0.4)
+    out = transform(images, train=True)
+    assert out.shape == images.shape and out.min() >= 0 and out.max() <= 1
+    assert not torch.allclose(out, images.float() / 255)
+    gray = torch.full((2, 3, 8, 8), 128, dtype=torch.uint8)
+    jitter_only = BatchTransform([0.0] * 3, [1.0] * 3, color_jitter=0.4)(gray, train=True)
+    # A gray image stays gray under saturation and hue changes; only brightness and contrast move it.
+    assert torch.allclose(jitter_only[:, 0], jitter_only[:, 1], atol=1e-5)

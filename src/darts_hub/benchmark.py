@@ -12,9 +12,11 @@ import time
 import torch
 from accelerate import Accelerator
 
+from .models.darts import DartsConfig, DartsForImageClassification
 from .search.architect import Architect
 from .search.cnn import DartsSearchConfig, DartsSearchNetwork
 from .training.search_loop import SearchArguments, make_search_optimizers, search_step
+from .training.train_loop import train_step
 
 
 DTYPES = {"float32": "no", "bfloat16": "bf16", "float16": "fp16"}
@@ -85,15 +87,40 @@ def benchmark_search_step(
         )
 
     timings = _timed(step, steps, warmup, accelerator.device)
+    return _report(
+        f"search_step_order{order}",
+        accelerator,
+        timings,
+        batch_size,
+        dtype,
+        channels_last,
+        init_channels=init_channels,
+        num_cells=num_cells,
+    )
+
+
+def _darts_v2_cifar(accelerator: Accelerator, channels_last: bool) -> DartsForImageClassification:
+    """The paper's CIFAR-10 network (DARTS_V2, 36 channels, 20 cells, auxiliary head, drop-path 0.2)."""
+    model = DartsForImageClassification(DartsConfig(genotype="DARTS_V2", drop_path_prob=0.2))
+    return model.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+
+
+def _images(accelerator, batch_size, image_size, channels_last):
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    pixels = torch.randn(batch_size, 3, image_size, image_size, device=accelerator.device)
+    labels = torch.randint(0, 10, (batch_size,), device=accelerator.device)
+    return pixels.contiguous(memory_format=memory_format), labels
+
+
+def _report(workload, accelerator, timings, batch_size, dtype, channels_last, **extra) -> dict:
     seconds = sorted(timings)[len(timings) // 2]
     return {
-        "workload": f"search_step_order{order}",
+        "workload": workload,
         "device": str(accelerator.device),
         "dtype": dtype,
         "channels_last": channels_last,
         "batch_size": batch_size,
-        "init_channels": init_channels,
-        "num_cells": num_cells,
+        **extra,
         "seconds_per_step": round(seconds, 4),
         "steps_per_s": round(1 / seconds, 4),
         "images_per_s": round(batch_size / seconds, 2),
@@ -102,9 +129,56 @@ def benchmark_search_step(
     }
 
 
+def benchmark_train_step(
+    batch_size: int = 32,
+    device: str | None = None,
+    dtype: str = "float32",
+    channels_last: bool = False,
+    steps: int = 3,
+    warmup: int = 1,
+    **_,
+) -> dict:
+    """One training step of the DARTS_V2 CIFAR-10 network (the cifar recipe: auxiliary loss, drop-path, SGD)."""
+    accelerator = Accelerator(cpu=device == "cpu", mixed_precision=DTYPES[dtype])
+    model = _darts_v2_cifar(accelerator, channels_last)
+    optimizer = torch.optim.SGD(model.parameters(), 0.025, momentum=0.9, weight_decay=3e-4)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    model.train()
+    pixels, labels = _images(accelerator, batch_size, 32, channels_last)
+    timings = _timed(
+        lambda: train_step(model, optimizer, pixels, labels, accelerator, 5.0), steps, warmup, accelerator.device
+    )
+    return _report("train_step_darts_v2_cifar10", accelerator, timings, batch_size, dtype, channels_last)
+
+
+def benchmark_inference(
+    batch_size: int = 64,
+    device: str | None = None,
+    dtype: str = "float32",
+    channels_last: bool = False,
+    steps: int = 3,
+    warmup: int = 1,
+    **_,
+) -> dict:
+    """Inference of the DARTS_V2 CIFAR-10 network (eval mode, no gradients)."""
+    accelerator = Accelerator(cpu=device == "cpu", mixed_precision=DTYPES[dtype])
+    model = accelerator.prepare(_darts_v2_cifar(accelerator, channels_last)).eval()
+    pixels, _ = _images(accelerator, batch_size, 32, channels_last)
+
+    @torch.no_grad()
+    def step():
+        with accelerator.autocast():
+            model(pixel_values=pixels)
+
+    timings = _timed(step, steps, warmup, accelerator.device)
+    return _report("inference_darts_v2_cifar10", accelerator, timings, batch_size, dtype, channels_last)
+
+
 WORKLOADS = {
     "search_first_order": lambda **kw: benchmark_search_step(order=1, **kw),
     "search_second_order": lambda **kw: benchmark_search_step(order=2, **kw),
+    "train_step": benchmark_train_step,
+    "inference": benchmark_inference,
 }
 
-__all__ = ["WORKLOADS", "benchmark_search_step"]
+__all__ = ["WORKLOADS", "benchmark_inference", "benchmark_search_step", "benchmark_train_step"]

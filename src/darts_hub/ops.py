@@ -140,7 +140,7 @@ class DropPath(nn.Module):
             return x
         keep_prob = 1.0 - self.drop_prob
         mask = x.new_empty((x.shape[0],) + (1,) * (x.dim() - 1)).bernoulli_(keep_prob)
-        return x * mask / keep_prob
+        return x * mask.div_(keep_prob)  # one full-size multiplication; the scaling is on the per-sample mask
 
     def extra_repr(self) -> str:
         return f"drop_prob={self.drop_prob}"

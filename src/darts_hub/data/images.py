@@ -7,6 +7,7 @@ cutout) and normalisation run on whole batches on the training device, so the da
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 
 import datasets
@@ -210,9 +211,11 @@ def make_loader(
 class BatchTransform:
     """Augmentation and normalisation of whole uint8 batches on their device.
 
-    Training: random crop after zero padding by `crop_padding` pixels, random horizontal flip, and cutout (a zeroed
-    `cutout` x `cutout` square centred anywhere in the image, as DeVries & Taylor and the DARTS training recipe).
-    Evaluation: normalisation only.
+    Training: a random crop after zero padding by `crop_padding` pixels (CIFAR) or a random resized crop (ImageNet:
+    8%-100% of the area, aspect ratio 3/4-4/3, resampled bilinearly to the input size), a random horizontal flip,
+    colour jitter (ImageNet: brightness, contrast and saturation factors in [1 - s, 1 + s], a hue rotation of up to
+    s / 2 of a turn in YIQ space, applied in this order), and cutout (a `cutout` x `cutout` square zeroed after
+    normalisation, DeVries & Taylor, as in the DARTS training recipe). Evaluation: normalisation only.
     """
 
     def __init__(
@@ -223,16 +226,23 @@ class BatchTransform:
         horizontal_flip: bool = False,
         cutout: int = 0,
         channels_last: bool = False,
+        random_resized_crop: bool = False,
+        color_jitter: float = 0.0,
     ):
         self.mean = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
         self.std = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
         self.crop_padding, self.horizontal_flip, self.cutout = crop_padding, horizontal_flip, cutout
+        self.random_resized_crop, self.color_jitter = random_resized_crop, color_jitter
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
 
     def __call__(self, images: torch.Tensor, train: bool) -> torch.Tensor:
         x = images.float().div_(255)
         if train:
-            x = self._crop_and_flip(x)
+            x = self._resized_crop(x) if self.random_resized_crop else self._crop_and_flip(x)
+            if self.random_resized_crop and self.horizontal_flip:
+                x = self._flip(x)
+            if self.color_jitter:
+                x = self._jitter_colours(x)
         x = (x - self.mean.to(x.device)) / self.std.to(x.device)
         if train and self.cutout:
             x = self._cutout(x)
@@ -249,10 +259,55 @@ class BatchTransform:
             rows = torch.arange(batch, device=device)[:, None, None]
             # [batch, height, width, channels] -> [batch, channels, height, width]
             x = padded.permute(0, 2, 3, 1)[rows, top[:, :, None], left[:, None, :]].permute(0, 3, 1, 2)
-        if self.horizontal_flip:
-            flip = torch.rand(batch, device=device) < 0.5
-            x = torch.where(flip[:, None, None, None], x.flip(-1), x)
-        return x
+        return self._flip(x) if self.horizontal_flip else x
+
+    @staticmethod
+    def _flip(x: torch.Tensor) -> torch.Tensor:
+        flip = torch.rand(x.shape[0], device=x.device) < 0.5
+        return torch.where(flip[:, None, None, None], x.flip(-1), x)
+
+    @staticmethod
+    def _resized_crop(x: torch.Tensor) -> torch.Tensor:
+        """Inception-style random resized crops of every image, by `roi_align` (bilinear) in one call."""
+        from torchvision.ops import roi_align
+
+        batch, _, height, width = x.shape
+        device = x.device
+        area = torch.empty(batch, device=device).uniform_(0.08, 1.0) * height * width
+        log_ratio = torch.empty(batch, device=device).uniform_(math.log(3 / 4), math.log(4 / 3))
+        crop_w = torch.sqrt(area * torch.exp(log_ratio)).clamp(1, width)
+        crop_h = torch.sqrt(area / torch.exp(log_ratio)).clamp(1, height)
+        left = torch.rand(batch, device=device) * (width - crop_w)
+        top = torch.rand(batch, device=device) * (height - crop_h)
+        boxes = torch.stack(
+            [torch.arange(batch, device=device, dtype=x.dtype), left, top, left + crop_w, top + crop_h], dim=1
+        )
+        return roi_align(x, boxes, output_size=(height, width), spatial_scale=1.0, sampling_ratio=2, aligned=True)
+
+    def _jitter_colours(self, x: torch.Tensor) -> torch.Tensor:
+        batch = x.shape[0]
+        strength = self.color_jitter
+
+        def factors():
+            return torch.empty(batch, 1, 1, 1, device=x.device).uniform_(1 - strength, 1 + strength)
+
+        gray_weights = torch.tensor([0.299, 0.587, 0.114], device=x.device).view(1, 3, 1, 1)
+        x = (x * factors()).clamp(0, 1)  # brightness
+        mean_gray = (x * gray_weights).sum(1, keepdim=True).mean(dim=(2, 3), keepdim=True)
+        x = ((x - mean_gray) * factors() + mean_gray).clamp(0, 1)  # contrast
+        gray = (x * gray_weights).sum(1, keepdim=True)
+        x = ((x - gray) * factors() + gray).clamp(0, 1)  # saturation
+        # Hue: rotate the chroma plane of YIQ by up to strength / 2 of a turn.
+        angle = torch.empty(batch, device=x.device).uniform_(-strength / 2, strength / 2) * 2 * math.pi
+        to_yiq = torch.tensor(
+            [[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]], device=x.device
+        )
+        cos, sin = torch.cos(angle), torch.sin(angle)
+        rotation = torch.zeros(batch, 3, 3, device=x.device)
+        rotation[:, 0, 0] = 1
+        rotation[:, 1, 1], rotation[:, 1, 2], rotation[:, 2, 1], rotation[:, 2, 2] = cos, -sin, sin, cos
+        transform = torch.linalg.inv(to_yiq) @ rotation @ to_yiq  # [batch, 3, 3]
+        return torch.einsum("bij,bjhw->bihw", transform, x).clamp(0, 1)
 
     def _cutout(self, x: torch.Tensor) -> torch.Tensor:
         """Zero (after normalisation, as the original) rows and columns [c - size // 2, c + size // 2) around a

@@ -157,9 +157,15 @@ def load_image_splits(
 
 
 def batch_transform(
-    args: ImageDataArguments, data: ImageTensors, channels_last: bool, cutout: int = 0, mean=None, std=None
+    args: ImageDataArguments,
+    data: ImageTensors,
+    channels_last: bool,
+    mean=None,
+    std=None,
+    **augmentation,
 ) -> BatchTransform:
-    """Augmentation and normalisation (by the data's own statistics unless given)."""
+    """Augmentation and normalisation (by the data's own statistics unless given); `augmentation` adds the
+    training recipe's (cutout, random resized crops, colour jitter)."""
     if mean is None or std is None:
         mean, std = data.statistics()
     return BatchTransform(
@@ -167,8 +173,8 @@ def batch_transform(
         std,
         crop_padding=data.image_size // 8 if args.crop_padding is None else args.crop_padding,
         horizontal_flip=(not args.uses_digits) if args.horizontal_flip is None else args.horizontal_flip,
-        cutout=cutout,
         channels_last=channels_last,
+        **augmentation,
     )
 
 

@@ -117,6 +117,12 @@ class TrainArguments(ImageDataArguments, RunArguments):
     )
     grad_clip: float | None = field(default=None, metadata={"help": "Gradient norm clipping (5)."})
     label_smoothing: float | None = field(default=None, metadata={"help": "Label smoothing (imagenet 0.1)."})
+    random_resized_crop: bool | None = field(
+        default=None, metadata={"help": "Random resized crops instead of padded crops (imagenet)."}
+    )
+    color_jitter: float | None = field(
+        default=None, metadata={"help": "Colour jitter strength: brightness, contrast, saturation (imagenet 0.4)."}
+    )
 
     def __post_init__(self):
         super().__post_init__()
@@ -217,7 +223,16 @@ def run_training(args: TrainArguments) -> DartsForImageClassification:
     model = build_model(args, train_data.class_names, train_data.image_size, mean, std)
     # The recipe's cutout (16 pixels) is meant for 32x32 images: other sizes get the same fraction of the image.
     cutout = args.cutout if "cutout" in args.explicit else args.cutout * train_data.image_size // 32
-    transform = batch_transform(args, train_data, channels_last, cutout=cutout, mean=mean, std=std)
+    transform = batch_transform(
+        args,
+        train_data,
+        channels_last,
+        cutout=cutout,
+        mean=mean,
+        std=std,
+        random_resized_crop=args.random_resized_crop,
+        color_jitter=args.color_jitter,
+    )
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.SGD(
