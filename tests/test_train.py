@@ -176,3 +176,23 @@ def test_genotype_from_a_json_file(tmp_path):
         tiny_train_args(tmp_path / "out", genotype=str(tmp_path / "cell.json"), epochs=1, max_train_samples=128)
     )
     assert model.config.get_genotype() == get_genotype("DARTS_V1")
+
+
+def test_evaluate_works_for_the_imagenet_stem(tmp_path, run_script):
+    model = run_training(
+        tiny_train_args(
+            tmp_path / "imagenet-stem",
+            recipe="imagenet",
+            image_size=32,
+            init_channels=8,
+            num_cells=3,
+            epochs=1,
+            max_train_samples=128,
+            batch_size=32,
+        )
+    )
+    assert model.config.stem == "imagenet" and model.config.image_size == 32
+    printed = json.loads(run_script("evaluate", "--model_name_or_path", tmp_path / "imagenet-stem"))
+    results = json.loads((tmp_path / "imagenet-stem" / "all_results.json").read_text())
+    assert printed["top1_accuracy"] == pytest.approx(results["eval_accuracy"], abs=1e-6)
+    assert (tmp_path / "imagenet-stem" / "eval_results_test.json").is_file()
