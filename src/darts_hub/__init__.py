@@ -4,7 +4,7 @@ Importing the package registers its configs and models with the transformers Aut
 `AutoModelForImageClassification.from_pretrained(...)` and `pipeline(...)` load DARTS checkpoints.
 """
 
-from transformers import AutoConfig, AutoModel, AutoModelForImageClassification
+from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoModelForImageClassification
 
 from .counting import count_mult_adds, count_parameters
 from .genotypes import (
@@ -20,6 +20,7 @@ from .genotypes import (
     load_genotype,
 )
 from .models.darts import DartsConfig, DartsForImageClassification, DartsModel
+from .models.darts_rnn import DartsRNNConfig, DartsRNNForCausalLM, DartsRNNModel
 from .search.cnn import DartsSearchConfig, DartsSearchNetwork
 
 
@@ -28,6 +29,9 @@ __version__ = "0.1.0"
 AutoConfig.register(DartsConfig.model_type, DartsConfig, exist_ok=True)
 AutoModel.register(DartsConfig, DartsModel, exist_ok=True)
 AutoModelForImageClassification.register(DartsConfig, DartsForImageClassification, exist_ok=True)
+AutoConfig.register(DartsRNNConfig.model_type, DartsRNNConfig, exist_ok=True)
+AutoModel.register(DartsRNNConfig, DartsRNNModel, exist_ok=True)
+AutoModelForCausalLM.register(DartsRNNConfig, DartsRNNForCausalLM, exist_ok=True)
 AutoConfig.register(DartsSearchConfig.model_type, DartsSearchConfig, exist_ok=True)
 AutoModel.register(DartsSearchConfig, DartsSearchNetwork, exist_ok=True)
 AutoModelForImageClassification.register(DartsSearchConfig, DartsSearchNetwork, exist_ok=True)
@@ -40,6 +44,9 @@ __all__ = [
     "DartsConfig",
     "DartsForImageClassification",
     "DartsModel",
+    "DartsRNNConfig",
+    "DartsRNNForCausalLM",
+    "DartsRNNModel",
     "DartsSearchConfig",
     "DartsSearchNetwork",
     "Genotype",
