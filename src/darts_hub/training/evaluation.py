@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from transformers import AutoModelForImageClassification
 
 from ..counting import count_mult_adds, count_parameters
 from ..data.images import BatchTransform, make_loader
+from ..data.text import stream_chunks
 from ..models.darts import DartsConfig, DartsForImageClassification
 from .common import ImageDataArguments, load_image_splits
 
@@ -49,6 +51,27 @@ def evaluate(model, loader: DataLoader, transform, accelerator: Accelerator, des
         "top5_accuracy": top5.mean().item(),
         "num_samples": losses.numel(),
     }
+
+
+@torch.no_grad()
+def evaluate_perplexity(model, columns: torch.Tensor, bptt: int) -> dict:
+    """Mean cross-entropy and perplexity of a language model over a whole stream (`[length, batch]`, see
+    `batchify`), read in order in chunks of `bptt` steps with the recurrent state carried from chunk to chunk (the
+    original evaluation; PTB test: batch 1, bptt 35)."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    total, count, hidden = 0.0, 0, None
+    for inputs, targets in stream_chunks(columns.to(device), bptt):
+        outputs = model(input_ids=inputs, hidden_state=hidden)
+        logits = outputs.logits.float()
+        total += torch.nn.functional.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), reduction="sum"
+        ).item()
+        count += targets.numel()
+        hidden = outputs.hidden_state
+    model.train(was_training)
+    return {"loss": total / count, "perplexity": math.exp(total / count), "num_tokens": count}
 
 
 @dataclass
@@ -116,4 +139,4 @@ def evaluate_checkpoint(args: EvaluateArguments) -> dict:
     return results
 
 
-__all__ = ["EvaluateArguments", "evaluate", "evaluate_checkpoint", "topk_correct"]
+__all__ = ["EvaluateArguments", "evaluate", "evaluate_checkpoint", "evaluate_perplexity", "topk_correct"]

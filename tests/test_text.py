@@ -1,0 +1,92 @@
+import math
+
+import datasets
+import pytest
+import torch
+
+from darts_hub import DartsRNNConfig, DartsRNNForCausalLM
+from darts_hub.data.images import DataError
+from darts_hub.data.text import (
+    batchify,
+    embedded_corpus,
+    encode_lines,
+    find_text_column,
+    load_text_dataset,
+    split_lines,
+    stream_chunks,
+)
+from darts_hub.models.darts_rnn import build_tokenizer, vocabulary_in_order
+from darts_hub.training.evaluation import evaluate_perplexity
+
+
+def test_embedded_corpus_is_deterministic_english_text():
+    corpus = load_text_dataset()
+    again = embedded_corpus()
+    assert list(corpus) == ["train", "validation", "test"]
+    assert corpus["test"]["sentence"] == again["test"]["sentence"]
+    lines = split_lines(corpus)
+    words = {split: sum(len(line.split()) for line in rows) for split, rows in lines.items()}
+    assert words["train"] > 40_000 and words["validation"] > 1_000 and words["test"] > 1_000
+    assert any("statement" in line for line in lines["train"])
+
+
+def test_streams_follow_the_vocabulary_and_batchify_like_the_original():
+    lines = {"train": ["a b", "c"], "validation": ["b d"], "test": ["e"]}
+    vocabulary = vocabulary_in_order([lines["train"], lines["validation"], lines["test"]])
+    stream = encode_lines(lines["train"] + ["z"], vocabulary)
+    eos, unk = vocabulary["<eos>"], vocabulary["<unk>"]
+    assert stream.tolist() == [vocabulary["a"], vocabulary["b"], eos, vocabulary["c"], eos, unk, eos]
+    # The tokenizer encodes the same ids.
+    tokenizer = build_tokenizer(vocabulary=vocabulary)
+    assert tokenizer("a b").input_ids == stream[:3].tolist()
+    columns = batchify(torch.arange(10), 3)
+    assert columns.tolist() == [[0, 3, 6], [1, 4, 7], [2, 5, 8]]
+    chunks = list(stream_chunks(columns, 2))
+    assert [c[0].shape for c in chunks] == [(3, 2)]  # 3 rows of which the last has no target
+    assert torch.equal(chunks[0][1], columns[1:3].t())
+
+
+def test_perplexity_carries_the_state_over_the_whole_stream():
+    torch.manual_seed(0)
+    model = DartsRNNForCausalLM(DartsRNNConfig(vocab_size=30, hidden_size=16))
+    columns = batchify(torch.randint(0, 30, (121,)), 2)  # 60 steps
+    chunked = evaluate_perplexity(model, columns, bptt=7)
+    logits = model.eval()(columns[:-1].t()).logits
+    whole = torch.nn.functional.cross_entropy(logits.reshape(-1, 30), columns[1:].t().reshape(-1)).item()
+    assert chunked["num_tokens"] == 118
+    assert chunked["loss"] == pytest.approx(whole, rel=1e-5)
+    assert chunked["perplexity"] == pytest.approx(math.exp(whole), rel=1e-5)
+    with pytest.raises(ValueError, match="at least 1"):
+        evaluate_perplexity(model, columns, bptt=0)
+
+
+def test_bad_text_data_is_refused():
+    numbers = datasets.Dataset.from_dict({"id": [1, 2], "score": [0.5, 0.1]})
+    with pytest.raises(DataError, match=r"text column among \['id', 'score'\].*--text_column_name"):
+        find_text_column(numbers)
+    empty = datasets.DatasetDict(
+        {
+            split: datasets.Dataset.from_dict({"text": ["some words"] if split != "test" else [""]})
+            for split in ("train", "validation", "test")
+        }
+    )
+    with pytest.raises(DataError, match="test split.*no words"):
+        split_lines(empty)
+    with pytest.raises(DataError, match="too short"):
+        batchify(torch.arange(3), 2)
+
+
+def test_local_text_files_and_offline_hub_names(tmp_path, monkeypatch):
+    for split in ("train", "valid", "test"):
+        (tmp_path / f"{split}.txt").write_text(f"the {split} text\nsecond line\n")
+    corpus = load_text_dataset(
+        train_file=str(tmp_path / "train.txt"),
+        validation_file=str(tmp_path / "valid.txt"),
+        test_file=str(tmp_path / "test.txt"),
+    )
+    assert split_lines(corpus)["validation"] == ["the valid text", "second line"]
+    with pytest.raises(DataError, match="also pass the test file"):
+        load_text_dataset(train_file=str(tmp_path / "train.txt"), validation_file=str(tmp_path / "valid.txt"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(DataError, match="--train_file"):
+        load_text_dataset("Salesforce/wikitext", "wikitext-2-v1")
