@@ -22,6 +22,7 @@ from .genotypes import (
 from .models.darts import DartsConfig, DartsForImageClassification, DartsModel
 from .models.darts_rnn import DartsRNNConfig, DartsRNNForCausalLM, DartsRNNModel
 from .search.cnn import DartsSearchConfig, DartsSearchNetwork
+from .search.rnn import DartsRNNSearchConfig, DartsRNNSearchModel
 
 
 __version__ = "0.1.0"
@@ -35,6 +36,8 @@ AutoModelForCausalLM.register(DartsRNNConfig, DartsRNNForCausalLM, exist_ok=True
 AutoConfig.register(DartsSearchConfig.model_type, DartsSearchConfig, exist_ok=True)
 AutoModel.register(DartsSearchConfig, DartsSearchNetwork, exist_ok=True)
 AutoModelForImageClassification.register(DartsSearchConfig, DartsSearchNetwork, exist_ok=True)
+AutoConfig.register(DartsRNNSearchConfig.model_type, DartsRNNSearchConfig, exist_ok=True)
+AutoModel.register(DartsRNNSearchConfig, DartsRNNSearchModel, exist_ok=True)
 
 __all__ = [
     "CNN_GENOTYPES",
@@ -47,6 +50,8 @@ __all__ = [
     "DartsRNNConfig",
     "DartsRNNForCausalLM",
     "DartsRNNModel",
+    "DartsRNNSearchConfig",
+    "DartsRNNSearchModel",
     "DartsSearchConfig",
     "DartsSearchNetwork",
     "Genotype",

@@ -47,6 +47,8 @@ class Architect:
         order: 1 for first order, 2 for the unrolled (second-order) approximation.
         hessian: `"finite_difference"` (the paper's eq. 8) or `"exact"` (double backward) for second order.
         unrolled_grad_clip: clip the weight gradient of the unrolled step to this norm (the recurrent search: 0.25).
+            As in the original, the finite-difference Hessian term ignores the clipping; `"exact"` differentiates
+            through it.
         epsilon_scale: the 0.01 of eps = 0.01 / ||grad_w' L_val||.
         autocast: a context manager factory for the forward passes (e.g. `accelerator.autocast`).
     """

@@ -37,21 +37,24 @@ def variational_mask(reference: torch.Tensor, shape: tuple[int, ...], drop_prob:
 class DartsRNNCell(nn.Module):
     """The DARTS recurrent cell, run over a whole sequence."""
 
-    def __init__(self, config: DartsRNNConfig):
+    def __init__(self, config: DartsRNNConfig, num_nodes: int | None = None):
+        """The nodes come from the config's genotype, or, for the search cell, `num_nodes` are given."""
         super().__init__()
-        self.genotype = config.get_genotype()
+        self.genotype = config.get_genotype() if num_nodes is None else None
+        num_nodes = self.genotype.steps if num_nodes is None else num_nodes
         hidden = config.hidden_size
         self.hidden_size = hidden
         self.dropout_x, self.dropout_h = config.dropout_x, config.dropout_h
         # [x, h] -> [c, h] of the initial node, then one [c, h] projection per node.
         self.w0 = nn.Parameter(torch.empty(2 * hidden, 2 * hidden))
-        self.ws = nn.ParameterList(nn.Parameter(torch.empty(hidden, 2 * hidden)) for _ in self.genotype.recurrent)
+        self.ws = nn.ParameterList(nn.Parameter(torch.empty(hidden, 2 * hidden)) for _ in range(num_nodes))
 
     def forward(
-        self, inputs: torch.Tensor, hidden: torch.Tensor, step_mask: torch.Tensor | None = None
+        self, inputs: torch.Tensor, hidden: torch.Tensor, step_mask: torch.Tensor | None = None, **step_kwargs
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """inputs: [batch, time, hidden]; hidden: [batch, hidden]; step_mask: [batch, time], 0 where the state must
-        stay unchanged (left padding). Returns the outputs [batch, time, hidden] and the last state [batch, hidden]."""
+        stay unchanged (left padding). Returns the outputs [batch, time, hidden] and the last state [batch, hidden].
+        `step_kwargs` go to every `step` (the search cell's architecture weights)."""
         batch = inputs.shape[0]
         x_mask = h_mask = None
         if self.training:
@@ -59,26 +62,39 @@ class DartsRNNCell(nn.Module):
             h_mask = variational_mask(inputs, (batch, self.hidden_size), self.dropout_h)
         outputs = []
         for t in range(inputs.shape[1]):
-            new_hidden = self.step(inputs[:, t], hidden, x_mask, h_mask)
+            new_hidden = self.step(inputs[:, t], hidden, x_mask, h_mask, **step_kwargs)
             if step_mask is not None:
                 new_hidden = torch.where(step_mask[:, t, None].bool(), new_hidden, hidden)
             hidden = new_hidden
             outputs.append(hidden)
         return torch.stack(outputs, dim=1), hidden
 
-    def step(self, x, h_prev, x_mask, h_mask) -> torch.Tensor:
-        """One time step: the new hidden state [batch, hidden]."""
+    def initial_state(self, x, h_prev, x_mask, h_mask) -> torch.Tensor:
+        """The highway node mixing x_t and h_{t-1}: s0 = h + sigmoid(c0) * (tanh(h0) - h), [c0, h0] = [x, h] W0."""
         if x_mask is not None:
             xh = torch.cat([x * x_mask, h_prev * h_mask], dim=-1)
         else:
             xh = torch.cat([x, h_prev], dim=-1)
         c0, h0 = (xh @ self.w0).chunk(2, dim=-1)
-        states = [h_prev + c0.sigmoid() * (h0.tanh() - h_prev)]
+        return h_prev + c0.sigmoid() * (h0.tanh() - h_prev)
+
+    def step(self, x, h_prev, x_mask, h_mask) -> torch.Tensor:
+        """One time step: the new hidden state [batch, hidden]."""
+        states = [self.initial_state(x, h_prev, x_mask, h_mask)]
         for weight, (name, source) in zip(self.ws, self.genotype.recurrent):
             s_prev = states[source]
             c, h = ((s_prev * h_mask if h_mask is not None else s_prev) @ weight).chunk(2, dim=-1)
             states.append(s_prev + c.sigmoid() * (ACTIVATIONS[name](h) - s_prev))
         return torch.stack([states[i] for i in self.genotype.concat], dim=-1).mean(dim=-1)
+
+
+def embed_with_dropout(model, input_ids: torch.Tensor) -> torch.Tensor:
+    """`model.encoder` embeddings with word dropout (whole rows of the embedding, the same words everywhere in the
+    batch) and locked dropout, in training; `model` has `encoder`, `lockdrop` and a config with the dropouts."""
+    weight = model.encoder.weight
+    if model.training and model.config.dropout_e > 0:
+        weight = weight * variational_mask(weight, (weight.shape[0], 1), model.config.dropout_e)
+    return model.lockdrop(nn.functional.embedding(input_ids, weight), model.config.dropout_i)
 
 
 class LockedDropout(nn.Module):
@@ -151,11 +167,7 @@ class DartsRNNModel(DartsRNNPreTrainedModel):
         self.encoder = value
 
     def embed(self, input_ids: torch.Tensor) -> torch.Tensor:
-        weight = self.encoder.weight
-        if self.training and self.config.dropout_e > 0:
-            # Word dropout: the same words are dropped everywhere in the batch.
-            weight = weight * variational_mask(weight, (weight.shape[0], 1), self.config.dropout_e)
-        return self.lockdrop(nn.functional.embedding(input_ids, weight), self.config.dropout_i)
+        return embed_with_dropout(self, input_ids)
 
     def forward(
         self,
@@ -222,6 +234,7 @@ class DartsRNNForCausalLM(DartsRNNPreTrainedModel, GenerationMixin):
 
 
 __all__ = [
+    "embed_with_dropout",
     "DartsRNNCausalLMOutput",
     "DartsRNNCell",
     "DartsRNNForCausalLM",

@@ -1,0 +1,103 @@
+import pytest
+import torch
+from transformers import AutoModel
+
+from darts_hub import DartsRNNConfig, DartsRNNForCausalLM, count_parameters
+from darts_hub.genotypes import RECURRENT_PRIMITIVES, RecurrentGenotype
+from darts_hub.search.architect import Architect
+from darts_hub.search.rnn import DartsRNNSearchConfig, DartsRNNSearchModel
+
+
+def test_recurrent_supernet_has_the_original_size():
+    model = DartsRNNSearchModel(DartsRNNSearchConfig())
+    assert count_parameters(model) == 4_810_000
+    assert model.alphas["recurrent"].shape == (36, len(RECURRENT_PRIMITIVES)) == (36, 5)
+    assert model.decoder.weight is model.encoder.weight
+    assert 0.7e-3 < model.alphas["recurrent"].std().item() < 1.3e-3
+
+
+def test_alphas_are_saved_and_the_derived_network_builds(tmp_path):
+    model = DartsRNNSearchModel(DartsRNNSearchConfig(vocab_size=40, hidden_size=12, steps=4))
+    with torch.no_grad():
+        model.alphas["recurrent"].normal_()
+    model.save_pretrained(tmp_path)
+    loaded = AutoModel.from_pretrained(tmp_path)
+    assert torch.equal(loaded.alphas["recurrent"], model.alphas["recurrent"])
+    genotype = loaded.genotype()
+    assert isinstance(genotype, RecurrentGenotype) and genotype.steps == 4 and genotype.concat == (1, 2, 3, 4)
+    network = DartsRNNForCausalLM(model.derived_config(hidden_size=16))
+    assert network.config.get_genotype() == genotype
+    assert network(torch.randint(0, 40, (2, 5))).logits.shape == (2, 5, 40)
+    assert (
+        count_parameters(DartsRNNForCausalLM(model.derived_config())) == 40 * 850 + 40 + 1700 * 1700 + 4 * 850 * 1700
+    )
+
+
+def lm_batches(seed=0):
+    generator = torch.Generator().manual_seed(seed)
+
+    def batch():
+        return {
+            "input_ids": torch.randint(0, 30, (4, 5), generator=generator),
+            "targets": torch.randint(0, 30, (4, 5), generator=generator),
+            "hidden_state": torch.randn(4, 10, generator=generator, dtype=torch.float64) * 0.1,
+        }
+
+    return batch(), batch()
+
+
+def test_shared_architect_on_the_recurrent_supernet():
+    """The same architect as the CNN search: its finite-difference second-order gradient matches the exact one.
+
+    (With the recurrent search's clipping of the unrolled weight gradient, the finite-difference Hessian term stays
+    the original's unclipped one while `exact` also differentiates the clipping, so they are compared unclipped.)"""
+    torch.manual_seed(0)
+    config = DartsRNNSearchConfig(
+        vocab_size=30, hidden_size=10, steps=3, dropout=0.0, dropout_h=0.0, dropout_x=0.0, dropout_i=0.0
+    )
+    model = DartsRNNSearchModel(config).double().train()
+    with torch.no_grad():
+        model.alphas["recurrent"].normal_(0, 0.5)
+    weight_optimizer = torch.optim.SGD(model.weight_parameters(), lr=20.0, weight_decay=5e-7)
+    arch_optimizer = torch.optim.Adam(model.arch_parameters(), lr=3e-3, weight_decay=1e-3)
+    train, valid = lm_batches()
+
+    def gradients(**kwargs):
+        architect = Architect(model, arch_optimizer, **kwargs)
+        return torch.cat([g.reshape(-1) for g in architect.arch_gradients(train, valid, weight_optimizer)])
+
+    # This cell is smooth (tanh, sigmoid, identity almost everywhere), so the paper's own perturbation (0.01) works.
+    first, finite, exact = gradients(order=1), gradients(order=2), gradients(order=2, hessian="exact")
+    cosine = torch.nn.functional.cosine_similarity
+    assert cosine(finite, exact, dim=0) > 0.9999
+    assert (finite - exact).norm() / exact.norm() < 1e-3
+    assert cosine(first, exact, dim=0) < 0.9
+    before = model.alphas["recurrent"].detach().clone()
+    Architect(model, arch_optimizer, order=2, unrolled_grad_clip=0.25).step(train, valid, weight_optimizer)
+    assert not torch.equal(before, model.alphas["recurrent"])
+
+
+def test_unrolled_gradient_clipping_changes_the_second_order_term():
+    torch.manual_seed(0)
+    config = DartsRNNSearchConfig(
+        vocab_size=30, hidden_size=10, steps=3, dropout=0.0, dropout_h=0.0, dropout_x=0.0, dropout_i=0.0
+    )
+    model = DartsRNNSearchModel(config).double().train()
+    weight_optimizer = torch.optim.SGD(model.weight_parameters(), lr=20.0)
+    arch_optimizer = torch.optim.Adam(model.arch_parameters(), lr=3e-3)
+    train, valid = lm_batches(1)
+    clipped = Architect(model, arch_optimizer, order=2, hessian="exact", unrolled_grad_clip=1e-3)
+    unclipped = Architect(model, arch_optimizer, order=2, hessian="exact")
+    a = torch.cat([g.reshape(-1) for g in clipped.arch_gradients(train, valid, weight_optimizer)])
+    b = torch.cat([g.reshape(-1) for g in unclipped.arch_gradients(train, valid, weight_optimizer)])
+    assert not torch.allclose(a, b)
+
+
+def test_derived_config_defaults_to_the_paper_sizes():
+    model = DartsRNNSearchModel(DartsRNNSearchConfig(vocab_size=100, hidden_size=8))
+    config = model.derived_config()
+    assert isinstance(config, DartsRNNConfig) and config.hidden_size == 850 and config.vocab_size == 100
+    with pytest.raises(ValueError, match="shape"):
+        from darts_hub.genotypes import derive_recurrent_genotype
+
+        derive_recurrent_genotype(torch.zeros(10, 5))
