@@ -1,3 +1,4 @@
+import json
 import math
 
 import datasets
@@ -90,3 +91,20 @@ def test_local_text_files_and_offline_hub_names(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(DataError, match="--train_file"):
         load_text_dataset("Salesforce/wikitext", "wikitext-2-v1")
+
+
+def test_evaluate_script_reports_perplexity_of_a_language_model(tmp_path, run_script):
+    corpus = load_text_dataset()
+    lines = split_lines(corpus)
+    vocabulary = vocabulary_in_order([lines["train"], lines["validation"], lines["test"]])
+    tokenizer = build_tokenizer(vocabulary=vocabulary)
+    torch.manual_seed(0)
+    model = DartsRNNForCausalLM(DartsRNNConfig(vocab_size=len(vocabulary), hidden_size=16))
+    model.save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    results = json.loads(run_script("evaluate", "--model_name_or_path", tmp_path, "--bptt", "35"))
+    expected = evaluate_perplexity(model, batchify(encode_lines(lines["test"], vocabulary), 1), 35)
+    assert results["num_tokens"] == expected["num_tokens"]
+    assert results["perplexity"] == pytest.approx(expected["perplexity"], rel=1e-6)
+    assert results["perplexity"] == pytest.approx(len(vocabulary), rel=0.1)  # an untrained model: near uniform
+    assert json.loads((tmp_path / "eval_results_test.json").read_text()) == results

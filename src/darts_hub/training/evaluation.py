@@ -11,12 +11,13 @@ import torch
 from accelerate import Accelerator
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
-from transformers import AutoModelForImageClassification
+from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForImageClassification, AutoTokenizer
 
 from ..counting import count_mult_adds, count_parameters
 from ..data.images import BatchTransform, make_loader
-from ..data.text import stream_chunks
-from ..models.darts import DartsConfig, DartsForImageClassification
+from ..data.text import batchify, encode_lines, load_text_dataset, split_lines, stream_chunks
+from ..models.darts import DartsConfig
+from ..models.darts_rnn import DartsRNNConfig
 from .common import ImageDataArguments, load_image_splits
 
 
@@ -76,11 +77,22 @@ def evaluate_perplexity(model, columns: torch.Tensor, bptt: int) -> dict:
 
 @dataclass
 class EvaluateArguments(ImageDataArguments):
-    """Which checkpoint to evaluate on which split."""
+    """Which checkpoint to evaluate on which split: an image classifier (accuracy) or a language model
+    (perplexity)."""
 
     model_name_or_path: str = field(default=None, metadata={"help": "A saved model folder or Hub id (required)."})
     split: str = field(default="test", metadata={"help": "The split to evaluate (default: test)."})
-    batch_size: int = field(default=256, metadata={"help": "Images per batch."})
+    batch_size: int | None = field(
+        default=None, metadata={"help": "Images per batch (256), or parallel streams of a language model (1)."}
+    )
+    bptt: int = field(default=35, metadata={"help": "Language models: tokens per chunk of the stream (35)."})
+    text_column_name: str | None = field(default=None, metadata={"help": "Language models: the text column."})
+    dataset_revision: str | None = field(
+        default=None, metadata={"help": "Dataset revision (e.g. refs/convert/parquet for ptb_text_only)."}
+    )
+    train_file: str | None = field(default=None, metadata={"help": "Language models: local train text file."})
+    validation_file: str | None = field(default=None, metadata={"help": "Language models: local validation file."})
+    test_file: str | None = field(default=None, metadata={"help": "Language models: local test text file."})
     output_file: str | None = field(
         default=None,
         metadata={
@@ -96,27 +108,45 @@ class EvaluateArguments(ImageDataArguments):
 
 
 def evaluate_checkpoint(args: EvaluateArguments) -> dict:
-    """Top-1/top-5 accuracy and error, loss, number of images, parameters (the original counting) and mult-adds of a
-    saved DARTS network on a dataset split; printed by the script and written as JSON."""
+    """Evaluate a saved DARTS model on a dataset split and write the results as JSON.
+
+    Image classifiers: top-1/top-5 accuracy and error, loss, number of images, parameters (the original counting)
+    and mult-adds. Language models: loss and perplexity over the whole split read in order (the state carried from
+    chunk to chunk), number of tokens, parameters.
+    """
+    config = AutoConfig.from_pretrained(args.model_name_or_path)
+    if isinstance(config, DartsRNNConfig):
+        results = _evaluate_language_model(args)
+    elif isinstance(config, DartsConfig):
+        results = _evaluate_image_classifier(args)
+    else:
+        raise ValueError(f"{args.model_name_or_path} is a {type(config).__name__}, not a DARTS model.")
+    output_file = args.output_file
+    if output_file is None:
+        folder = Path(args.model_name_or_path)
+        output_file = (folder if folder.is_dir() else Path(".")) / f"eval_results_{args.split}.json"
+    Path(output_file).write_text(json.dumps(results, indent=1) + "\n")
+    return results
+
+
+def _evaluate_image_classifier(args: EvaluateArguments) -> dict:
     accelerator = Accelerator(mixed_precision=args.mixed_precision)
     model = AutoModelForImageClassification.from_pretrained(args.model_name_or_path)
-    if not isinstance(model, DartsForImageClassification):
-        raise ValueError(f"{args.model_name_or_path} is a {type(model).__name__}, not a DARTS network.")
     config: DartsConfig = model.config
     if args.image_size is None:
         args.image_size = config.image_size
-    data = load_image_splits(args, accelerator, splits=(args.split,), class_names=None)[args.split]
+    data = load_image_splits(args, accelerator, splits=(args.split,))[args.split]
     if len(data.class_names) != config.num_labels:
         raise ValueError(
             f"The {args.split} split has {len(data.class_names)} classes, the model {config.num_labels}: "
             "evaluate it on the data it was trained for."
         )
     transform = BatchTransform(config.image_mean, config.image_std)
-    loader = accelerator.prepare(make_loader(data, args.batch_size))
+    loader = accelerator.prepare(make_loader(data, args.batch_size or 256))
     model = accelerator.prepare(model)
     metrics = evaluate(model, loader, transform, accelerator, description=args.split)
     network = accelerator.unwrap_model(model)
-    results = {
+    return {
         "model": args.model_name_or_path,
         "dataset": args.dataset_description,
         "split": args.split,
@@ -130,13 +160,37 @@ def evaluate_checkpoint(args: EvaluateArguments) -> dict:
         "parameters_with_auxiliary": count_parameters(network, include_auxiliary=True),
         "mult_adds": count_mult_adds(network),
     }
-    if accelerator.is_main_process:
-        output_file = args.output_file
-        if output_file is None:
-            folder = Path(args.model_name_or_path)
-            output_file = (folder if folder.is_dir() else Path(".")) / f"eval_results_{args.split}.json"
-        Path(output_file).write_text(json.dumps(results, indent=1) + "\n")
-    return results
+
+
+def _evaluate_language_model(args: EvaluateArguments) -> dict:
+    model = AutoModelForCausalLM.from_pretrained(args.model_name_or_path)
+    vocabulary = AutoTokenizer.from_pretrained(args.model_name_or_path).get_vocab()
+    if len(vocabulary) != model.config.vocab_size:
+        raise ValueError(
+            f"The tokenizer has {len(vocabulary)} words but the model {model.config.vocab_size} embedding rows."
+        )
+    corpus = load_text_dataset(
+        args.dataset_name,
+        args.dataset_config_name,
+        args.dataset_revision,
+        args.train_file,
+        args.validation_file,
+        args.test_file,
+    )
+    lines = split_lines(corpus, args.text_column_name)[args.split]
+    columns = batchify(encode_lines(lines, vocabulary), args.batch_size or 1)
+    metrics = evaluate_perplexity(model, columns, args.bptt)
+    return {
+        "model": args.model_name_or_path,
+        "dataset": args.dataset_name or "pydoc topics (embedded)",
+        "split": args.split,
+        "num_tokens": metrics["num_tokens"],
+        "loss": metrics["loss"],
+        "perplexity": metrics["perplexity"],
+        "batch_size": args.batch_size or 1,
+        "bptt": args.bptt,
+        "parameters": count_parameters(model),
+    }
 
 
 __all__ = ["EvaluateArguments", "evaluate", "evaluate_checkpoint", "evaluate_perplexity", "topk_correct"]
