@@ -15,6 +15,7 @@ from accelerate import Accelerator
 from .models.darts import DartsConfig, DartsForImageClassification
 from .search.architect import Architect
 from .search.cnn import DartsSearchConfig, DartsSearchNetwork
+from .search.rnn import DartsRNNSearchConfig, DartsRNNSearchModel
 from .training.search_loop import SearchArguments, make_search_optimizers, search_step
 from .training.train_loop import train_step
 
@@ -112,7 +113,7 @@ def _images(accelerator, batch_size, image_size, channels_last):
     return pixels.contiguous(memory_format=memory_format), labels
 
 
-def _report(workload, accelerator, timings, batch_size, dtype, channels_last, **extra) -> dict:
+def _report(workload, accelerator, timings, batch_size, dtype, channels_last, samples="images", **extra) -> dict:
     seconds = sorted(timings)[len(timings) // 2]
     return {
         "workload": workload,
@@ -123,7 +124,7 @@ def _report(workload, accelerator, timings, batch_size, dtype, channels_last, **
         **extra,
         "seconds_per_step": round(seconds, 4),
         "steps_per_s": round(1 / seconds, 4),
-        "images_per_s": round(batch_size / seconds, 2),
+        f"{samples}_per_s": round(batch_size / seconds, 2),
         "peak_memory_gb": round(_peak_memory_gb(accelerator.device), 3),
         "threads": torch.get_num_threads(),
     }
@@ -174,11 +175,72 @@ def benchmark_inference(
     return _report("inference_darts_v2_cifar10", accelerator, timings, batch_size, dtype, channels_last)
 
 
+def benchmark_recurrent_search_step(
+    order: int = 1,
+    batch_size: int = 64,
+    bptt: int = 35,
+    hidden_size: int = 300,
+    vocab_size: int = 10000,
+    device: str | None = None,
+    dtype: str = "float32",
+    channels_last: bool = False,
+    steps: int = 3,
+    warmup: int = 1,
+) -> dict:
+    """One recurrent search step (architecture step + weight step) at the paper's PTB search size; the same
+    `search_step` as the convolutional search, with the recurrent search's optimizers and clipping (0.25)."""
+    accelerator = Accelerator(cpu=device == "cpu", mixed_precision=DTYPES[dtype])
+    supernet = DartsRNNSearchModel(DartsRNNSearchConfig(vocab_size=vocab_size, hidden_size=hidden_size))
+    weight_optimizer = torch.optim.SGD(supernet.weight_parameters(), lr=20.0, weight_decay=5e-7)
+    arch_optimizer = torch.optim.Adam(supernet.arch_parameters(), lr=3e-3, betas=(0.9, 0.999), weight_decay=1e-3)
+    model, weight_optimizer = accelerator.prepare(supernet, weight_optimizer)
+    architect = Architect(
+        supernet, arch_optimizer, order=order, unrolled_grad_clip=0.25, autocast=accelerator.autocast
+    )
+
+    def batch():
+        tokens = torch.randint(0, vocab_size, (batch_size, bptt + 1), device=accelerator.device)
+        hidden = torch.zeros(batch_size, hidden_size, device=accelerator.device)
+        return {"input_ids": tokens[:, :-1], "targets": tokens[:, 1:], "hidden_state": hidden}
+
+    train_batch, valid_batch = batch(), batch()
+    weight_parameters = supernet.weight_parameters()
+    timings = _timed(
+        lambda: search_step(
+            model, architect, weight_optimizer, weight_parameters, train_batch, valid_batch, accelerator, 0.25
+        ),
+        steps,
+        warmup,
+        accelerator.device,
+    )
+    report = _report(
+        f"recurrent_search_step_order{order}",
+        accelerator,
+        timings,
+        batch_size,
+        dtype,
+        False,
+        samples="sequences",
+        bptt=bptt,
+        hidden_size=hidden_size,
+    )
+    report["tokens_per_s"] = round(batch_size * bptt / report["seconds_per_step"], 1)
+    return report
+
+
 WORKLOADS = {
     "search_first_order": lambda **kw: benchmark_search_step(order=1, **kw),
     "search_second_order": lambda **kw: benchmark_search_step(order=2, **kw),
     "train_step": benchmark_train_step,
     "inference": benchmark_inference,
+    "recurrent_search_first_order": lambda **kw: benchmark_recurrent_search_step(order=1, **kw),
+    "recurrent_search_second_order": lambda **kw: benchmark_recurrent_search_step(order=2, **kw),
 }
 
-__all__ = ["WORKLOADS", "benchmark_inference", "benchmark_search_step", "benchmark_train_step"]
+__all__ = [
+    "WORKLOADS",
+    "benchmark_inference",
+    "benchmark_recurrent_search_step",
+    "benchmark_search_step",
+    "benchmark_train_step",
+]
