@@ -1,0 +1,366 @@
+"""Convert the original DARTS checkpoints (PyTorch 0.3 era) into transformers folders, without running their pickles.
+
+- `cifar10_model.pt`, `imagenet_model.pt`: state dicts, read with `torch.load(..., weights_only=True)` (legacy or zip
+  serialization, with or without `num_batches_tracked`).
+- `ptb_model.pt`: a pickle of the whole original model object. It is read by a restricted unpickler that maps the
+  original class paths to inert placeholders that only record their state, rebuilds tensors with torch's own
+  functions, and refuses every other global before anything runs.
+
+Every original key is mapped to ours; leftover, missing or mis-shaped keys are reported by name (for the cells, with
+the cell and the operation the genotype puts there), never left to `load_state_dict`.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import pickle
+import re
+import shutil
+import types
+from pathlib import Path
+
+import torch
+
+from .genotypes import RecurrentGenotype, get_genotype
+from .models.darts import DartsConfig, DartsForImageClassification
+from .models.darts_rnn import DartsRNNConfig, DartsRNNForCausalLM, build_tokenizer, vocabulary_in_order
+
+
+logger = logging.getLogger(__name__)
+
+KINDS = ("cifar10", "imagenet", "ptb")
+MODEL_CARDS = {"cifar10": "darts-v2-cifar10", "imagenet": "darts-v2-imagenet", "ptb": "darts-v2-ptb"}
+CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+
+
+class ConversionError(ValueError):
+    """The checkpoint does not match the architecture it is converted to; the message names the keys."""
+
+
+def cnn_config(kind: str, genotype: str = "DARTS_V2") -> DartsConfig:
+    """The architecture of the released CNN checkpoints (the paper's evaluation networks)."""
+    if kind == "cifar10":
+        return DartsConfig(
+            genotype=genotype,
+            init_channels=36,
+            num_cells=20,
+            use_auxiliary_head=True,
+            drop_path_prob=0.2,
+            id2label=dict(enumerate(CIFAR10_CLASSES)),
+            label2id={n: i for i, n in enumerate(CIFAR10_CLASSES)},
+        )
+    if kind == "imagenet":
+        return DartsConfig(
+            genotype=genotype,
+            stem="imagenet",
+            init_channels=48,
+            num_cells=14,
+            num_labels=1000,
+            use_auxiliary_head=True,
+            label_smoothing=0.1,
+        )
+    raise ValueError(f"kind must be one of {KINDS}, got {kind!r}.")
+
+
+def original_cnn_key(key: str) -> str:
+    """Our state-dict key -> the original's (`darts.cells.3.ops.5...` -> `cells.3._ops.5...`)."""
+    return key.removeprefix("darts.").replace(".ops.", "._ops.")
+
+
+def _describe(key: str, config: DartsConfig) -> str:
+    """A key, with the cell and operation the genotype puts there when it belongs to a cell's edge."""
+    match = re.match(r"cells\.(\d+)\._ops\.(\d+)\.", key)
+    if not match:
+        return key
+    cell, edge = int(match[1]), int(match[2])
+    reduction = cell in config.reduction_cells
+    genotype = config.get_genotype()
+    edges = genotype.reduce if reduction else genotype.normal
+    where = f"cell {cell} ({'reduction' if reduction else 'normal'})"
+    if edge >= len(edges):
+        return f"{key} [{where} has only {len(edges)} edges in the genotype]"
+    op, source = edges[edge]
+    return f"{key} [{where}, edge {edge}: {op} from input {source}]"
+
+
+def _check_and_map(original: dict, ours: dict, to_original, describe, optional=lambda key: False) -> dict:
+    """Our key -> the original tensor, after checking that every key has its counterpart with the same shape."""
+    mapping = {key: to_original(key) for key in ours}
+    problems = []
+    mismatched = [
+        f"{describe(name)}: checkpoint {tuple(original[name].shape)}, model {tuple(ours[key].shape)}"
+        for key, name in mapping.items()
+        if name in original and tuple(original[name].shape) != tuple(ours[key].shape)
+    ]
+    missing = [describe(name) for key, name in mapping.items() if name not in original and not optional(key)]
+    leftover = [describe(name) for name in original if name not in set(mapping.values())]
+    for label, keys in (
+        ("shape mismatch", mismatched),
+        ("missing from the checkpoint", missing),
+        ("in the checkpoint but not in the model", leftover),
+    ):
+        if keys:
+            shown = "\n  ".join(keys[:20]) + (f"\n  ... and {len(keys) - 20} more" if len(keys) > 20 else "")
+            problems.append(f"{len(keys)} key(s) {label}:\n  {shown}")
+    if problems:
+        raise ConversionError(
+            "The checkpoint does not fit the architecture (check --kind and --genotype):\n" + "\n".join(problems)
+        )
+    return {key: original[name] for key, name in mapping.items() if name in original}
+
+
+def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
+    """A saved state dict (legacy or zip serialization), read without executing code."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise ConversionError(
+            f"{path} is not a plain state dict (weights_only loading refused it: {error}). The CNN checkpoints "
+            "are state dicts; for ptb_model.pt use --kind ptb."
+        ) from error
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ConversionError(f"{path} does not hold a state dict (a mapping of names to tensors).")
+    return dict(state)
+
+
+def convert_cnn(path: str | Path, kind: str, genotype: str = "DARTS_V2") -> DartsForImageClassification:
+    """`cifar10_model.pt` / `imagenet_model.pt` -> a `DartsForImageClassification` holding exactly its tensors."""
+    config = cnn_config(kind, genotype)
+    model = DartsForImageClassification(config)
+    ours = model.state_dict()
+    tensors = _check_and_map(
+        load_state_dict_file(path),
+        ours,
+        original_cnn_key,
+        lambda name: _describe(name, config),
+        # PyTorch 0.3 had no num_batches_tracked: ours stay at 0 (they only matter with momentum=None).
+        optional=lambda key: key.endswith("num_batches_tracked"),
+    )
+    model.load_state_dict({**ours, **tensors})
+    return model
+
+
+class _Recorded:
+    """Stands in for a class of the original code while unpickling: it records its arguments and state, and has no
+    behaviour of its own."""
+
+    def __new__(cls, *args, **kwargs):
+        # Pickle builds objects with cls.__new__(cls, *args) (a namedtuple's fields) or cls(*args).
+        instance = super().__new__(cls)
+        instance.args, instance.kwargs, instance.state = args, kwargs, {}
+        return instance
+
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def __setstate__(self, state):
+        self.state = state if isinstance(state, dict) else {"state": state}
+
+
+def _stand_in(module: str, name: str) -> type:
+    return type(name, (_Recorded,), {"__module__": module, "__qualname__": name})
+
+
+def _parameter(data, requires_grad=True, *args):
+    return torch.nn.Parameter(data, requires_grad=requires_grad)
+
+
+# Classes of the pickled PTB model, by module path: replaced by recording stand-ins.
+ORIGINAL_CLASSES = {
+    ("model", "RNNModel"),
+    ("model", "DARTSCell"),
+    ("utils", "LockedDropout"),
+    ("genotypes", "Genotype"),
+    ("torch.nn.modules.sparse", "Embedding"),
+    ("torch.nn.modules.linear", "Linear"),
+    ("torch.nn.modules.container", "ModuleList"),
+    ("torch.nn.modules.container", "ParameterList"),
+    ("torch.nn.modules.dropout", "Dropout"),
+    ("torch.nn.backends.thnn", "_get_thnn_function_backend"),
+}
+# Functions and types that only rebuild data, allowed as they are (or as the safe equivalent given).
+SAFE_GLOBALS = {
+    ("torch._utils", "_rebuild_tensor"): torch._utils._rebuild_tensor,
+    ("torch._utils", "_rebuild_tensor_v2"): torch._utils._rebuild_tensor_v2,
+    ("torch._utils", "_rebuild_parameter"): torch._utils._rebuild_parameter,
+    ("torch.nn.parameter", "Parameter"): _parameter,
+    ("collections", "OrderedDict"): collections.OrderedDict,
+    **{
+        (module, builtin.__name__): builtin
+        for module in ("builtins", "__builtin__")
+        for builtin in (set, frozenset, range)
+    },
+    ("__builtin__", "xrange"): range,  # how pickle protocol 2 names range (the genotype's concat)
+    ("torch", "Size"): torch.Size,
+    **{
+        ("torch", name): getattr(torch, name)
+        for name in ("FloatStorage", "DoubleStorage", "HalfStorage", "LongStorage", "IntStorage", "ByteStorage")
+    },
+    ("torch.storage", "UntypedStorage"): torch.storage.UntypedStorage,
+    ("torch", "float32"): torch.float32,
+}
+
+
+class RestrictedUnpickler(pickle.Unpickler):
+    """Unpickles the original PTB model file: original classes become stand-ins, torch's tensor rebuilding is
+    allowed, and any other global (`os.system`, `builtins.eval`, ...) is refused before it can run."""
+
+    def find_class(self, module: str, name: str):
+        if (module, name) in ORIGINAL_CLASSES:
+            return _stand_in(module, name)
+        if (module, name) in SAFE_GLOBALS:
+            return SAFE_GLOBALS[(module, name)]
+        if module.startswith("torch.cuda") and name.endswith("Storage"):
+            return getattr(torch, name)  # a GPU-saved storage, loaded on the CPU
+        raise pickle.UnpicklingError(
+            f"Refusing to load {module}.{name}: the original PTB checkpoint references only the original model "
+            "classes and torch's tensor rebuilding. This file is not what it claims to be; nothing was run."
+        )
+
+
+_restricted_pickle = types.ModuleType("restricted_pickle")
+_restricted_pickle.Unpickler = RestrictedUnpickler
+_restricted_pickle.load = pickle.load
+_restricted_pickle.__name__ = "restricted_pickle"
+
+
+def load_pickled_model(path: str | Path) -> _Recorded:
+    """The whole-model pickle, as a tree of stand-ins (legacy or zip serialization)."""
+    return torch.load(path, map_location="cpu", pickle_module=_restricted_pickle, weights_only=False)
+
+
+def _flatten(node: _Recorded, prefix: str = "") -> dict[str, torch.Tensor]:
+    """Parameters and buffers of a stand-in module tree, keyed as a state dict."""
+    tensors = {}
+    for group in ("_parameters", "_buffers"):
+        for name, tensor in node.state.get(group, {}).items():
+            if tensor is not None:
+                tensors[prefix + name] = tensor
+    for name, child in node.state.get("_modules", {}).items():
+        if child is not None:
+            tensors.update(_flatten(child, f"{prefix}{name}."))
+    return tensors
+
+
+PTB_KEYS = {
+    "model.encoder.weight": "encoder.weight",
+    "model.cell.w0": "rnns.0._W0",
+    "decoder.weight": "decoder.weight",
+    "decoder.bias": "decoder.bias",
+}
+
+
+def original_ptb_key(key: str) -> str:
+    """Our key -> the original's (`model.cell.ws.3` -> `rnns.0._Ws.3`)."""
+    return PTB_KEYS.get(key) or key.replace("model.cell.ws.", "rnns.0._Ws.")
+
+
+def ptb_vocabulary(vocab_from: str | Path) -> dict[str, int]:
+    """The original vocabulary, rebuilt from the PTB text: a folder with train.txt, valid.txt and test.txt (the
+    original data/penn layout; ptb.train.txt etc. also work) or a text dataset name."""
+    from .data.text import load_text_dataset, split_lines
+
+    folder = Path(vocab_from)
+    if folder.is_dir():
+        splits = []
+        for names in (("train.txt", "ptb.train.txt"), ("valid.txt", "ptb.valid.txt"), ("test.txt", "ptb.test.txt")):
+            found = [folder / name for name in names if (folder / name).is_file()]
+            if not found:
+                raise FileNotFoundError(f"{folder} has none of {names}: pass the folder of the PTB text files.")
+            splits.append(found[0].read_text().splitlines())
+        return vocabulary_in_order(splits)
+    lines = split_lines(load_text_dataset(str(vocab_from)))
+    return vocabulary_in_order([lines["train"], lines["validation"], lines["test"]])
+
+
+def convert_ptb(path: str | Path, vocab_from: str | Path | None = None, genotype: str | None = None):
+    """`ptb_model.pt` -> (`DartsRNNForCausalLM`, tokenizer or None). The genotype is read from the file (and must
+    equal `genotype` if given); sizes come from the tensors; the vocabulary, if given, must fit the embedding."""
+    root = load_pickled_model(path)
+    original = _flatten(root)
+    if "encoder.weight" not in original:
+        raise ConversionError(f"{path} has no encoder.weight: it is not the original recurrent model.")
+    if "decoder.weight" in original and not torch.equal(original["decoder.weight"], original["encoder.weight"]):
+        raise ConversionError("decoder.weight differs from encoder.weight: the original model ties them.")
+    cells = [node for node in _walk(root) if type(node).__name__ == "DARTSCell"]
+    found = None
+    if cells and "genotype" in cells[0].state:
+        recurrent, concat = cells[0].state["genotype"].args
+        found = RecurrentGenotype(recurrent=[tuple(edge) for edge in recurrent], concat=tuple(concat))
+    if genotype is not None and found is not None and found != get_genotype(genotype, recurrent=True):
+        raise ConversionError(f"The file's cell is {found}, not {genotype}.")
+    vocab_size, hidden_size = original["encoder.weight"].shape
+    config = DartsRNNConfig(genotype=found or genotype or "DARTS_V2", vocab_size=vocab_size, hidden_size=hidden_size)
+    tokenizer = None
+    if vocab_from is not None:
+        vocabulary = ptb_vocabulary(vocab_from)
+        if len(vocabulary) != vocab_size:
+            raise ConversionError(
+                f"The text gives a vocabulary of {len(vocabulary)} words but the embedding has {vocab_size} rows: "
+                "pass the PTB text the model was trained on (train, valid and test)."
+            )
+        tokenizer = build_tokenizer(vocabulary=vocabulary)
+        config.eos_token_id = config.pad_token_id = vocabulary["<eos>"]
+    model = DartsRNNForCausalLM(config)
+    ours = model.state_dict()
+    original.setdefault("decoder.weight", original["encoder.weight"])
+    tensors = _check_and_map(original, ours, original_ptb_key, str)
+    model.load_state_dict({**ours, **tensors})
+    return model, tokenizer
+
+
+def _walk(node):
+    if isinstance(node, _Recorded):
+        yield node
+        for child in node.state.get("_modules", {}).values():
+            yield from _walk(child)
+
+
+def model_card_folder(kind: str) -> Path:
+    """The card (README.md and drawings) of a published checkpoint, in the repository's model_cards/ folder."""
+    folder = Path(__file__).resolve().parents[2] / "model_cards" / MODEL_CARDS[kind]
+    if not (folder / "README.md").is_file():
+        raise FileNotFoundError(f"No model card at {folder}: run the converter from a clone of darts-hub.")
+    return folder
+
+
+def convert_checkpoint(
+    checkpoint: str | Path,
+    kind: str,
+    output_dir: str | Path,
+    genotype: str | None = None,
+    vocab_from: str | Path | None = None,
+) -> Path:
+    """Convert an original checkpoint into a save_pretrained folder with its model card, ready for upload."""
+    if kind not in KINDS:
+        raise ValueError(f"--kind must be one of {KINDS}, got {kind!r}.")
+    output_dir = Path(output_dir)
+    if kind == "ptb":
+        model, tokenizer = convert_ptb(checkpoint, vocab_from, genotype)
+    else:
+        model, tokenizer = convert_cnn(checkpoint, kind, genotype or "DARTS_V2"), None
+    model.save_pretrained(output_dir)
+    if tokenizer is not None:
+        tokenizer.save_pretrained(output_dir)
+    for path in model_card_folder(kind).iterdir():
+        shutil.copyfile(path, output_dir / path.name)
+    return output_dir
+
+
+__all__ = [
+    "CIFAR10_CLASSES",
+    "KINDS",
+    "ConversionError",
+    "RestrictedUnpickler",
+    "convert_checkpoint",
+    "convert_ptb",
+    "load_pickled_model",
+    "model_card_folder",
+    "original_ptb_key",
+    "ptb_vocabulary",
+    "cnn_config",
+    "convert_cnn",
+    "load_state_dict_file",
+    "original_cnn_key",
+]
