@@ -136,8 +136,9 @@ def write_ptb_text(folder: Path) -> Path:
 def test_ptb_pickle_converts_without_running_it(tmp_path, original_ptb_pickles):
     paths, original = original_ptb_pickles
     vocab = write_ptb_text(tmp_path / "penn")
-    for index, path in enumerate(paths):
-        folder = convert_checkpoint(path, "ptb", tmp_path / f"out{index}", vocab_from=vocab)
+    # The folder of the text files, or its training file (valid and test found beside it).
+    for index, (path, vocab_from) in enumerate(zip(paths, (vocab, vocab / "train.txt"))):
+        folder = convert_checkpoint(path, "ptb", tmp_path / f"out{index}", vocab_from=vocab_from)
         model = AutoModelForCausalLM.from_pretrained(folder)
         assert model.config.get_genotype().recurrent[0] == ("sigmoid", 0)
         assert model.decoder.weight is model.model.encoder.weight

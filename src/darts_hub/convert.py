@@ -257,19 +257,26 @@ def original_ptb_key(key: str) -> str:
 
 
 def ptb_vocabulary(vocab_from: str | Path) -> dict[str, int]:
-    """The original vocabulary, rebuilt from the PTB text: a folder with train.txt, valid.txt and test.txt (the
-    original data/penn layout; ptb.train.txt etc. also work) or a text dataset name."""
+    """The original vocabulary, rebuilt from the PTB text: the training text file (`train.txt` or `ptb.train.txt`,
+    with its `valid` and `test` siblings beside it), their folder (the original data/penn layout), or a text dataset
+    name."""
     from .data.text import load_text_dataset, split_lines
 
-    folder = Path(vocab_from)
-    if folder.is_dir():
-        splits = []
-        for names in (("train.txt", "ptb.train.txt"), ("valid.txt", "ptb.valid.txt"), ("test.txt", "ptb.test.txt")):
-            found = [folder / name for name in names if (folder / name).is_file()]
-            if not found:
-                raise FileNotFoundError(f"{folder} has none of {names}: pass the folder of the PTB text files.")
-            splits.append(found[0].read_text().splitlines())
-        return vocabulary_in_order(splits)
+    path = Path(vocab_from)
+    if path.is_file() and "train" in path.name:
+        files = [path.with_name(path.name.replace("train", split)) for split in ("train", "valid", "test")]
+    elif path.is_dir():
+        files = [
+            next((path / name for name in (f"{split}.txt", f"ptb.{split}.txt") if (path / name).is_file()), None)
+            for split in ("train", "valid", "test")
+        ]
+    else:
+        lines = split_lines(load_text_dataset(str(vocab_from)))
+        return vocabulary_in_order([lines["train"], lines["validation"], lines["test"]])
+    missing = [split for split, file in zip(("train", "valid", "test"), files) if file is None or not file.is_file()]
+    if missing:
+        raise FileNotFoundError(f"No PTB {' and '.join(missing)} text found from {vocab_from}.")
+    return vocabulary_in_order([file.read_text().splitlines() for file in files])
     lines = split_lines(load_text_dataset(str(vocab_from)))
     return vocabulary_in_order([lines["train"], lines["validation"], lines["test"]])
 
