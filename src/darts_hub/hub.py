@@ -93,10 +93,19 @@ def save_search_result(
     return output_dir
 
 
+def _pictures(drawings) -> str:
+    return "\n".join(f"![{path.stem}]({path.name})" for path in drawings if path.suffix == ".png")
+
+
+def _settings_table(settings: dict) -> str:
+    rows = "\n".join(f"| {key} | {value} |" for key, value in settings.items() if value is not None)
+    return f"| setting | value |\n|---|---|\n{rows}"
+
+
 def search_model_card(genotype, history, settings, dataset, drawings, animation) -> ModelCard:
     """The README.md of a search result: what was searched, on what data, with which settings, and what came out."""
     last = history[-1] if history else {}
-    pictures = "\n".join(f"![{path.stem}]({path.name})" for path in drawings if path.suffix == ".png")
+    pictures = _pictures(drawings)
     if animation is not None:
         pictures += f"\n\nMost likely cells after each epoch:\n\n![search progress]({animation.name})"
     order = "second-order (unrolled)" if settings.get("order") == 2 else "first-order"
@@ -106,7 +115,7 @@ def search_model_card(genotype, history, settings, dataset, drawings, animation)
         if last
         else "The search stopped before completing an epoch."
     )
-    settings_table = "\n".join(f"| {key} | {value} |" for key, value in settings.items() if value is not None)
+    settings_table = _settings_table(settings)
     data = ModelCardData(
         library_name="darts-hub",
         license="apache-2.0",
@@ -145,8 +154,6 @@ model = AutoModelForImageClassification.from_config(config)  # untrained, ready 
 
 ## Search settings
 
-| setting | value |
-|---|---|
 {settings_table}
 
 ## Citation
@@ -189,8 +196,8 @@ def trained_model_card(
         model_name=f"DARTS network trained on {dataset}",
         eval_results=eval_results,
     )
-    pictures = "\n".join(f"![{path.stem}]({path.name})" for path in drawings if path.suffix == ".png")
-    settings_table = "\n".join(f"| {key} | {value} |" for key, value in settings.items() if value is not None)
+    pictures = _pictures(drawings)
+    settings_table = _settings_table(settings)
     content = f"""---
 {data.to_yaml()}
 ---
@@ -232,8 +239,6 @@ Evaluate with `python scripts/evaluate.py --model_name_or_path path/or/repo --da
 
 ## Training settings
 
-| setting | value |
-|---|---|
 {settings_table}
 
 ## Citation

@@ -20,6 +20,7 @@ from ..models.darts_rnn.modeling_darts_rnn import (
     DartsRNNCell,
     LockedDropout,
     embed_with_dropout,
+    init_recurrent_weights,
 )
 
 
@@ -102,17 +103,10 @@ class DartsRNNSearchModel(PreTrainedModel):
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module):
-        bound = self.config.init_range
         if module is self.alphas:
             init.normal_(module["recurrent"], std=self.config.alpha_init_std)
-        elif isinstance(module, nn.Embedding):
-            init.uniform_(module.weight, -bound, bound)
-        elif isinstance(module, DartsRNNSearchCell):
-            init.uniform_(module.w0, -bound, bound)
-            for weight in module.ws:
-                init.uniform_(weight, -bound, bound)
-        elif isinstance(module, nn.Linear):
-            init.zeros_(module.bias)
+        else:
+            init_recurrent_weights(module, self.config.init_range)
 
     def get_input_embeddings(self) -> nn.Embedding:
         return self.encoder

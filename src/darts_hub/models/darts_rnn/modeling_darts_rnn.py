@@ -126,6 +126,21 @@ class DartsRNNCausalLMOutput(CausalLMOutputWithPast):
     hidden_state: torch.Tensor | None = None
 
 
+def init_recurrent_weights(module: nn.Module, bound: float) -> None:
+    """The original initialisation: embedding, cell and decoder weights uniform in +-bound (0.04), zero decoder
+    bias."""
+    if isinstance(module, nn.Embedding):
+        init.uniform_(module.weight, -bound, bound)
+    elif isinstance(module, DartsRNNCell):
+        init.uniform_(module.w0, -bound, bound)
+        for weight in module.ws:
+            init.uniform_(weight, -bound, bound)
+    elif isinstance(module, nn.Linear):
+        init.uniform_(module.weight, -bound, bound)
+        if module.bias is not None:
+            init.zeros_(module.bias)
+
+
 class DartsRNNPreTrainedModel(PreTrainedModel):
     config: DartsRNNConfig
     config_class = DartsRNNConfig
@@ -136,18 +151,7 @@ class DartsRNNPreTrainedModel(PreTrainedModel):
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module):
-        """Uniform in +-0.04 for the embedding and the cell, zero decoder bias (the original's initialisation)."""
-        bound = self.config.init_range
-        if isinstance(module, nn.Embedding):
-            init.uniform_(module.weight, -bound, bound)
-        elif isinstance(module, DartsRNNCell):
-            init.uniform_(module.w0, -bound, bound)
-            for weight in module.ws:
-                init.uniform_(weight, -bound, bound)
-        elif isinstance(module, nn.Linear):
-            init.uniform_(module.weight, -bound, bound)
-            if module.bias is not None:
-                init.zeros_(module.bias)
+        init_recurrent_weights(module, self.config.init_range)
 
 
 class DartsRNNModel(DartsRNNPreTrainedModel):
@@ -235,6 +239,7 @@ class DartsRNNForCausalLM(DartsRNNPreTrainedModel, GenerationMixin):
 
 __all__ = [
     "embed_with_dropout",
+    "init_recurrent_weights",
     "DartsRNNCausalLMOutput",
     "DartsRNNCell",
     "DartsRNNForCausalLM",
