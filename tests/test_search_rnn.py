@@ -102,3 +102,27 @@ def test_derived_config_defaults_to_the_paper_sizes():
         from darts_hub.genotypes import derive_recurrent_genotype
 
         derive_recurrent_genotype(torch.zeros(10, 5))
+
+
+def test_search_cell_node_is_the_weighted_sum_of_highway_updates():
+    """Each node is sum over inputs j and operations k of w_jk (s_j + c_j (f_k(h_j) - s_j)) ('none' adds nothing)."""
+    from darts_hub.models.darts_rnn.modeling_darts_rnn import ACTIVATIONS
+
+    torch.manual_seed(0)
+    config = DartsRNNSearchConfig(vocab_size=20, hidden_size=6, steps=2)
+    cell = DartsRNNSearchModel(config).cell.eval()
+    weights = torch.softmax(torch.randn(3, len(RECURRENT_PRIMITIVES)), -1)
+    x, h_prev = torch.randn(4, 6), torch.randn(4, 6)
+    states = [cell.bn(cell.initial_state(x, h_prev, None, None))]
+    offset = 0
+    for node, weight in enumerate(cell.ws):
+        total = 0
+        for j, s_prev in enumerate(states):
+            c, h = (s_prev @ weight).chunk(2, dim=-1)
+            for k, name in enumerate(RECURRENT_PRIMITIVES):
+                if name != "none":
+                    total = total + weights[offset + j, k] * (s_prev + c.sigmoid() * (ACTIVATIONS[name](h) - s_prev))
+        states.append(cell.bn(total))
+        offset += node + 1
+    expected = torch.stack(states[1:]).mean(0)
+    torch.testing.assert_close(cell.step(x, h_prev, None, None, weights=weights), expected)

@@ -71,12 +71,12 @@ class DartsRNNSearchCell(DartsRNNCell):
             masked = states * h_mask[None] if h_mask is not None else states
             c, h = (masked @ weight).chunk(2, dim=-1)
             c = c.sigmoid()
-            edge_weights = weights[offset : offset + node + 1]  # [inputs, primitives]
-            # 'none' contributes nothing and is not computed.
-            s = sum(
-                (edge_weights[:, column, None, None] * (states + c * (ACTIVATIONS[name](h) - states))).sum(0)
-                for column, name in zip(self.op_columns, RECURRENT_OPERATIONS)
-            )
+            edge_weights = weights[offset : offset + node + 1, self.op_columns, None, None]  # [inputs, ops, 1, 1]
+            # sum_k w_k (s + c (f_k(h) - s)) = W s + c (sum_k w_k f_k(h) - W s), W = sum_k w_k over the operations
+            # ('none' is not computed: it only lowers W). One highway update per input instead of one per operation.
+            mixed = sum(edge_weights[:, k] * ACTIVATIONS[name](h) for k, name in enumerate(RECURRENT_OPERATIONS))
+            kept = edge_weights.sum(1) * states
+            s = (kept + c * (mixed - kept)).sum(0)
             states = torch.cat([states, self.bn(s)[None]])
             offset += node + 1
         return states[1:].mean(0)
