@@ -224,3 +224,14 @@ def test_convert_script(tmp_path, run_script):
     )
     assert out.strip() == str(tmp_path / "converted")
     assert (tmp_path / "converted" / "model.safetensors").is_file()
+
+
+def test_ptb_vocabulary_needs_all_three_texts(tmp_path):
+    from darts_hub.convert import ptb_vocabulary
+
+    (tmp_path / "ptb.train.txt").write_text("a b\n")
+    (tmp_path / "ptb.valid.txt").write_text("c\n")
+    with pytest.raises(FileNotFoundError, match="No PTB test text"):
+        ptb_vocabulary(tmp_path / "ptb.train.txt")
+    (tmp_path / "ptb.test.txt").write_text("d\n")
+    assert list(ptb_vocabulary(tmp_path)) == ["a", "b", "<eos>", "c", "d", "<unk>"]
