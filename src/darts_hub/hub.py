@@ -13,6 +13,7 @@ from pathlib import Path
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData, create_repo, upload_folder
 
+from .genotypes import RecurrentGenotype
 from .visualize import animate_genotypes, draw_genotype
 
 
@@ -71,10 +72,10 @@ def save_search_result(
 ) -> Path:
     """Write a search's result folder:
 
-    - `config.json`: the `DartsConfig` of the derived network (what training needs),
+    - `config.json`: the config of the derived network (`DartsConfig` or `DartsRNNConfig`: what training needs),
     - `genotype.json`, `alphas_history.json` (every epoch's genotype, softmax alphas and metrics),
     - `supernet/`: the supernet with its alphas (`save_pretrained`),
-    - `normal.png`, `reduction.png` and `search_progress.gif` (the most likely cells epoch by epoch),
+    - drawings of the cells and `search_progress.gif` (the most likely cells epoch by epoch),
     - `README.md`: the model card.
     """
     output_dir = Path(output_dir)
@@ -109,17 +110,30 @@ def search_model_card(genotype, history, settings, dataset, drawings, animation)
     if animation is not None:
         pictures += f"\n\nMost likely cells after each epoch:\n\n![search progress]({animation.name})"
     order = "second-order (unrolled)" if settings.get("order") == 2 else "first-order"
-    metrics = (
-        f"After {last['epoch']} epochs ({last['step']} steps): weight-training accuracy {last['train_accuracy']:.4f}, "
-        f"architecture-validation accuracy {last['valid_accuracy']:.4f} (loss {last['valid_loss']:.4f})."
-        if last
-        else "The search stopped before completing an epoch."
+    recurrent = isinstance(genotype, RecurrentGenotype)
+    if not last:
+        metrics = "The search stopped before completing an epoch."
+    elif recurrent:
+        metrics = (
+            f"After {last['epoch']} epochs ({last['step']} steps): training loss {last['train_loss']:.4f}, "
+            f"validation perplexity {last['valid_perplexity']:.2f}."
+        )
+    else:
+        metrics = (
+            f"After {last['epoch']} epochs ({last['step']} steps): weight-training accuracy "
+            f"{last['train_accuracy']:.4f}, architecture-validation accuracy {last['valid_accuracy']:.4f} "
+            f"(loss {last['valid_loss']:.4f})."
+        )
+    task, auto_class, config_class = (
+        ("text-generation", "AutoModelForCausalLM", "DartsRNNConfig")
+        if recurrent
+        else ("image-classification", "AutoModelForImageClassification", "DartsConfig")
     )
     settings_table = _settings_table(settings)
     data = ModelCardData(
         library_name="darts-hub",
         license="apache-2.0",
-        tags=["darts", "neural-architecture-search", "image-classification"],
+        tags=["darts", "neural-architecture-search", task],
         datasets=[settings["dataset_name"]] if settings.get("dataset_name") else None,
     )
     content = f"""---
@@ -129,7 +143,7 @@ def search_model_card(genotype, history, settings, dataset, drawings, animation)
 # DARTS cell searched on {dataset}
 
 Cells found by a {order} DARTS architecture search ([Liu et al., 2019](https://arxiv.org/abs/1806.09055)) with
-darts-hub. `config.json` describes the derived network (a `DartsConfig`), ready to be trained from scratch;
+darts-hub. `config.json` describes the derived network (a `{config_class}`), ready to be trained from scratch;
 `supernet/` holds the search supernet and its architecture weights.
 
 {metrics}
@@ -146,10 +160,10 @@ darts-hub. `config.json` describes the derived network (a `DartsConfig`), ready 
 
 ```python
 import darts_hub
-from transformers import AutoConfig, AutoModelForImageClassification
+from transformers import AutoConfig, {auto_class}
 
-config = AutoConfig.from_pretrained("path/or/repo")  # the derived DartsConfig
-model = AutoModelForImageClassification.from_config(config)  # untrained, ready for training
+config = AutoConfig.from_pretrained("path/or/repo")  # the derived {config_class}
+model = {auto_class}.from_config(config)  # untrained, ready for training
 ```
 
 ## Search settings

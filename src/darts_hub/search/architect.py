@@ -74,12 +74,15 @@ class Architect:
         self.unrolled_grad_clip = unrolled_grad_clip
         self.epsilon_scale = epsilon_scale
         self.autocast = autocast
+        self.validation_outputs = None
         arch_ids = {id(p) for p in model.arch_parameters()}
         self.arch_names = [name for name, p in model.named_parameters() if id(p) in arch_ids]
         self.weight_names = [name for name, p in model.named_parameters() if id(p) not in arch_ids]
 
-    def step(self, train_batch: Mapping, valid_batch: Mapping, weight_optimizer: torch.optim.Optimizer) -> None:
-        """One architecture update. `weight_optimizer` (SGD) gives the unrolled step its lr, momentum and decay."""
+    def step(self, train_batch: Mapping, valid_batch: Mapping, weight_optimizer: torch.optim.Optimizer):
+        """One architecture update. `weight_optimizer` (SGD) gives the unrolled step its lr, momentum and decay.
+
+        Returns the outputs of the validation pass (a recurrent search carries their `hidden_state` on)."""
         gradients = self.arch_gradients(train_batch, valid_batch, weight_optimizer)
         gradients = _average_across_processes(gradients)
         parameters = dict(self.model.named_parameters())
@@ -87,6 +90,7 @@ class Architect:
             parameters[name].grad = gradient.to(parameters[name].dtype)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
+        return self.validation_outputs
 
     def arch_gradients(
         self, train_batch: Mapping, valid_batch: Mapping, weight_optimizer: torch.optim.Optimizer | None = None
@@ -96,20 +100,23 @@ class Architect:
         alphas = [parameters[name] for name in self.arch_names]
         weights = [parameters[name].detach() for name in self.weight_names]
         if self.order == 1:
-            return list(torch.autograd.grad(self._loss(weights, alphas, valid_batch), alphas))
+            return list(torch.autograd.grad(self._loss(weights, alphas, valid_batch, validation=True), alphas))
         if weight_optimizer is None:
             raise ValueError("Second-order architecture steps need the weight optimizer (its lr, momentum, decay).")
         if self.hessian == "exact":
             return self._exact_unrolled_gradients(weights, alphas, train_batch, valid_batch, weight_optimizer)
         return self._finite_difference_gradients(weights, alphas, train_batch, valid_batch, weight_optimizer)
 
-    def _loss(self, weights, alphas, batch: Mapping) -> torch.Tensor:
+    def _loss(self, weights, alphas, batch: Mapping, validation: bool = False) -> torch.Tensor:
         tensors = dict(zip(self.weight_names, weights))
         tensors.update(zip(self.arch_names, alphas))
         # Copies of the buffers: these passes must not move the BatchNorm running statistics.
         tensors.update({name: buffer.clone() for name, buffer in self.model.named_buffers()})
         with self.autocast():
-            return functional_call(self.model, tensors, args=(), kwargs=dict(batch)).loss
+            outputs = functional_call(self.model, tensors, args=(), kwargs=dict(batch))
+        if validation:
+            self.validation_outputs = outputs
+        return outputs.loss
 
     def _unrolled_weights(self, weights, gradients, weight_optimizer) -> list[torch.Tensor]:
         """w' = w - lr * (momentum * v + g + weight_decay * w), read from the weight optimizer (eq. 6)."""
@@ -137,7 +144,8 @@ class Architect:
         unrolled = [
             w.detach().requires_grad_() for w in self._unrolled_weights(weights, train_gradients, weight_optimizer)
         ]
-        valid_gradients = torch.autograd.grad(self._loss(unrolled, alphas, valid_batch), alphas + unrolled)
+        valid_loss = self._loss(unrolled, alphas, valid_batch, validation=True)
+        valid_gradients = torch.autograd.grad(valid_loss, alphas + unrolled)
         alpha_gradients, vector = valid_gradients[: len(alphas)], valid_gradients[len(alphas) :]
 
         norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(v) for v in vector]))
@@ -156,7 +164,7 @@ class Architect:
             self._loss(weights_grad, alphas, train_batch), weights_grad, create_graph=True
         )
         unrolled = self._unrolled_weights(weights, train_gradients, weight_optimizer)
-        return list(torch.autograd.grad(self._loss(unrolled, alphas, valid_batch), alphas))
+        return list(torch.autograd.grad(self._loss(unrolled, alphas, valid_batch, validation=True), alphas))
 
     def state_dict(self) -> dict:
         return {"optimizer": self.optimizer.state_dict()}

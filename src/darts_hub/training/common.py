@@ -277,9 +277,10 @@ def run_epochs(
         for images, labels in bar:
             outputs = step(images, labels, epoch)
             loss = outputs.loss.item()
-            progress.running[0] += loss * len(labels)
+            # Per label: an image's class, or every next token of a text chunk.
+            progress.running[0] += loss * labels.numel()
             progress.running[1] += (outputs.logits.argmax(-1) == labels).sum().item()
-            progress.running[2] += len(labels)
+            progress.running[2] += labels.numel()
             progress.step_in_epoch += 1
             progress.global_step += 1
             bar.set_postfix(loss=f"{loss:.3f}")

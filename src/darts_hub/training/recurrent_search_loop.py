@@ -1,0 +1,245 @@
+"""The Accelerate loop of a recurrent DARTS search (Sec. 3.1.2 of the paper, the PTB search).
+
+The same step as the convolutional search (`search_step`: the architect on a validation chunk, then a weight step on
+a training chunk), on text streams: the training text in `batch_size` columns read in chunks of `bptt` tokens, the
+validation text likewise for the architecture steps, the recurrent states carried from chunk to chunk (detached) and
+saved in checkpoints, so that a search resumes exactly. Per epoch: validation perplexity, genotype, alphas.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from ..data.text import batchify, encode_lines, load_text_dataset, split_lines
+from ..hub import save_search_result
+from ..models.darts_rnn import build_tokenizer, vocabulary_in_order
+from ..search.architect import HESSIAN_MODES, Architect
+from ..search.rnn import DartsRNNSearchConfig, DartsRNNSearchModel
+from .common import RunArguments, push_output, resume, run_epochs, start_run
+from .evaluation import evaluate_perplexity
+from .search_loop import SearchProgress, _valid_batches, search_step
+
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class RecurrentSearchArguments(RunArguments):
+    """Settings of a recurrent cell search. Defaults are the paper's Penn Treebank search."""
+
+    output_dir: str = field(default="darts-rnn-search", metadata={"help": "Where the result folder is written."})
+    dataset_name: str | None = field(
+        default=None,
+        metadata={"help": "A Hub text dataset (e.g. Salesforce/wikitext). Default: the embedded pydoc corpus."},
+    )
+    dataset_config_name: str | None = field(default=None, metadata={"help": "The dataset's configuration name."})
+    dataset_revision: str | None = field(default=None, metadata={"help": "e.g. refs/convert/parquet for PTB."})
+    train_file: str | None = field(default=None, metadata={"help": "Local training text (one line per row)."})
+    validation_file: str | None = field(default=None, metadata={"help": "Local validation text."})
+    test_file: str | None = field(default=None, metadata={"help": "Local test text."})
+    text_column_name: str | None = field(default=None, metadata={"help": "Text column (default: detected)."})
+    order: int = field(default=1, metadata={"help": "1: first-order DARTS; 2: second order (unrolled step)."})
+    hessian: str = field(default="finite_difference", metadata={"help": f"One of {HESSIAN_MODES}."})
+    hidden_size: int = field(default=300, metadata={"help": "Embedding and hidden size of the supernet."})
+    steps: int = field(default=8, metadata={"help": "Nodes of the cell."})
+    dropout: float = field(default=0.75, metadata={"help": "Output dropout."})
+    dropout_h: float = field(default=0.25, metadata={"help": "Hidden-state dropout inside the cell."})
+    dropout_x: float = field(default=0.75, metadata={"help": "Input dropout inside the cell."})
+    dropout_i: float = field(default=0.2, metadata={"help": "Embedding dropout."})
+    dropout_e: float = field(default=0.0, metadata={"help": "Word dropout."})
+    epochs: int = field(default=50, metadata={"help": "Search epochs."})
+    batch_size: int = field(default=256, metadata={"help": "Parallel streams of the training and search text."})
+    eval_batch_size: int = field(default=10, metadata={"help": "Parallel streams for the validation perplexity."})
+    bptt: int = field(default=35, metadata={"help": "Tokens per chunk."})
+    learning_rate: float = field(default=20.0, metadata={"help": "Weight learning rate (SGD)."})
+    weight_decay: float = field(default=5e-7, metadata={"help": "Weight decay of the weights."})
+    grad_clip: float = field(default=0.25, metadata={"help": "Gradient clipping (weight step and unrolled step)."})
+    arch_learning_rate: float = field(default=3e-3, metadata={"help": "Learning rate of the alphas (Adam)."})
+    arch_weight_decay: float = field(default=1e-3, metadata={"help": "Weight decay of the alphas."})
+    train_hidden_size: int = field(default=850, metadata={"help": "Sizes of the derived network in config.json."})
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.order not in (1, 2):
+            raise ValueError(f"--order must be 1 or 2, got {self.order}.")
+        if self.bptt < 1:
+            raise ValueError(f"--bptt (the sequence length) must be at least 1, got {self.bptt}.")
+
+
+class StreamChunks(Dataset):
+    """The consecutive chunks of a `[length, batch]` stream: `(inputs, targets)`, batch-first `[batch, <= bptt]`."""
+
+    def __init__(self, columns: torch.Tensor, bptt: int):
+        self.columns, self.bptt = columns, bptt
+        self.starts = list(range(0, columns.shape[0] - 1, bptt))
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def __getitem__(self, index: int):
+        start = self.starts[index]
+        length = min(self.bptt, self.columns.shape[0] - 1 - start)
+        return self.columns[start : start + length].t(), self.columns[start + 1 : start + 1 + length].t()
+
+
+def _only_item(items: list):
+    return items[0]
+
+
+def _chunk_loader(columns: torch.Tensor, bptt: int) -> DataLoader:
+    """Chunks in order, one per step (a batch sampler of single chunks, so that a resume can skip chunks)."""
+    return DataLoader(StreamChunks(columns, bptt), batch_size=1, collate_fn=_only_item, generator=torch.Generator())
+
+
+class RecurrentSearchProgress(SearchProgress):
+    """The search's progress plus the recurrent states carried between chunks."""
+
+    def __init__(self):
+        super().__init__()
+        self.hidden: dict[str, torch.Tensor | None] = {"train": None, "valid": None}
+
+
+def run_recurrent_search(args: RecurrentSearchArguments) -> DartsRNNSearchModel:
+    """Run a recurrent search and write the result folder (with the word tokenizer); returns the supernet."""
+    accelerator, repo_id = start_run(args, "darts-rnn-search")
+    if accelerator.num_processes > 1:
+        raise ValueError("The recurrent search carries its state through one stream per column: run one process.")
+    lines = split_lines(
+        load_text_dataset(
+            args.dataset_name,
+            args.dataset_config_name,
+            args.dataset_revision,
+            args.train_file,
+            args.validation_file,
+            args.test_file,
+        ),
+        args.text_column_name,
+    )
+    vocabulary = vocabulary_in_order([lines["train"], lines["validation"], lines["test"]])
+    device = accelerator.device
+    train_columns = batchify(encode_lines(lines["train"], vocabulary), args.batch_size).to(device)
+    search_columns = batchify(encode_lines(lines["validation"], vocabulary), args.batch_size).to(device)
+    eval_columns = batchify(encode_lines(lines["validation"], vocabulary), args.eval_batch_size)
+
+    config = DartsRNNSearchConfig(
+        vocab_size=len(vocabulary),
+        hidden_size=args.hidden_size,
+        steps=args.steps,
+        dropout=args.dropout,
+        dropout_h=args.dropout_h,
+        dropout_x=args.dropout_x,
+        dropout_i=args.dropout_i,
+        dropout_e=args.dropout_e,
+    )
+    model = DartsRNNSearchModel(config)
+    weight_optimizer = torch.optim.SGD(model.weight_parameters(), args.learning_rate, weight_decay=args.weight_decay)
+    arch_optimizer = torch.optim.Adam(
+        model.arch_parameters(), lr=args.arch_learning_rate, betas=(0.9, 0.999), weight_decay=args.arch_weight_decay
+    )
+    train_loader, valid_loader = _chunk_loader(train_columns, args.bptt), _chunk_loader(search_columns, args.bptt)
+    model, weight_optimizer, train_loader, valid_loader = accelerator.prepare(
+        model, weight_optimizer, train_loader, valid_loader
+    )
+    supernet = accelerator.unwrap_model(model)
+    architect = Architect(
+        supernet,
+        arch_optimizer,
+        order=args.order,
+        hessian=args.hessian,
+        unrolled_grad_clip=args.grad_clip,
+        autocast=accelerator.autocast,
+    )
+    progress = RecurrentSearchProgress()
+    accelerator.register_for_checkpointing(architect, progress)
+    resume(accelerator, args)
+    if accelerator.is_main_process:
+        accelerator.init_trackers("darts-rnn-search", config=args.tracker_config())
+
+    valid_batches = _valid_batches(valid_loader, progress, accelerator)
+    weight_parameters = supernet.weight_parameters()
+
+    def start_of_epoch(epoch):
+        if progress.step_in_epoch == 0:  # a new pass over the training text starts from a zero state
+            progress.hidden["train"] = None
+
+    def step(inputs, targets, epoch):
+        valid_inputs, valid_targets = next(valid_batches)
+        hidden = progress.hidden
+        train_batch = {"input_ids": inputs, "targets": targets, "hidden_state": hidden["train"]}
+        valid_batch = {"input_ids": valid_inputs, "targets": valid_targets, "hidden_state": hidden["valid"]}
+        outputs = search_step(
+            model,
+            architect,
+            weight_optimizer,
+            weight_parameters,
+            train_batch,
+            valid_batch,
+            accelerator,
+            args.grad_clip,
+        )
+        hidden["train"] = outputs.hidden_state.detach()
+        hidden["valid"] = architect.validation_outputs.hidden_state.detach()
+        return outputs
+
+    def end_of_epoch(epoch, train_loss, train_accuracy):
+        valid = evaluate_perplexity(supernet, eval_columns, args.bptt)
+        genotype = supernet.genotype()
+        record = {
+            "epoch": epoch + 1,
+            "step": progress.global_step,
+            "train_loss": train_loss,
+            "valid_loss": valid["loss"],
+            "valid_perplexity": valid["perplexity"],
+            "genotype": genotype.to_dict(),
+            "alphas_recurrent": torch.softmax(supernet.alphas["recurrent"].detach().float(), -1).cpu().tolist(),
+        }
+        progress.history.append(record)
+        logger.info(
+            "epoch %d: train loss %.4f | valid perplexity %.2f | genotype %s",
+            epoch + 1,
+            train_loss,
+            valid["perplexity"],
+            json.dumps(record["genotype"]),
+        )
+        accelerator.log({"train_loss": train_loss, "valid_perplexity": valid["perplexity"]}, step=progress.global_step)
+
+    run_epochs(
+        accelerator,
+        args,
+        model,
+        train_loader,
+        args.epochs,
+        progress,
+        step,
+        end_of_epoch,
+        "search epoch",
+        start_of_epoch,
+    )
+
+    if accelerator.is_main_process:
+        output_dir = Path(args.output_dir)
+        save_search_result(
+            output_dir,
+            supernet,
+            progress.history,
+            derived_sizes={
+                "hidden_size": args.train_hidden_size,
+                "eos_token_id": vocabulary["<eos>"],
+                "pad_token_id": vocabulary["<eos>"],
+            },
+            settings=args.tracker_config(),
+            dataset=args.dataset_name or args.train_file or "pydoc topics (embedded)",
+        )
+        build_tokenizer(vocabulary=vocabulary).save_pretrained(output_dir)
+        push_output(args, repo_id)
+    accelerator.end_training()
+    return supernet
+
+
+__all__ = ["RecurrentSearchArguments", "StreamChunks", "run_recurrent_search"]
