@@ -23,7 +23,7 @@ from ..search.architect import HESSIAN_MODES, Architect
 from ..search.rnn import DartsRNNSearchConfig, DartsRNNSearchModel
 from .common import RunArguments, push_output, resume, run_epochs, start_run
 from .evaluation import evaluate_perplexity
-from .search_loop import SearchProgress, _valid_batches, search_step
+from .search_loop import SearchProgress, endless_batches, search_step
 
 
 logger = logging.getLogger(__name__)
@@ -161,7 +161,7 @@ def run_recurrent_search(args: RecurrentSearchArguments) -> DartsRNNSearchModel:
     if accelerator.is_main_process:
         accelerator.init_trackers("darts-rnn-search", config=args.tracker_config())
 
-    valid_batches = _valid_batches(valid_loader, progress, accelerator)
+    valid_batches = endless_batches(valid_loader, progress, accelerator)
     weight_parameters = supernet.weight_parameters()
 
     def start_of_epoch(epoch):

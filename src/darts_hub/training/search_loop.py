@@ -90,7 +90,7 @@ class SearchProgress(LoopProgress):
         self.valid_batches = 0
 
 
-def _valid_batches(loader, progress: SearchProgress, accelerator: Accelerator):
+def endless_batches(loader, progress: SearchProgress, accelerator: Accelerator):
     """Validation batches without end, one persistent iterator per pass (reshuffled per pass, not per step)."""
     batches_per_pass = len(loader)
     while True:
@@ -199,7 +199,7 @@ def run_search(args: SearchArguments) -> DartsSearchNetwork:
     if accelerator.is_main_process:
         accelerator.init_trackers("darts-search", config=args.tracker_config())
 
-    valid_batches = _valid_batches(valid_loader, progress, accelerator)
+    valid_batches = endless_batches(valid_loader, progress, accelerator)
     weight_parameters = supernet.weight_parameters()
 
     def step(images, labels, epoch):
@@ -272,4 +272,11 @@ def _record_epoch(accelerator, supernet, progress, epoch, train_loss, train_accu
     )
 
 
-__all__ = ["SearchArguments", "SearchProgress", "make_search_optimizers", "run_search", "search_step"]
+__all__ = [
+    "SearchArguments",
+    "SearchProgress",
+    "endless_batches",
+    "make_search_optimizers",
+    "run_search",
+    "search_step",
+]
