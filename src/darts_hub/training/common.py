@@ -13,6 +13,7 @@ from accelerate.utils import ProjectConfiguration, set_seed
 from tqdm.auto import tqdm
 
 from ..data.images import DIGITS, BatchTransform, ImageTensors, decode_images, find_columns, load_image_dataset
+from ..data.text import load_text_dataset, split_lines
 from ..hub import HubPushError, create_hub_repo, push_folder
 
 
@@ -55,6 +56,32 @@ class ImageDataArguments:
     @property
     def dataset_description(self) -> str:
         return self.dataset_name or self.train_dir or "scikit-learn digits (embedded)"
+
+
+@dataclass
+class TextDataArguments:
+    """Where a text corpus comes from, besides `dataset_name` / `dataset_config_name` (which the classes using this
+    declare with their own defaults and help)."""
+
+    dataset_revision: str | None = field(
+        default=None, metadata={"help": "Dataset revision (e.g. refs/convert/parquet for ptb_text_only)."}
+    )
+    train_file: str | None = field(default=None, metadata={"help": "Local training text (one line per row)."})
+    validation_file: str | None = field(default=None, metadata={"help": "Local validation text."})
+    test_file: str | None = field(default=None, metadata={"help": "Local test text."})
+    text_column_name: str | None = field(default=None, metadata={"help": "Text column (default: detected)."})
+
+    def load_lines(self) -> dict[str, list[str]]:
+        """The lines of the train, validation and test splits."""
+        corpus = load_text_dataset(
+            self.dataset_name,
+            self.dataset_config_name,
+            self.dataset_revision,
+            self.train_file,
+            self.validation_file,
+            self.test_file,
+        )
+        return split_lines(corpus, self.text_column_name)
 
 
 @dataclass
@@ -306,6 +333,7 @@ __all__ = [
     "LoopProgress",
     "ImageDataArguments",
     "RunArguments",
+    "TextDataArguments",
     "batch_transform",
     "checkpoint_folders",
     "load_image_splits",

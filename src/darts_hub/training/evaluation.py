@@ -15,10 +15,10 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForImageClas
 
 from ..counting import count_mult_adds, count_parameters
 from ..data.images import BatchTransform, make_loader
-from ..data.text import batchify, encode_lines, load_text_dataset, split_lines, stream_chunks
+from ..data.text import batchify, encode_lines, stream_chunks
 from ..models.darts import DartsConfig
 from ..models.darts_rnn import DartsRNNConfig
-from .common import ImageDataArguments, load_image_splits
+from .common import ImageDataArguments, TextDataArguments, load_image_splits
 
 
 def topk_correct(logits: torch.Tensor, labels: torch.Tensor, k: int) -> torch.Tensor:
@@ -76,7 +76,7 @@ def evaluate_perplexity(model, columns: torch.Tensor, bptt: int) -> dict:
 
 
 @dataclass
-class EvaluateArguments(ImageDataArguments):
+class EvaluateArguments(ImageDataArguments, TextDataArguments):
     """Which checkpoint to evaluate on which split: an image classifier (accuracy) or a language model
     (perplexity)."""
 
@@ -86,13 +86,6 @@ class EvaluateArguments(ImageDataArguments):
         default=None, metadata={"help": "Images per batch (256), or parallel streams of a language model (1)."}
     )
     bptt: int = field(default=35, metadata={"help": "Language models: tokens per chunk of the stream (35)."})
-    text_column_name: str | None = field(default=None, metadata={"help": "Language models: the text column."})
-    dataset_revision: str | None = field(
-        default=None, metadata={"help": "Dataset revision (e.g. refs/convert/parquet for ptb_text_only)."}
-    )
-    train_file: str | None = field(default=None, metadata={"help": "Language models: local train text file."})
-    validation_file: str | None = field(default=None, metadata={"help": "Language models: local validation file."})
-    test_file: str | None = field(default=None, metadata={"help": "Language models: local test text file."})
     output_file: str | None = field(
         default=None,
         metadata={
@@ -169,15 +162,7 @@ def _evaluate_language_model(args: EvaluateArguments) -> dict:
         raise ValueError(
             f"The tokenizer has {len(vocabulary)} words but the model {model.config.vocab_size} embedding rows."
         )
-    corpus = load_text_dataset(
-        args.dataset_name,
-        args.dataset_config_name,
-        args.dataset_revision,
-        args.train_file,
-        args.validation_file,
-        args.test_file,
-    )
-    lines = split_lines(corpus, args.text_column_name)[args.split]
+    lines = args.load_lines()[args.split]
     columns = batchify(encode_lines(lines, vocabulary), args.batch_size or 1)
     metrics = evaluate_perplexity(model, columns, args.bptt)
     return {

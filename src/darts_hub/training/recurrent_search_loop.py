@@ -16,12 +16,12 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from ..data.text import batchify, encode_lines, load_text_dataset, split_lines
+from ..data.text import batchify, encode_lines
 from ..hub import save_search_result
 from ..models.darts_rnn import build_tokenizer, vocabulary_in_order
 from ..search.architect import HESSIAN_MODES, Architect
 from ..search.rnn import DartsRNNSearchConfig, DartsRNNSearchModel
-from .common import RunArguments, push_output, resume, run_epochs, start_run
+from .common import RunArguments, TextDataArguments, push_output, resume, run_epochs, start_run
 from .evaluation import evaluate_perplexity
 from .search_loop import SearchProgress, endless_batches, search_step
 
@@ -30,7 +30,7 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass
-class RecurrentSearchArguments(RunArguments):
+class RecurrentSearchArguments(TextDataArguments, RunArguments):
     """Settings of a recurrent cell search. Defaults are the paper's Penn Treebank search."""
 
     output_dir: str = field(default="darts-rnn-search", metadata={"help": "Where the result folder is written."})
@@ -39,11 +39,6 @@ class RecurrentSearchArguments(RunArguments):
         metadata={"help": "A Hub text dataset (e.g. Salesforce/wikitext). Default: the embedded pydoc corpus."},
     )
     dataset_config_name: str | None = field(default=None, metadata={"help": "The dataset's configuration name."})
-    dataset_revision: str | None = field(default=None, metadata={"help": "e.g. refs/convert/parquet for PTB."})
-    train_file: str | None = field(default=None, metadata={"help": "Local training text (one line per row)."})
-    validation_file: str | None = field(default=None, metadata={"help": "Local validation text."})
-    test_file: str | None = field(default=None, metadata={"help": "Local test text."})
-    text_column_name: str | None = field(default=None, metadata={"help": "Text column (default: detected)."})
     order: int = field(default=1, metadata={"help": "1: first-order DARTS; 2: second order (unrolled step)."})
     hessian: str = field(default="finite_difference", metadata={"help": f"One of {HESSIAN_MODES}."})
     hidden_size: int = field(default=300, metadata={"help": "Embedding and hidden size of the supernet."})
@@ -110,17 +105,7 @@ def run_recurrent_search(args: RecurrentSearchArguments) -> DartsRNNSearchModel:
     accelerator, repo_id = start_run(args, "darts-rnn-search")
     if accelerator.num_processes > 1:
         raise ValueError("The recurrent search carries its state through one stream per column: run one process.")
-    lines = split_lines(
-        load_text_dataset(
-            args.dataset_name,
-            args.dataset_config_name,
-            args.dataset_revision,
-            args.train_file,
-            args.validation_file,
-            args.test_file,
-        ),
-        args.text_column_name,
-    )
+    lines = args.load_lines()
     vocabulary = vocabulary_in_order([lines["train"], lines["validation"], lines["test"]])
     device = accelerator.device
     train_columns = batchify(encode_lines(lines["train"], vocabulary), args.batch_size).to(device)
