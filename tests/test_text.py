@@ -1,3 +1,4 @@
+import itertools
 import json
 import math
 
@@ -8,13 +9,14 @@ import torch
 from darts_hub import DartsRNNConfig, DartsRNNForCausalLM
 from darts_hub.data.images import DataError
 from darts_hub.data.text import (
+    RandomLengthChunks,
+    StreamChunks,
     batchify,
     embedded_corpus,
     encode_lines,
     find_text_column,
     load_text_dataset,
     split_lines,
-    stream_chunks,
 )
 from darts_hub.models.darts_rnn import build_tokenizer, vocabulary_in_order
 from darts_hub.training.evaluation import evaluate_perplexity
@@ -42,9 +44,27 @@ def test_streams_follow_the_vocabulary_and_batchify_like_the_original():
     assert tokenizer("a b").input_ids == stream[:3].tolist()
     columns = batchify(torch.arange(10), 3)
     assert columns.tolist() == [[0, 3, 6], [1, 4, 7], [2, 5, 8]]
-    chunks = list(stream_chunks(columns, 2))
+    chunks = list(StreamChunks(columns, 2))
     assert [c[0].shape for c in chunks] == [(3, 2)]  # 3 rows of which the last has no target
     assert torch.equal(chunks[0][1], columns[1:3].t())
+
+
+def test_random_length_chunks_cover_the_stream_and_depend_on_seed_and_epoch():
+    columns = batchify(torch.arange(20_000), 2)  # 10,000 steps
+    chunks = RandomLengthChunks(columns, bptt=35, max_delta=20, seed=3)
+    lengths = [length for _, length in chunks.chunks]
+    starts = [start for start, _ in chunks.chunks]
+    assert starts == [0, *itertools.accumulate(lengths[:-1])] and starts[-1] + lengths[-1] == 9_999
+    assert min(lengths[:-1]) >= 5 and max(lengths) <= 55
+    assert 32 < sum(lengths) / len(lengths) < 35  # mostly around 35, sometimes around 17.5
+    assert sum(length < 26 for length in lengths) > 0.02 * len(lengths)  # the half-length draws
+    inputs, targets = chunks[1]
+    assert inputs.shape == (2, lengths[1]) and torch.equal(targets, columns[starts[1] + 1 : starts[2] + 1].t())
+    first = list(chunks.chunks)
+    chunks.set_epoch(1)
+    assert chunks.chunks != first
+    chunks.set_epoch(0)
+    assert chunks.chunks == first == RandomLengthChunks(columns, 35, 20, seed=3).chunks
 
 
 def test_perplexity_carries_the_state_over_the_whole_stream():

@@ -211,7 +211,6 @@ def trained_model_card(
         eval_results=eval_results,
     )
     pictures = _pictures(drawings)
-    settings_table = _settings_table(settings)
     content = f"""---
 {data.to_yaml()}
 ---
@@ -251,9 +250,14 @@ classifier = pipeline("image-classification", model="path/or/repo")
 
 Evaluate with `python scripts/evaluate.py --model_name_or_path path/or/repo --dataset_name ...`.
 
-## Training settings
+{_training_settings_and_citation(settings)}"""
+    return ModelCard(content)
 
-{settings_table}
+
+def _training_settings_and_citation(settings: dict) -> str:
+    return f"""## Training settings
+
+{_settings_table(settings)}
 
 ## Citation
 
@@ -261,6 +265,79 @@ Evaluate with `python scripts/evaluate.py --model_name_or_path path/or/repo --da
 {CITATION}
 ```
 """
+
+
+def trained_language_model_card(
+    config, results: dict, settings: dict, dataset: str, dataset_id: str | None, drawings
+) -> ModelCard:
+    """The README.md of a trained recurrent language model, with the measured perplexities in its model-index."""
+    eval_results = [
+        EvalResult(
+            task_type="text-generation",
+            dataset_type=dataset_id or "pydoc",
+            dataset_name=dataset,
+            dataset_split=split,
+            metric_type="perplexity",
+            metric_name=f"{split.capitalize()} perplexity",
+            metric_value=round(results[f"{split}_perplexity"], 2),
+        )
+        for split in ("valid", "test")
+    ]
+    data = ModelCardData(
+        library_name="darts-hub",
+        license="apache-2.0",
+        tags=["darts", "neural-architecture-search", "language-modeling"],
+        datasets=[dataset_id] if dataset_id else None,
+        metrics=["perplexity"],
+        pipeline_tag="text-generation",
+        model_name=f"DARTS recurrent language model trained on {dataset}",
+        eval_results=eval_results,
+    )
+    optimizer = "SGD, then averaged SGD" if results["switched_to_asgd"] else "SGD (no switch to averaged SGD yet)"
+    content = f"""---
+{data.to_yaml()}
+---
+
+# DARTS recurrent language model trained on {dataset}
+
+A word-level language model with one layer of a DARTS recurrent cell
+([Liu et al., 2019](https://arxiv.org/abs/1806.09055)), trained from scratch with darts-hub and the original recipe
+({optimizer}): embedding = hidden size {config.hidden_size}, vocabulary {config.vocab_size:,}, decoder tied to the
+embedding, {results["parameters"]:,} parameters. The weights are those of the best validation loss (the averaged
+weights once averaged SGD runs).
+
+## Results (measured)
+
+| split | tokens | perplexity | loss |
+|---|---:|---:|---:|
+| valid | {results["valid_tokens"]:,} | {results["valid_perplexity"]:.2f} | {results["valid_loss"]:.4f} |
+| test (batch {results["test_batch_size"]}) | {results["test_tokens"]:,} | {results["test_perplexity"]:.2f} | {results["test_loss"]:.4f} |
+
+After {results["epochs"]} epochs; `training_log.json` has every epoch.
+
+## Genotype
+
+```json
+{json.dumps(config.genotype)}
+```
+
+{_pictures(drawings)}
+
+## Use
+
+```python
+import darts_hub  # registers the DARTS models with transformers
+from transformers import AutoModelForCausalLM, AutoTokenizer, pipeline
+
+model = AutoModelForCausalLM.from_pretrained("path/or/repo")
+tokenizer = AutoTokenizer.from_pretrained("path/or/repo")
+generator = pipeline("text-generation", model="path/or/repo")
+```
+
+Evaluate with `python scripts/evaluate.py --model_name_or_path path/or/repo --dataset_name ...` (perplexity over a
+whole split, batch 1 by default as the original's test).
+
+{_training_settings_and_citation(settings)}"""
     return ModelCard(content)
 
 
@@ -270,5 +347,6 @@ __all__ = [
     "push_folder",
     "save_search_result",
     "search_model_card",
+    "trained_language_model_card",
     "trained_model_card",
 ]

@@ -9,7 +9,9 @@ token ids of a split form one stream, cut into `batch_size` parallel columns (`[
 from __future__ import annotations
 
 import datasets
+import numpy as np
 import torch
+from torch.utils.data import DataLoader, Dataset
 
 from ..models.darts_rnn.tokenization_darts_rnn import EOS, UNK
 from .images import DataError
@@ -113,23 +115,83 @@ def batchify(stream: torch.Tensor, batch_size: int) -> torch.Tensor:
     return stream[: length * batch_size].view(batch_size, length).t().contiguous()
 
 
-def stream_chunks(columns: torch.Tensor, bptt: int):
-    """Consecutive `(inputs, targets)` chunks of at most `bptt` steps, batch-first `[batch, steps]`; targets are the
-    inputs shifted by one token."""
-    if bptt < 1:
-        raise ValueError(f"The sequence length (bptt) must be at least 1, got {bptt}.")
-    for start in range(0, columns.shape[0] - 1, bptt):
-        length = min(bptt, columns.shape[0] - 1 - start)
-        yield columns[start : start + length].t(), columns[start + 1 : start + 1 + length].t()
+class StreamChunks(Dataset):
+    """The consecutive chunks of a `[length, batch]` stream, `(inputs, targets)` batch-first `[batch, steps]` with the
+    targets shifted by one token: chunks of `bptt` steps (the last may be shorter)."""
+
+    def __init__(self, columns: torch.Tensor, bptt: int):
+        if bptt < 1:
+            raise ValueError(f"The sequence length (bptt) must be at least 1, got {bptt}.")
+        self.columns, self.bptt = columns, bptt
+        self.chunks = self.cut(bptt for _ in range(columns.shape[0]))
+
+    def cut(self, lengths) -> list[tuple[int, int]]:
+        """(start, length) of consecutive chunks of the given lengths, up to the stream's last target."""
+        last = self.columns.shape[0] - 1
+        chunks, start = [], 0
+        for length in lengths:
+            if start >= last:
+                break
+            chunks.append((start, min(length, last - start)))
+            start += length
+        return chunks
+
+    def __len__(self) -> int:
+        return len(self.chunks)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        start, length = self.chunks[index]
+        return self.columns[start : start + length].t(), self.columns[start + 1 : start + 1 + length].t()
+
+
+class RandomLengthChunks(StreamChunks):
+    """Chunks of random length, the original training's rule (from AWD-LSTM): around `bptt` (around `bptt / 2` with
+    probability 0.05), normal with standard deviation 5, at least 5 (or `bptt` if smaller) and at most
+    `bptt + max_delta`. The lengths are drawn from `(seed, epoch)`, so every epoch cuts the stream differently and a
+    resumed epoch cuts it as before."""
+
+    def __init__(self, columns: torch.Tensor, bptt: int, max_delta: int, seed: int):
+        super().__init__(columns, bptt)
+        self.max_delta, self.seed = max_delta, seed
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: int) -> None:
+        generator = np.random.default_rng([self.seed, epoch])
+
+        def lengths():
+            while True:
+                mean = self.bptt if generator.random() < 0.95 else self.bptt / 2
+                length = max(min(5, self.bptt), int(generator.normal(mean, 5)))
+                yield min(length, self.bptt + self.max_delta)
+
+        self.chunks = self.cut(lengths())
+
+
+def _only_item(items: list):
+    return items[0]
+
+
+class ChunkLoader(DataLoader):
+    """The chunks in order, one per step (a map-style dataset read one item at a time, so that a resumed epoch can
+    skip chunks); `set_epoch` re-cuts a `RandomLengthChunks` stream."""
+
+    def __init__(self, chunks: StreamChunks):
+        super().__init__(chunks, batch_size=1, collate_fn=_only_item, generator=torch.Generator())
+
+    def set_epoch(self, epoch: int) -> None:
+        if hasattr(self.dataset, "set_epoch"):
+            self.dataset.set_epoch(epoch)
 
 
 __all__ = [
     "PYDOC",
+    "ChunkLoader",
+    "RandomLengthChunks",
+    "StreamChunks",
     "batchify",
     "embedded_corpus",
     "encode_lines",
     "find_text_column",
     "load_text_dataset",
     "split_lines",
-    "stream_chunks",
 ]

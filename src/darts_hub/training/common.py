@@ -11,6 +11,7 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import ProjectConfiguration, set_seed
 from tqdm.auto import tqdm
+from transformers import AutoConfig, PreTrainedConfig
 
 from ..data.images import DIGITS, BatchTransform, ImageTensors, decode_images, find_columns, load_image_dataset
 from ..data.text import load_text_dataset, split_lines
@@ -82,6 +83,45 @@ class TextDataArguments:
             self.test_file,
         )
         return split_lines(corpus, self.text_column_name)
+
+
+@dataclass
+class NetworkArguments:
+    """Which network a training run starts from: exactly one of a cell, a config, or a saved model."""
+
+    genotype: str | None = field(default=None, metadata={"help": "The cells: a zoo name or a genotype JSON file."})
+    config_name: str | None = field(
+        default=None, metadata={"help": "A search result folder or saved model (local or Hub) whose config to train."}
+    )
+    model_name_or_path: str | None = field(
+        default=None, metadata={"help": "A saved model (local or Hub) to continue training or fine-tune."}
+    )
+    recipe: str | None = field(default=None, metadata={"help": "The paper's hyperparameters to train with."})
+
+    def apply_recipe(self, recipes: dict[str, dict]) -> None:
+        """Check the network source; fill the unset (None) hyperparameters from `recipes[self.recipe]`, recording
+        in `self.explicit` those the user set."""
+        given = sum(x is not None for x in (self.genotype, self.config_name, self.model_name_or_path))
+        if given != 1:
+            raise ValueError("Name the network with exactly one of --genotype, --config_name, --model_name_or_path.")
+        if self.recipe not in recipes:
+            raise ValueError(f"--recipe must be one of {sorted(recipes)}, got {self.recipe!r}.")
+        recipe = recipes[self.recipe]
+        self.explicit = {name for name in recipe if getattr(self, name) is not None}
+        for name, value in recipe.items():
+            if getattr(self, name) is None:
+                setattr(self, name, value)
+
+
+def load_config(name_or_path: str, flag: str, config_class: type[PreTrainedConfig]) -> PreTrainedConfig:
+    """The config of a folder or Hub id named by `flag`, which must be a `config_class`."""
+    try:
+        config = AutoConfig.from_pretrained(name_or_path)
+    except (OSError, ValueError) as error:
+        raise FileNotFoundError(f"Could not load the config of {flag} {name_or_path!r}: {error}") from error
+    if not isinstance(config, config_class):
+        raise ValueError(f"{flag} {name_or_path!r} is a {type(config).__name__}, not a {config_class.__name__}.")
+    return config
 
 
 @dataclass
@@ -285,9 +325,9 @@ def run_epochs(
     `end_of_epoch(epoch, train_loss, train_accuracy)` evaluates and records the epoch; `start_of_epoch(epoch)`, if
     given, runs before the epoch's (remaining) steps.
     """
-    steps_per_epoch = len(loader)
     for epoch in range(progress.epoch, epochs):
         loader.set_epoch(epoch)
+        steps_per_epoch = len(loader)  # after set_epoch: random-length text chunks differ per epoch
         model.train()
         if start_of_epoch is not None:
             start_of_epoch(epoch)
@@ -332,10 +372,12 @@ __all__ = [
     "CHECKPOINTS_FOLDER",
     "LoopProgress",
     "ImageDataArguments",
+    "NetworkArguments",
     "RunArguments",
     "TextDataArguments",
     "batch_transform",
     "checkpoint_folders",
+    "load_config",
     "load_image_splits",
     "push_output",
     "run_epochs",

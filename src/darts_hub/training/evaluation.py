@@ -11,11 +11,17 @@ import torch
 from accelerate import Accelerator
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
-from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForImageClassification, AutoTokenizer
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    AutoModelForImageClassification,
+    AutoTokenizer,
+    PreTrainedModel,
+)
 
 from ..counting import count_mult_adds, count_parameters
 from ..data.images import BatchTransform, make_loader
-from ..data.text import batchify, encode_lines, stream_chunks
+from ..data.text import StreamChunks, batchify, encode_lines
 from ..models.darts import DartsConfig
 from ..models.darts_rnn import DartsRNNConfig
 from .common import ImageDataArguments, TextDataArguments, load_image_splits
@@ -63,7 +69,7 @@ def evaluate_perplexity(model, columns: torch.Tensor, bptt: int) -> dict:
     model.eval()
     device = next(model.parameters()).device
     total, count, hidden = 0.0, 0, None
-    for inputs, targets in stream_chunks(columns.to(device), bptt):
+    for inputs, targets in StreamChunks(columns.to(device), bptt):
         outputs = model(input_ids=inputs, hidden_state=hidden)
         logits = outputs.logits.float()
         total += torch.nn.functional.cross_entropy(
@@ -155,13 +161,20 @@ def _evaluate_image_classifier(args: EvaluateArguments) -> dict:
     }
 
 
-def _evaluate_language_model(args: EvaluateArguments) -> dict:
-    model = AutoModelForCausalLM.from_pretrained(args.model_name_or_path)
-    vocabulary = AutoTokenizer.from_pretrained(args.model_name_or_path).get_vocab()
+def load_language_model(name_or_path: str, **config_overrides) -> tuple[PreTrainedModel, dict[str, int]]:
+    """A saved language model and its vocabulary (from its tokenizer), which must have one word per embedding row."""
+    model = AutoModelForCausalLM.from_pretrained(name_or_path, **config_overrides)
+    vocabulary = AutoTokenizer.from_pretrained(name_or_path).get_vocab()
     if len(vocabulary) != model.config.vocab_size:
         raise ValueError(
-            f"The tokenizer has {len(vocabulary)} words but the model {model.config.vocab_size} embedding rows."
+            f"The tokenizer of {name_or_path} has {len(vocabulary)} words but the model {model.config.vocab_size} "
+            "embedding rows: save the model with the tokenizer it was trained with."
         )
+    return model, vocabulary
+
+
+def _evaluate_language_model(args: EvaluateArguments) -> dict:
+    model, vocabulary = load_language_model(args.model_name_or_path)
     lines = args.load_lines()[args.split]
     columns = batchify(encode_lines(lines, vocabulary), args.batch_size or 1)
     metrics = evaluate_perplexity(model, columns, args.bptt)
@@ -178,4 +191,11 @@ def _evaluate_language_model(args: EvaluateArguments) -> dict:
     }
 
 
-__all__ = ["EvaluateArguments", "evaluate", "evaluate_checkpoint", "evaluate_perplexity", "topk_correct"]
+__all__ = [
+    "EvaluateArguments",
+    "evaluate",
+    "evaluate_checkpoint",
+    "evaluate_perplexity",
+    "load_language_model",
+    "topk_correct",
+]

@@ -14,9 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader, Dataset
 
-from ..data.text import batchify, encode_lines
+from ..data.text import ChunkLoader, StreamChunks, batchify, encode_lines
 from ..hub import save_search_result
 from ..models.darts_rnn import build_tokenizer, vocabulary_in_order
 from ..search.architect import HESSIAN_MODES, Architect
@@ -67,31 +66,6 @@ class RecurrentSearchArguments(TextDataArguments, RunArguments):
             raise ValueError(f"--bptt (the sequence length) must be at least 1, got {self.bptt}.")
 
 
-class StreamChunks(Dataset):
-    """The consecutive chunks of a `[length, batch]` stream: `(inputs, targets)`, batch-first `[batch, <= bptt]`."""
-
-    def __init__(self, columns: torch.Tensor, bptt: int):
-        self.columns, self.bptt = columns, bptt
-        self.starts = list(range(0, columns.shape[0] - 1, bptt))
-
-    def __len__(self) -> int:
-        return len(self.starts)
-
-    def __getitem__(self, index: int):
-        start = self.starts[index]
-        length = min(self.bptt, self.columns.shape[0] - 1 - start)
-        return self.columns[start : start + length].t(), self.columns[start + 1 : start + 1 + length].t()
-
-
-def _only_item(items: list):
-    return items[0]
-
-
-def _chunk_loader(columns: torch.Tensor, bptt: int) -> DataLoader:
-    """Chunks in order, one per step (a batch sampler of single chunks, so that a resume can skip chunks)."""
-    return DataLoader(StreamChunks(columns, bptt), batch_size=1, collate_fn=_only_item, generator=torch.Generator())
-
-
 class RecurrentSearchProgress(SearchProgress):
     """The search's progress plus the recurrent states carried between chunks."""
 
@@ -127,7 +101,10 @@ def run_recurrent_search(args: RecurrentSearchArguments) -> DartsRNNSearchModel:
     arch_optimizer = torch.optim.Adam(
         model.arch_parameters(), lr=args.arch_learning_rate, betas=(0.9, 0.999), weight_decay=args.arch_weight_decay
     )
-    train_loader, valid_loader = _chunk_loader(train_columns, args.bptt), _chunk_loader(search_columns, args.bptt)
+    train_loader, valid_loader = (
+        ChunkLoader(StreamChunks(train_columns, args.bptt)),
+        ChunkLoader(StreamChunks(search_columns, args.bptt)),
+    )
     model, weight_optimizer, train_loader, valid_loader = accelerator.prepare(
         model, weight_optimizer, train_loader, valid_loader
     )
@@ -227,4 +204,4 @@ def run_recurrent_search(args: RecurrentSearchArguments) -> DartsRNNSearchModel:
     return supernet
 
 
-__all__ = ["RecurrentSearchArguments", "StreamChunks", "run_recurrent_search"]
+__all__ = ["RecurrentSearchArguments", "run_recurrent_search"]

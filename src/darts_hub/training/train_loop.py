@@ -12,11 +12,10 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from transformers import AutoConfig
 
 from ..counting import count_mult_adds, count_parameters
 from ..data.images import make_loader
@@ -27,8 +26,10 @@ from ..visualize import draw_genotype
 from .common import (
     ImageDataArguments,
     LoopProgress,
+    NetworkArguments,
     RunArguments,
     batch_transform,
+    load_config,
     load_image_splits,
     push_output,
     resume,
@@ -82,21 +83,17 @@ ARCHITECTURE_SETTINGS = ("init_channels", "num_cells", "stem")
 
 
 @dataclass
-class TrainArguments(ImageDataArguments, RunArguments):
+class TrainArguments(NetworkArguments, ImageDataArguments, RunArguments):
     """Settings of training a DARTS network. Unset hyperparameters come from the `--recipe`."""
 
     output_dir: str = field(default="darts-trained", metadata={"help": "Where the trained model is written."})
-    genotype: str | None = field(default=None, metadata={"help": "The cells: a zoo name or a genotype JSON file."})
-    config_name: str | None = field(
-        default=None, metadata={"help": "A search result folder or saved model (local or Hub) whose config to train."}
-    )
-    model_name_or_path: str | None = field(
-        default=None, metadata={"help": "A saved model (local or Hub) to continue training or fine-tune."}
-    )
     ignore_mismatched_sizes: bool = field(
         default=False, metadata={"help": "With --model_name_or_path: new classifier if the classes differ."}
     )
-    recipe: str = field(default="cifar", metadata={"help": "cifar or imagenet: the paper's hyperparameters."})
+    recipe: str = field(
+        default="cifar",
+        metadata={"help": "cifar or imagenet: the paper's hyperparameters (ptb, wikitext2: language models)."},
+    )
     eval_split: str = field(default="test", metadata={"help": "Split evaluated after every epoch (monitoring only)."})
     epochs: int | None = field(default=None, metadata={"help": "Training epochs (cifar 600, imagenet 250)."})
     batch_size: int | None = field(default=None, metadata={"help": "Batch size per process (cifar 96, imagenet 128)."})
@@ -126,17 +123,7 @@ class TrainArguments(ImageDataArguments, RunArguments):
 
     def __post_init__(self):
         super().__post_init__()
-        if self.recipe not in RECIPES:
-            raise ValueError(f"--recipe must be one of {sorted(RECIPES)}, got {self.recipe!r}.")
-        given = sum(x is not None for x in (self.genotype, self.config_name, self.model_name_or_path))
-        if given != 1:
-            raise ValueError("Name the network with exactly one of --genotype, --config_name, --model_name_or_path.")
-        self.explicit = {
-            f.name for f in fields(self) if f.name in RECIPES["cifar"] and getattr(self, f.name) is not None
-        }
-        for name, value in RECIPES[self.recipe].items():
-            if getattr(self, name) is None:
-                setattr(self, name, value)
+        self.apply_recipe(RECIPES)
         if self.lr_schedule not in ("cosine", "exponential"):
             raise ValueError(f"--lr_schedule must be cosine or exponential, got {self.lr_schedule!r}.")
 
@@ -158,7 +145,7 @@ def build_model(args: TrainArguments, class_names: list[str], image_size: int, m
         "label_smoothing": args.label_smoothing,
     }
     if args.model_name_or_path is not None:
-        config = _load_config(args.model_name_or_path, "--model_name_or_path")
+        config = load_config(args.model_name_or_path, "--model_name_or_path", DartsConfig)
         if config.num_labels != len(class_names) and not args.ignore_mismatched_sizes:
             raise ValueError(
                 f"{args.model_name_or_path} classifies {config.num_labels} classes but the data has "
@@ -171,7 +158,7 @@ def build_model(args: TrainArguments, class_names: list[str], image_size: int, m
             **training_settings,
         )
     if args.config_name is not None:
-        config = _load_config(args.config_name, "--config_name")
+        config = load_config(args.config_name, "--config_name", DartsConfig)
         sizes = {name: getattr(args, name) for name in ARCHITECTURE_SETTINGS if name in args.explicit}
         config = DartsConfig(**{**config.to_dict(), **sizes, **data_settings, **training_settings})
     else:
@@ -181,16 +168,6 @@ def build_model(args: TrainArguments, class_names: list[str], image_size: int, m
     if args.auxiliary_weight > 0 and not config.use_auxiliary_head:
         logger.warning("No auxiliary head: its geometry needs 32x32 images (CIFAR stem) or 224x224 (ImageNet stem).")
     return DartsForImageClassification(config)
-
-
-def _load_config(name_or_path: str, flag: str) -> DartsConfig:
-    try:
-        config = AutoConfig.from_pretrained(name_or_path)
-    except (OSError, ValueError) as error:
-        raise FileNotFoundError(f"Could not load the config of {flag} {name_or_path!r}: {error}") from error
-    if not isinstance(config, DartsConfig):
-        raise ValueError(f"{flag} {name_or_path!r} is a {type(config).__name__}, not a DARTS network (DartsConfig).")
-    return config
 
 
 def make_scheduler(optimizer, args: TrainArguments):

@@ -180,10 +180,12 @@ class DartsRNNModel(DartsRNNPreTrainedModel):
         hidden_state: torch.Tensor | None = None,
         cache: Cache | None = None,
         use_cache: bool | None = None,
+        output_hidden_states: bool | None = None,
         **kwargs,
     ) -> BaseModelOutputWithPast:
         """`hidden_state` [batch, hidden] starts the recurrence (zeros by default); with a cache (generation), the
-        state is read from and written to its recurrent slot."""
+        state is read from and written to its recurrent slot. `output_hidden_states` adds `hidden_states`: the
+        (dropped-out) embeddings and the cell's outputs, the latter for the training's activation regularisation."""
         if input_ids.shape[1] == 0:
             raise ValueError("input_ids holds no tokens: the sequence length must be at least 1.")
         if cache is not None and cache.layers[0].is_recurrent_states_initialized[0]:
@@ -192,10 +194,18 @@ class DartsRNNModel(DartsRNNPreTrainedModel):
             hidden_state = self.encoder.weight.new_zeros(input_ids.shape[0], self.config.hidden_size)
         # During generation the mask covers every position so far; the cell needs the columns of these tokens.
         step_mask = attention_mask[:, -input_ids.shape[1] :] if attention_mask is not None else None
-        outputs, last = self.cell(self.embed(input_ids), hidden_state, step_mask)
+        embedded = self.embed(input_ids)
+        outputs, last = self.cell(embedded, hidden_state, step_mask)
         if cache is not None:
             cache.update_recurrent_state(last, 0)
-        return DartsRNNModelOutput(last_hidden_state=outputs, cache=cache, hidden_state=last)
+        if output_hidden_states is None:
+            output_hidden_states = self.config.output_hidden_states
+        return DartsRNNModelOutput(
+            last_hidden_state=outputs,
+            cache=cache,
+            hidden_states=(embedded, outputs) if output_hidden_states else None,
+            hidden_state=last,
+        )
 
 
 class DartsRNNForCausalLM(DartsRNNPreTrainedModel, GenerationMixin):
@@ -223,18 +233,31 @@ class DartsRNNForCausalLM(DartsRNNPreTrainedModel, GenerationMixin):
         hidden_state: torch.Tensor | None = None,
         cache: Cache | None = None,
         use_cache: bool | None = None,
+        output_hidden_states: bool | None = None,
         **kwargs,
     ) -> DartsRNNCausalLMOutput:
         """`labels` follow the transformers convention (shifted inside, -100 ignored); streams that predict the token
         after each position compute their loss from `logits` instead."""
-        outputs = self.model(input_ids, attention_mask=attention_mask, hidden_state=hidden_state, cache=cache)
+        outputs = self.model(
+            input_ids,
+            attention_mask=attention_mask,
+            hidden_state=hidden_state,
+            cache=cache,
+            output_hidden_states=output_hidden_states,
+        )
         logits = self.decoder(self.model.lockdrop(outputs.last_hidden_state, self.config.dropout))
         loss = None
         if labels is not None:
             loss = nn.functional.cross_entropy(
                 logits[:, :-1].reshape(-1, logits.shape[-1]).float(), labels[:, 1:].reshape(-1), ignore_index=-100
             )
-        return DartsRNNCausalLMOutput(loss=loss, logits=logits, cache=outputs.cache, hidden_state=outputs.hidden_state)
+        return DartsRNNCausalLMOutput(
+            loss=loss,
+            logits=logits,
+            cache=outputs.cache,
+            hidden_states=outputs.hidden_states,
+            hidden_state=outputs.hidden_state,
+        )
 
 
 __all__ = [

@@ -1,0 +1,373 @@
+"""The Accelerate loop that trains a recurrent DARTS language model from scratch (Sec. 3.3 and A.2.2 of the paper).
+
+The original recipe (from AWD-LSTM): the training text in `batch_size` parallel streams read in chunks of random
+length around `bptt`, the learning rate scaled by each chunk's length, the recurrent state carried from chunk to chunk;
+SGD at lr 20 until the validation loss is worse than the best of all but the last `asgd_patience` evaluations, then
+averaged SGD, whose running average of the weights is what is evaluated and kept; gradient norm clipped at 0.25;
+temporal activation regularisation (beta * mean squared change of the cell's outputs between steps). The model kept
+is the one with the best validation loss, saved to the output folder whenever it improves, so an interrupted run
+leaves its best model behind.
+
+Several processes each read their own columns of the streams (in step: every process cuts the same chunk lengths);
+the states of all columns are gathered into the checkpoints.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+
+from ..counting import count_parameters
+from ..data.text import ChunkLoader, RandomLengthChunks, batchify, encode_lines
+from ..genotypes import load_genotype
+from ..hub import trained_language_model_card
+from ..models.darts_rnn import DartsRNNConfig, DartsRNNForCausalLM, build_tokenizer, vocabulary_in_order
+from ..models.darts_rnn.modeling_darts_rnn import DartsRNNCausalLMOutput
+from ..models.darts_rnn.tokenization_darts_rnn import EOS
+from ..visualize import draw_genotype
+from .common import (
+    LoopProgress,
+    NetworkArguments,
+    RunArguments,
+    TextDataArguments,
+    load_config,
+    push_output,
+    resume,
+    run_epochs,
+    start_run,
+)
+from .evaluation import evaluate_perplexity, load_language_model
+
+
+logger = logging.getLogger(__name__)
+
+# What differs between the original's Penn Treebank and WikiText-2 trainings (the rest are the defaults below).
+LANGUAGE_MODEL_RECIPES = {
+    "ptb": {"hidden_size": 850, "dropout_h": 0.25, "weight_decay": 8e-7},
+    "wikitext2": {"hidden_size": 700, "dropout_h": 0.15, "weight_decay": 5e-7},
+}
+ARCHITECTURE_SETTINGS = ("hidden_size",)
+DROPOUTS = ("dropout", "dropout_h", "dropout_x", "dropout_i", "dropout_e")
+
+
+@dataclass
+class LanguageModelTrainArguments(NetworkArguments, TextDataArguments, RunArguments):
+    """Settings of training a recurrent DARTS language model. Defaults are the original's; `--recipe` sets the
+    sizes, hidden dropout and weight decay of its PTB or WikiText-2 training unless given."""
+
+    output_dir: str = field(default="darts-rnn-trained", metadata={"help": "Where the trained model is written."})
+    dataset_name: str | None = field(
+        default=None,
+        metadata={"help": "A Hub text dataset (e.g. Salesforce/wikitext). Default: the embedded pydoc corpus."},
+    )
+    dataset_config_name: str | None = field(default=None, metadata={"help": "The dataset's configuration name."})
+    recipe: str = field(default="ptb", metadata={"help": "ptb or wikitext2: the original's hyperparameters."})
+    epochs: int = field(default=8000, metadata={"help": "Epochs (the original trains until convergence: 8000)."})
+    batch_size: int = field(default=64, metadata={"help": "Parallel streams of the training text (per process)."})
+    gradient_accumulation_steps: int = field(
+        default=1,
+        metadata={
+            "help": "Run each batch as this many groups of streams, one forward and backward each, before the "
+            "step (the original's small_batch_size = batch_size / this): less memory, the same step."
+        },
+    )
+    eval_batch_size: int = field(default=10, metadata={"help": "Parallel streams of the validation perplexity."})
+    test_batch_size: int = field(default=1, metadata={"help": "Parallel streams of the final test perplexity."})
+    bptt: int = field(default=35, metadata={"help": "Mean tokens per training chunk (evaluation: exactly)."})
+    max_seq_len_delta: int = field(default=20, metadata={"help": "Training chunks hold at most bptt + this."})
+    learning_rate: float = field(default=20.0, metadata={"help": "SGD and ASGD learning rate (per bptt tokens)."})
+    weight_decay: float | None = field(default=None, metadata={"help": "Weight decay (ptb 8e-7, wikitext2 5e-7)."})
+    grad_clip: float = field(default=0.25, metadata={"help": "Gradient norm clipping."})
+    tar_beta: float = field(
+        default=1e-3, metadata={"help": "Temporal activation regularisation (slowness) weight beta; 0: off."}
+    )
+    asgd_patience: int = field(
+        default=5,
+        metadata={
+            "help": "Switch to averaged SGD when the validation loss is worse than the best one from before the "
+            "last N evaluations (the original's nonmono)."
+        },
+    )
+    hidden_size: int | None = field(default=None, metadata={"help": "Embedding = hidden size (ptb 850, wt2 700)."})
+    dropout: float = field(default=0.75, metadata={"help": "Output (locked) dropout."})
+    dropout_h: float | None = field(default=None, metadata={"help": "Hidden-state dropout (ptb 0.25, wt2 0.15)."})
+    dropout_x: float = field(default=0.75, metadata={"help": "Input dropout inside the cell."})
+    dropout_i: float = field(default=0.2, metadata={"help": "Embedding (locked) dropout."})
+    dropout_e: float = field(default=0.1, metadata={"help": "Word dropout (whole embedding rows)."})
+
+    def __post_init__(self):
+        super().__post_init__()
+        self.apply_recipe(LANGUAGE_MODEL_RECIPES)
+        if self.bptt < 1:
+            raise ValueError(f"--bptt (the sequence length) must be at least 1, got {self.bptt}.")
+        if self.gradient_accumulation_steps < 1 or self.batch_size % self.gradient_accumulation_steps:
+            raise ValueError(
+                f"--batch_size {self.batch_size} must split into --gradient_accumulation_steps "
+                f"{self.gradient_accumulation_steps} equal groups of streams."
+            )
+
+
+def build_language_model(args: LanguageModelTrainArguments, lines: dict[str, list[str]]):
+    """The model to train and its vocabulary: a saved model with its own tokenizer, or a new model (from a config or
+    a genotype) over the corpus's vocabulary in the original order. The dropouts are the run's."""
+    dropouts = {name: getattr(args, name) for name in DROPOUTS}
+    if args.model_name_or_path is not None:
+        load_config(args.model_name_or_path, "--model_name_or_path", DartsRNNConfig)
+        return load_language_model(args.model_name_or_path, **dropouts)
+    vocabulary = vocabulary_in_order([lines["train"], lines["validation"], lines["test"]])
+    settings = {
+        "vocab_size": len(vocabulary),
+        "eos_token_id": vocabulary[EOS],
+        "pad_token_id": vocabulary[EOS],
+        **dropouts,
+    }
+    if args.config_name is not None:
+        config = load_config(args.config_name, "--config_name", DartsRNNConfig)
+        sizes = {name: getattr(args, name) for name in ARCHITECTURE_SETTINGS if name in args.explicit}
+        config = DartsRNNConfig(**{**config.to_dict(), **sizes, **settings})
+    else:
+        genotype = load_genotype(args.genotype, recurrent=True)
+        config = DartsRNNConfig(genotype=genotype, hidden_size=args.hidden_size, **settings)
+    return DartsRNNForCausalLM(config), vocabulary
+
+
+def activation_slowness(cell_outputs: torch.Tensor) -> torch.Tensor:
+    """Temporal activation regularisation: the mean squared change of the cell's outputs `[batch, time, hidden]`
+    from one step to the next."""
+    return (cell_outputs[:, 1:] - cell_outputs[:, :-1]).pow(2).mean()
+
+
+def language_model_step(
+    model,
+    optimizer,
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
+    hidden: torch.Tensor,
+    accelerator: Accelerator,
+    args: LanguageModelTrainArguments,
+) -> DartsRNNCausalLMOutput:
+    """One optimisation step on a chunk `[batch, steps]` starting from the states `hidden` `[batch, hidden]`: the
+    streams in `gradient_accumulation_steps` groups (each group's loss weighted by its share, gradients synchronised
+    once), cross-entropy plus `tar_beta` x activation slowness, clipping, and a step at the learning rate scaled by
+    steps / bptt. Returns the mean cross-entropy, the logits and the new states (detached)."""
+    batch = inputs.shape[0]
+    group_size = batch // args.gradient_accumulation_steps
+    losses, logits, states = [], [], []
+    for start in range(0, batch, group_size):
+        streams = slice(start, start + group_size)
+        last_group = start + group_size == batch
+        with nullcontext() if last_group else accelerator.no_sync(model):
+            with accelerator.autocast():
+                outputs = model(input_ids=inputs[streams], hidden_state=hidden[streams], output_hidden_states=True)
+            group_logits = outputs.logits.float()
+            loss = torch.nn.functional.cross_entropy(group_logits.flatten(0, 1), targets[streams].flatten())
+            regularised = loss + args.tar_beta * activation_slowness(outputs.hidden_states[-1].float())
+            accelerator.backward(regularised * group_size / batch)
+        losses.append(loss.detach())
+        logits.append(group_logits.detach())
+        states.append(outputs.hidden_state.detach())
+    if accelerator.sync_gradients:
+        accelerator.clip_grad_norm_(model.parameters(), args.grad_clip)
+    for group in optimizer.param_groups:
+        group["lr"] = args.learning_rate * inputs.shape[1] / args.bptt
+    optimizer.step()
+    for group in optimizer.param_groups:
+        group["lr"] = args.learning_rate
+    optimizer.zero_grad(set_to_none=True)
+    return DartsRNNCausalLMOutput(
+        loss=torch.stack(losses).mean(), logits=torch.cat(logits), hidden_state=torch.cat(states)
+    )
+
+
+@contextmanager
+def averaged_weights(optimizer):
+    """Swap ASGD's running averages of the weights (its state "ax") into the model, for evaluating and saving; the
+    trained weights come back afterwards. Weights ASGD has not stepped yet stay as they are."""
+    trained = []
+    with torch.no_grad():
+        for group in optimizer.param_groups:
+            for parameter in group["params"]:
+                average = optimizer.state[parameter].get("ax")
+                if average is not None:
+                    trained.append((parameter, parameter.detach().clone()))
+                    parameter.copy_(average)
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for parameter, weights in trained:
+                parameter.copy_(weights)
+
+
+def should_switch_to_asgd(validation_losses: list[float], patience: int) -> bool:
+    """The original's (non-monotone) trigger, checked after each SGD evaluation: the newest validation loss is worse
+    than the best one from before the last `patience` evaluations."""
+    *earlier, newest = validation_losses
+    return len(earlier) > patience and newest > min(earlier[: len(earlier) - patience])
+
+
+class LanguageModelProgress(LoopProgress):
+    """The run's progress plus what the recipe carries: the states of all streams (of all processes), the
+    optimiser phase ("sgd", then "asgd"), the SGD-phase validation losses, and the best validation loss."""
+
+    def __init__(self):
+        super().__init__()
+        self.hidden: torch.Tensor | None = None
+        self.phase = "sgd"
+        self.validation_losses: list[float] = []
+        self.best_loss = math.inf
+
+
+def run_language_model_training(args: LanguageModelTrainArguments) -> DartsRNNForCausalLM:
+    """Train as configured by `args`; writes the best model with its tokenizer (whenever validation improves), then
+    the training log, results (validation and test perplexity of the best model), cell drawing and model card, to
+    `args.output_dir` (and pushes them when asked). Returns the trained model (its last weights)."""
+    accelerator, repo_id = start_run(args, "darts-rnn-train")
+    output_dir = Path(args.output_dir)
+    lines = args.load_lines()
+    model, vocabulary = build_language_model(args, lines)
+    # Every process trains on its own `batch_size` columns of the training streams.
+    rank, streams = accelerator.process_index, args.batch_size
+    train_columns = batchify(encode_lines(lines["train"], vocabulary), streams * accelerator.num_processes)
+    train_columns = train_columns[:, rank * streams : (rank + 1) * streams].to(accelerator.device)
+    valid_columns = batchify(encode_lines(lines["validation"], vocabulary), args.eval_batch_size)
+    test_columns = batchify(encode_lines(lines["test"], vocabulary), args.test_batch_size)
+
+    sgd = torch.optim.SGD(model.parameters(), args.learning_rate, weight_decay=args.weight_decay)
+    asgd = torch.optim.ASGD(model.parameters(), args.learning_rate, t0=0, lambd=0.0, weight_decay=args.weight_decay)
+    model, sgd, asgd = accelerator.prepare(model, sgd, asgd)
+    network = accelerator.unwrap_model(model)
+    # Not prepared: the processes read their own columns of the same chunks, in step.
+    loader = ChunkLoader(RandomLengthChunks(train_columns, args.bptt, args.max_seq_len_delta, args.seed))
+    progress = LanguageModelProgress()
+    accelerator.register_for_checkpointing(progress)
+    resume(accelerator, args)
+    if accelerator.is_main_process:
+        build_tokenizer(vocabulary=vocabulary).save_pretrained(output_dir)
+        accelerator.init_trackers("darts-rnn-train", config=args.tracker_config())
+    start = time.perf_counter()
+
+    def evaluation_weights():
+        return averaged_weights(asgd) if progress.phase == "asgd" else nullcontext()
+
+    def start_of_epoch(epoch):
+        if progress.step_in_epoch == 0:  # a new pass over the training text starts from a zero state
+            progress.hidden = None
+
+    def step(inputs, targets, epoch):
+        if progress.hidden is None:
+            hidden = train_columns.new_zeros(streams, network.config.hidden_size, dtype=torch.float)
+        else:
+            hidden = progress.hidden[rank * streams : (rank + 1) * streams].to(accelerator.device)
+        optimizer = asgd if progress.phase == "asgd" else sgd
+        outputs = language_model_step(model, optimizer, inputs, targets, hidden, accelerator, args)
+        progress.hidden = accelerator.gather(outputs.hidden_state)
+        return outputs
+
+    def end_of_epoch(epoch, train_loss, train_accuracy):
+        phase = progress.phase
+        with evaluation_weights():
+            valid = evaluate_perplexity(network, valid_columns, args.bptt)
+            improved = valid["loss"] < progress.best_loss
+            if improved:
+                progress.best_loss = valid["loss"]
+                if accelerator.is_main_process:
+                    network.save_pretrained(output_dir)
+        if phase == "sgd":
+            progress.validation_losses.append(valid["loss"])
+            if should_switch_to_asgd(progress.validation_losses, args.asgd_patience):
+                progress.phase = "asgd"
+                logger.info("Validation stopped improving: switching to averaged SGD.")
+        record = {
+            "epoch": epoch + 1,
+            "step": progress.global_step,
+            "optimizer": phase,
+            "train_loss": train_loss,
+            "train_perplexity": math.exp(train_loss),
+            "valid_loss": valid["loss"],
+            "valid_perplexity": valid["perplexity"],
+            "saved": improved,
+        }
+        progress.history.append(record)
+        logger.info(
+            "epoch %d (%s): train perplexity %.2f | valid perplexity %.2f%s",
+            epoch + 1,
+            phase,
+            record["train_perplexity"],
+            valid["perplexity"],
+            " (best: saved)" if improved else "",
+        )
+        accelerator.log({"train_loss": train_loss, "valid_perplexity": valid["perplexity"]}, step=progress.global_step)
+        if accelerator.is_main_process:
+            (output_dir / "training_log.json").write_text(json.dumps(progress.history, indent=1) + "\n")
+
+    run_epochs(accelerator, args, model, loader, args.epochs, progress, step, end_of_epoch, "epoch", start_of_epoch)
+
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        if math.isinf(progress.best_loss):  # stopped by --max_steps before the first evaluation
+            with evaluation_weights():
+                network.save_pretrained(output_dir)
+        save_language_model_results(
+            args, output_dir, progress.history, valid_columns, test_columns, time.perf_counter() - start
+        )
+        push_output(args, repo_id)
+    accelerator.end_training()
+    return network
+
+
+def save_language_model_results(
+    args: LanguageModelTrainArguments,
+    output_dir: Path,
+    history: list[dict],
+    valid_columns: torch.Tensor,
+    test_columns: torch.Tensor,
+    seconds: float,
+) -> None:
+    """`all_results.json` (validation and test perplexity of the saved, best model), `training_log.json`, the cell
+    drawing and the model card."""
+    best = DartsRNNForCausalLM.from_pretrained(output_dir)
+    valid = evaluate_perplexity(best, valid_columns, args.bptt)
+    test = evaluate_perplexity(best, test_columns, args.bptt)
+    results = {
+        "valid_loss": valid["loss"],
+        "valid_perplexity": valid["perplexity"],
+        "valid_tokens": valid["num_tokens"],
+        "test_loss": test["loss"],
+        "test_perplexity": test["perplexity"],
+        "test_tokens": test["num_tokens"],
+        "test_batch_size": args.test_batch_size,
+        "bptt": args.bptt,
+        "epochs": history[-1]["epoch"] if history else 0,
+        "switched_to_asgd": any(record["optimizer"] == "asgd" for record in history),
+        "train_runtime_seconds": seconds,
+        "parameters": count_parameters(best),
+        "vocab_size": best.config.vocab_size,
+    }
+    (output_dir / "all_results.json").write_text(json.dumps(results, indent=1) + "\n")
+    (output_dir / "training_log.json").write_text(json.dumps(history, indent=1) + "\n")
+    drawings = draw_genotype(best.config.get_genotype(), output_dir)
+    dataset = args.dataset_name or args.train_file or "pydoc topics (embedded)"
+    trained_language_model_card(
+        best.config, results, args.tracker_config(), dataset, args.dataset_name, drawings
+    ).save(output_dir / "README.md")
+
+
+__all__ = [
+    "LANGUAGE_MODEL_RECIPES",
+    "LanguageModelTrainArguments",
+    "activation_slowness",
+    "averaged_weights",
+    "build_language_model",
+    "language_model_step",
+    "run_language_model_training",
+    "should_switch_to_asgd",
+]

@@ -1,0 +1,258 @@
+"""Training a recurrent DARTS language model with the original recipe (scripts/train.py --recipe ptb)."""
+
+import copy
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from accelerate import Accelerator
+from huggingface_hub import ModelCard
+from safetensors.torch import load_file
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from darts_hub import DartsConfig, DartsRNNConfig, DartsRNNForCausalLM
+from darts_hub.data.text import batchify, embedded_corpus, encode_lines, split_lines
+from darts_hub.training.evaluation import evaluate_perplexity, load_language_model
+from darts_hub.training.recurrent_train_loop import (
+    LanguageModelTrainArguments,
+    activation_slowness,
+    averaged_weights,
+    build_language_model,
+    language_model_step,
+    run_language_model_training,
+    should_switch_to_asgd,
+)
+
+
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+NO_DROPOUT = dict(dropout=0.0, dropout_h=0.0, dropout_x=0.0, dropout_i=0.0, dropout_e=0.0)
+
+
+@pytest.fixture(scope="module")
+def small_corpus(tmp_path_factory):
+    """Local text files with the first lines of the embedded corpus (an epoch of 16 streams is ~19 chunks)."""
+    folder = tmp_path_factory.mktemp("corpus")
+    lines = split_lines(embedded_corpus())
+    files = {}
+    for split, count in (("train", 600), ("validation", 150), ("test", 60)):
+        (folder / f"{split}.txt").write_text("\n".join(lines[split][:count]) + "\n")
+        files[f"{split}_file"] = str(folder / f"{split}.txt")
+    return files
+
+
+def tiny_training(output_dir, small_corpus, **overrides) -> dict:
+    settings = dict(
+        output_dir=str(output_dir),
+        genotype="DARTS_V2",
+        hidden_size=32,
+        epochs=6,
+        batch_size=16,
+        bptt=20,
+        eval_batch_size=8,
+        test_batch_size=8,
+        learning_rate=5.0,
+        asgd_patience=0,
+        seed=0,
+        dropout=0.1,
+        dropout_h=0.1,
+        dropout_x=0.1,
+        dropout_i=0.1,
+        dropout_e=0.0,
+        **small_corpus,
+    )
+    return {**settings, **overrides}
+
+
+def as_flags(settings: dict) -> list[str]:
+    return [item for key, value in settings.items() for item in (f"--{key}", str(value))]
+
+
+def test_training_lowers_perplexity_switches_to_asgd_and_keeps_the_best(tmp_path, small_corpus, run_script):
+    run_script("train", "--recipe", "ptb", *as_flags(tiny_training(tmp_path, small_corpus)))
+    history = json.loads((tmp_path / "training_log.json").read_text())
+    results = json.loads((tmp_path / "all_results.json").read_text())
+    perplexities = [record["valid_perplexity"] for record in history]
+    # 574 after the first epoch, 532 at best (an untrained model is near the vocabulary size, 2,153 words): SGD
+    # stopped improving, averaged SGD took over and found the best weights.
+    assert results["valid_perplexity"] == pytest.approx(min(perplexities), rel=1e-5)
+    assert min(perplexities) < 0.95 * perplexities[0] < results["vocab_size"] / 3
+    assert results["switched_to_asgd"] and history[-1]["optimizer"] == "asgd"
+    best = min(history, key=lambda record: record["valid_perplexity"])
+    assert best["optimizer"] == "asgd" and best["saved"]
+    # The saved model is the best one, with ASGD's averaged weights, loadable the transformers way with its tokenizer.
+    model = AutoModelForCausalLM.from_pretrained(tmp_path)
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path)
+    assert isinstance(model, DartsRNNForCausalLM) and len(tokenizer) == model.config.vocab_size
+    assert model.decoder.weight is model.model.encoder.weight
+    validation = Path(small_corpus["validation_file"]).read_text().splitlines()
+    columns = batchify(encode_lines(validation, tokenizer.get_vocab()), 8)
+    assert evaluate_perplexity(model, columns, 20)["perplexity"] == pytest.approx(best["valid_perplexity"], rel=1e-5)
+    # evaluate.py reproduces the reported test perplexity.
+    run_script(
+        "evaluate",
+        "--model_name_or_path",
+        tmp_path,
+        "--batch_size",
+        "8",
+        "--bptt",
+        "20",
+        *as_flags(small_corpus),
+    )
+    evaluated = json.loads((tmp_path / "eval_results_test.json").read_text())
+    assert evaluated["perplexity"] == pytest.approx(results["test_perplexity"], rel=1e-5)
+    card = ModelCard.load(tmp_path / "README.md")
+    assert "Test perplexity" in card.content and f"{results['test_perplexity']:.2f}" in card.text
+    assert (tmp_path / "recurrent.png").exists() or (tmp_path / "recurrent.gv").exists()
+
+
+def test_resume_in_the_asgd_phase_gives_the_same_weights(tmp_path, small_corpus):
+    settings = tiny_training(tmp_path / "full", small_corpus, epochs=5, gradient_accumulation_steps=2)
+    full = run_language_model_training(LanguageModelTrainArguments(**settings))
+    history = json.loads((tmp_path / "full" / "training_log.json").read_text())
+    assert history[-1]["optimizer"] == "asgd"
+    middle_of_last_epoch = history[-2]["step"] + 3
+    parts = {**settings, "output_dir": str(tmp_path / "parts")}
+    run_language_model_training(
+        LanguageModelTrainArguments(**parts, max_steps=middle_of_last_epoch, checkpointing_steps=middle_of_last_epoch)
+    )
+    assert (tmp_path / "parts" / "checkpoints" / f"checkpoint-{middle_of_last_epoch}").is_dir()
+    resumed = run_language_model_training(LanguageModelTrainArguments(**parts, resume_from_checkpoint="latest"))
+    for (name, a), b in zip(full.state_dict().items(), resumed.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6, msg=name)
+    assert json.loads((tmp_path / "parts" / "training_log.json").read_text()) == history
+    saved_full, saved_resumed = (load_file(tmp_path / part / "model.safetensors") for part in ("full", "parts"))
+    for name in saved_full:
+        torch.testing.assert_close(saved_full[name], saved_resumed[name], rtol=0, atol=1e-6)
+
+
+def test_gradient_accumulation_tar_and_learning_rate_scaling_make_the_expected_step():
+    torch.manual_seed(0)
+    model = DartsRNNForCausalLM(DartsRNNConfig(vocab_size=40, hidden_size=12, **NO_DROPOUT))
+    inputs, targets = torch.randint(0, 40, (2, 4, 10))
+    hidden = torch.randn(4, 12) * 0.1
+    args = LanguageModelTrainArguments(
+        genotype="DARTS_V2", learning_rate=2.0, bptt=20, grad_clip=1e9, tar_beta=0.5, **NO_DROPOUT
+    )
+    # The expected step: SGD at lr x 10/20 on the gradient of cross-entropy + beta x slowness over all 4 streams.
+    expected = copy.deepcopy(model)
+    outputs = expected(input_ids=inputs, hidden_state=hidden, output_hidden_states=True)
+    loss = torch.nn.functional.cross_entropy(outputs.logits.flatten(0, 1), targets.flatten())
+    (loss + 0.5 * activation_slowness(outputs.hidden_states[-1])).backward()
+    with torch.no_grad():
+        for parameter in expected.parameters():
+            parameter -= 2.0 * 10 / 20 * parameter.grad
+    for accumulation in (1, 2):
+        args.gradient_accumulation_steps = accumulation
+        trained = copy.deepcopy(model)
+        optimizer = torch.optim.SGD(trained.parameters(), lr=args.learning_rate)
+        step = language_model_step(trained, optimizer, inputs, targets, hidden, Accelerator(cpu=True), args)
+        assert optimizer.param_groups[0]["lr"] == 2.0  # the scaled rate was for this step only
+        assert step.loss.item() == pytest.approx(loss.item(), rel=1e-5)  # reported without the regulariser
+        torch.testing.assert_close(step.hidden_state, outputs.hidden_state.detach())
+        for a, b in zip(trained.parameters(), expected.parameters()):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_averaged_weights_are_asgds_running_mean_and_come_back():
+    torch.manual_seed(0)
+    layer = torch.nn.Linear(3, 2)
+    optimizer = torch.optim.ASGD(layer.parameters(), lr=0.1, t0=0, lambd=0.0)
+    iterates = []
+    for _ in range(4):
+        layer(torch.randn(5, 3)).pow(2).sum().backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        iterates.append(layer.weight.detach().clone())
+    trained = layer.weight.detach().clone()
+    with averaged_weights(optimizer):
+        # With t0 = 0, torch's ASGD (as the original's) averages the iterates from its second step on.
+        torch.testing.assert_close(layer.weight.detach(), torch.stack(iterates[1:]).mean(0))
+    assert torch.equal(layer.weight.detach(), trained)
+
+
+def test_the_switch_to_asgd_follows_the_original_non_monotone_rule():
+    assert should_switch_to_asgd([5.0, 4.0, 3.0, 3.5], patience=0)
+    assert not should_switch_to_asgd([5.0, 4.0, 3.0, 3.5], patience=1)  # 3.5 still beats 4.0 from before
+    assert should_switch_to_asgd([5.0, 3.0, 4.0, 4.5, 4.2], patience=2)
+    assert not should_switch_to_asgd([5.0, 3.0, 4.0, 4.5], patience=3)  # too few evaluations yet
+    assert not should_switch_to_asgd([5.0, 4.0, 3.0, 2.0], patience=0)
+
+
+def test_two_processes_train_like_one_process_with_their_columns(tmp_path, small_corpus):
+    """Each process reads its own columns of the streams: 2 x 8 streams equal 1 x 16 (without dropout)."""
+    settings = tiny_training(tmp_path / "one", small_corpus, epochs=2, **NO_DROPOUT)
+    run_language_model_training(LanguageModelTrainArguments(**settings))
+    two = {**settings, "output_dir": str(tmp_path / "two"), "batch_size": 8}
+    command = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        str(SCRIPTS / "train.py"),
+        "--recipe",
+        "ptb",
+        *as_flags(two),
+    ]
+    environment = {**os.environ, "ACCELERATE_USE_CPU": "true"}
+    result = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    one_log, two_log = (json.loads((tmp_path / run / "training_log.json").read_text()) for run in ("one", "two"))
+    assert [r["step"] for r in one_log] == [r["step"] for r in two_log]
+    for a, b in zip(one_log, two_log):
+        assert a["valid_perplexity"] == pytest.approx(b["valid_perplexity"], rel=1e-4)
+    weights_one, weights_two = (load_file(tmp_path / run / "model.safetensors") for run in ("one", "two"))
+    for name in weights_one:
+        torch.testing.assert_close(weights_one[name], weights_two[name], rtol=1e-4, atol=1e-5)
+
+
+def test_a_search_result_config_is_trained_on_the_corpus_vocabulary(tmp_path):
+    genotype = {"recurrent": [["tanh", 0], ["relu", 1]], "concat": [1, 2]}
+    DartsRNNConfig(genotype=genotype, vocab_size=99, hidden_size=20).save_pretrained(tmp_path)
+    lines = {"train": ["a b c", "d"], "validation": ["e"], "test": ["a f"]}
+    model, vocabulary = build_language_model(LanguageModelTrainArguments(config_name=str(tmp_path)), lines)
+    config = model.config
+    assert len(vocabulary) == config.vocab_size == 8  # a-f, <eos>, <unk>
+    assert config.hidden_size == 20 and config.get_genotype().to_dict() == genotype  # sizes from the search result
+    assert config.dropout_e == 0.1 and config.eos_token_id == vocabulary["<eos>"]  # the recipe's training settings
+    resized, _ = build_language_model(LanguageModelTrainArguments(config_name=str(tmp_path), hidden_size=16), lines)
+    assert resized.config.hidden_size == 16
+
+
+def test_language_model_training_arguments_and_sources_are_checked(tmp_path, small_corpus):
+    with pytest.raises(ValueError, match="--bptt"):
+        LanguageModelTrainArguments(genotype="DARTS_V2", bptt=0)
+    with pytest.raises(ValueError, match="--batch_size 10 must split into --gradient_accumulation_steps 3"):
+        LanguageModelTrainArguments(genotype="DARTS_V2", batch_size=10, gradient_accumulation_steps=3)
+    with pytest.raises(ValueError, match="exactly one of --genotype"):
+        LanguageModelTrainArguments()
+    with pytest.raises(ValueError, match="--recipe must be one of"):
+        LanguageModelTrainArguments(genotype="DARTS_V2", recipe="cifar")
+    wikitext = LanguageModelTrainArguments(genotype="DARTS_V2", recipe="wikitext2", dropout_h=0.3)
+    assert (wikitext.hidden_size, wikitext.dropout_h, wikitext.weight_decay) == (700, 0.3, 5e-7)
+    # A convolutional config is not a language model.
+    DartsConfig().save_pretrained(tmp_path / "cnn")
+    with pytest.raises(ValueError, match="not a DartsRNNConfig"):
+        run_language_model_training(
+            LanguageModelTrainArguments(
+                **tiny_training(tmp_path / "out", small_corpus, genotype=None, config_name=str(tmp_path / "cnn"))
+            )
+        )
+    # A checkpoint whose tokenizer does not match its embedding.
+    from darts_hub.models.darts_rnn import build_tokenizer
+
+    DartsRNNForCausalLM(DartsRNNConfig(vocab_size=50, hidden_size=8)).save_pretrained(tmp_path / "lm")
+    build_tokenizer(vocabulary={"<unk>": 0, "<eos>": 1, "word": 2}).save_pretrained(tmp_path / "lm")
+    with pytest.raises(ValueError, match="tokenizer of .* has 3 words but the model 50 embedding rows"):
+        load_language_model(str(tmp_path / "lm"))
