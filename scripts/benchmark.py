@@ -6,10 +6,14 @@
     python scripts/benchmark.py --workload search_second_order --batch_size 16 --device cuda --dtype bfloat16
     python scripts/benchmark.py --workload train_step --batch_size 32 --channels_last     # DARTS_V2 CIFAR-10 network
     python scripts/benchmark.py --workload inference --batch_size 64
+    python scripts/benchmark.py --workload recurrent_search_first_order --batch_size 64        # sizes 300, bptt 35
+    python scripts/benchmark.py --workload recurrent_train_step --batch_size 64                # DARTS_V2 PTB, 850
 
 Search workloads use the paper's search size (batch 64, 3x32x32 images, 16 channels, 8 cells); train_step and
-inference the paper's CIFAR-10 network (DARTS_V2, 36 channels, 20 cells, auxiliary head, drop-path 0.2). On the CPU the peak memory is
-the process's peak resident set size, which is why "all" runs each workload in its own process.
+inference the paper's CIFAR-10 network (DARTS_V2, 36 channels, 20 cells, auxiliary head, drop-path 0.2); the recurrent
+workloads the PTB search supernet (sizes 300) and the DARTS_V2 PTB model (850, vocabulary 10,000) on chunks of 35
+tokens, reported in tokens/s too. On the CPU the peak memory is the process's peak resident set size, which is why
+"all" runs each workload in its own process.
 """
 
 import argparse
@@ -24,7 +28,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workload", default="all", choices=["all", *WORKLOADS], help="what to measure")
     parser.add_argument(
-        "--batch_size", type=int, default=None, help="images per step (default: 64; 32 for train_step)"
+        "--batch_size", type=int, default=None, help="images or text streams per step (default: 64; 32 for train_step)"
     )
     parser.add_argument("--device", default=None, help="cpu or cuda (default: the accelerator if there is one)")
     parser.add_argument("--dtype", default="float32", choices=list(DTYPES), help="autocast dtype (default: float32)")

@@ -133,7 +133,8 @@ def test_tokenizer_round_trip_and_text_generation_pipeline(tmp_path):
     train, valid, test = ["the cat sat", "the dog ran <unk>"], ["a cat"], ["the end"]
     tokenizer = build_tokenizer([train, valid, test])
     assert tokenizer("the cat sat").input_ids == [0, 1, 2, 3]  # <eos> appended
-    assert tokenizer.decode(tokenizer("the zebra").input_ids) == "the <unk> <eos>"
+    assert tokenizer.decode(tokenizer("the zebra").input_ids) == " the <unk> <eos>"  # a space before every word
+    assert tokenizer.decode(tokenizer("the cat").input_ids, skip_special_tokens=True) == " the cat"
     model = tiny_lm(
         vocab_size=len(tokenizer), eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id
     )
@@ -144,6 +145,8 @@ def test_tokenizer_round_trip_and_text_generation_pipeline(tmp_path):
     generator = pipeline("text-generation", model=str(tmp_path))
     outputs = generator(["the cat", "a dog ran"], max_new_tokens=4, do_sample=False, return_full_text=False)
     assert [len(output[0]["generated_text"].split()) for output in outputs] == [4, 4]
+    full = generator("the cat", max_new_tokens=2, do_sample=False)[0]["generated_text"]
+    assert full.startswith("the cat ") and len(full.split()) == 4  # the continuation is spaced from the prompt
 
 
 def test_config_accepts_recurrent_zoo_names_and_rejects_bad_values():

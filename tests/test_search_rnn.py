@@ -185,7 +185,7 @@ def test_recurrent_search_resumes_exactly(tmp_path):
     from darts_hub.data.text import embedded_corpus, split_lines
     from darts_hub.training.recurrent_search_loop import run_recurrent_search
 
-    # A small corpus of local text files (the first lines of the embedded one): 2 epochs of 8 chunks.
+    # A small corpus of local text files (the first lines of the embedded one): 2 epochs of about 8 chunks.
     lines = split_lines(embedded_corpus())
     files = {}
     for split, count in (("train", 300), ("validation", 120), ("test", 40)):

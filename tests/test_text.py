@@ -65,6 +65,9 @@ def test_random_length_chunks_cover_the_stream_and_depend_on_seed_and_epoch():
     assert chunks.chunks != first
     chunks.set_epoch(0)
     assert chunks.chunks == first == RandomLengthChunks(columns, 35, 20, seed=3).chunks
+    # The search's rule: bptt tokens, or int(bptt / 2) with probability 0.05.
+    search_lengths = [length for _, length in RandomLengthChunks(columns, 35, 0, seed=3, std=0.0).chunks[:-1]]
+    assert set(search_lengths) == {35, 17} and search_lengths.count(17) < 0.1 * len(search_lengths)
 
 
 def test_perplexity_carries_the_state_over_the_whole_stream():

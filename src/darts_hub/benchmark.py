@@ -13,9 +13,12 @@ import torch
 from accelerate import Accelerator
 
 from .models.darts import DartsConfig, DartsForImageClassification
+from .models.darts_rnn import DartsRNNConfig, DartsRNNForCausalLM
+from .models.darts_rnn.modeling_darts_rnn import activation_slowness
 from .search.architect import Architect
 from .search.cnn import DartsSearchConfig, DartsSearchNetwork
 from .search.rnn import DartsRNNSearchConfig, DartsRNNSearchModel
+from .training.recurrent_train_loop import LanguageModelTrainArguments, language_model_step
 from .training.search_loop import SearchArguments, make_search_optimizers, search_step
 from .training.train_loop import train_step
 
@@ -188,7 +191,8 @@ def benchmark_recurrent_search_step(
     warmup: int = 1,
 ) -> dict:
     """One recurrent search step (architecture step + weight step) at the paper's PTB search size; the same
-    `search_step` as the convolutional search, with the recurrent search's optimizers and clipping (0.25)."""
+    `search_step` as the convolutional search, with the recurrent search's optimizers, clipping (0.25) and activation
+    regularisation."""
     accelerator = Accelerator(cpu=device == "cpu", mixed_precision=DTYPES[dtype])
     supernet = DartsRNNSearchModel(DartsRNNSearchConfig(vocab_size=vocab_size, hidden_size=hidden_size))
     weight_optimizer = torch.optim.SGD(supernet.weight_parameters(), lr=20.0, weight_decay=5e-7)
@@ -203,11 +207,23 @@ def benchmark_recurrent_search_step(
         hidden = torch.zeros(batch_size, hidden_size, device=accelerator.device)
         return {"input_ids": tokens[:, :-1], "targets": tokens[:, 1:], "hidden_state": hidden}
 
-    train_batch, valid_batch = batch(), batch()
+    train_batch, valid_batch = {**batch(), "output_hidden_states": True}, batch()
     weight_parameters = supernet.weight_parameters()
+
+    def slowness(outputs):  # the search's temporal activation regularisation, beta 1e-3
+        return 1e-3 * activation_slowness(outputs.hidden_states[-1])
+
     timings = _timed(
         lambda: search_step(
-            model, architect, weight_optimizer, weight_parameters, train_batch, valid_batch, accelerator, 0.25
+            model,
+            architect,
+            weight_optimizer,
+            weight_parameters,
+            train_batch,
+            valid_batch,
+            accelerator,
+            0.25,
+            slowness,
         ),
         steps,
         warmup,
@@ -228,6 +244,48 @@ def benchmark_recurrent_search_step(
     return report
 
 
+def benchmark_recurrent_train_step(
+    batch_size: int = 64,
+    bptt: int = 35,
+    hidden_size: int = 850,
+    vocab_size: int = 10000,
+    device: str | None = None,
+    dtype: str = "float32",
+    channels_last: bool = False,
+    steps: int = 3,
+    warmup: int = 1,
+) -> dict:
+    """One training step of the DARTS_V2 PTB language model (the ptb recipe: dropouts, TAR, clipping, SGD at lr 20)
+    on a chunk of `bptt` tokens, through the training loop's `language_model_step`."""
+    accelerator = Accelerator(cpu=device == "cpu", mixed_precision=DTYPES[dtype])
+    args = LanguageModelTrainArguments(genotype="DARTS_V2", batch_size=batch_size, bptt=bptt, hidden_size=hidden_size)
+    model = DartsRNNForCausalLM(DartsRNNConfig(vocab_size=vocab_size, hidden_size=hidden_size))
+    optimizer = torch.optim.SGD(model.parameters(), args.learning_rate, weight_decay=args.weight_decay)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    model.train()
+    tokens = torch.randint(0, vocab_size, (batch_size, bptt + 1), device=accelerator.device)
+    hidden = torch.zeros(batch_size, hidden_size, device=accelerator.device)
+    timings = _timed(
+        lambda: language_model_step(model, optimizer, tokens[:, :-1], tokens[:, 1:], hidden, accelerator, args),
+        steps,
+        warmup,
+        accelerator.device,
+    )
+    report = _report(
+        "recurrent_train_step_darts_v2_ptb",
+        accelerator,
+        timings,
+        batch_size,
+        dtype,
+        False,
+        samples="sequences",
+        bptt=bptt,
+        hidden_size=hidden_size,
+    )
+    report["tokens_per_s"] = round(batch_size * bptt / report["seconds_per_step"], 1)
+    return report
+
+
 WORKLOADS = {
     "search_first_order": lambda **kw: benchmark_search_step(order=1, **kw),
     "search_second_order": lambda **kw: benchmark_search_step(order=2, **kw),
@@ -235,12 +293,14 @@ WORKLOADS = {
     "inference": benchmark_inference,
     "recurrent_search_first_order": lambda **kw: benchmark_recurrent_search_step(order=1, **kw),
     "recurrent_search_second_order": lambda **kw: benchmark_recurrent_search_step(order=2, **kw),
+    "recurrent_train_step": benchmark_recurrent_train_step,
 }
 
 __all__ = [
     "WORKLOADS",
     "benchmark_inference",
     "benchmark_recurrent_search_step",
+    "benchmark_recurrent_train_step",
     "benchmark_search_step",
     "benchmark_train_step",
 ]

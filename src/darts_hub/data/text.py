@@ -145,14 +145,15 @@ class StreamChunks(Dataset):
 
 
 class RandomLengthChunks(StreamChunks):
-    """Chunks of random length, the original training's rule (from AWD-LSTM): around `bptt` (around `bptt / 2` with
-    probability 0.05), normal with standard deviation 5, at least 5 (or `bptt` if smaller) and at most
-    `bptt + max_delta`. The lengths are drawn from `(seed, epoch)`, so every epoch cuts the stream differently and a
+    """Chunks of random length, the original's rule (from AWD-LSTM): around `bptt` (around `bptt / 2` with
+    probability 0.05), normal with standard deviation `std`, at least 5 (or `bptt` if smaller) and at most
+    `bptt + max_delta`. The original training uses std 5 and max_delta 20; its search std 0 (lengths `bptt` or
+    `int(bptt / 2)`). The lengths are drawn from `(seed, epoch)`, so every epoch cuts the stream differently and a
     resumed epoch cuts it as before."""
 
-    def __init__(self, columns: torch.Tensor, bptt: int, max_delta: int, seed: int):
+    def __init__(self, columns: torch.Tensor, bptt: int, max_delta: int, seed: int, std: float = 5.0):
         super().__init__(columns, bptt)
-        self.max_delta, self.seed = max_delta, seed
+        self.max_delta, self.seed, self.std = max_delta, seed, std
         self.set_epoch(0)
 
     def set_epoch(self, epoch: int) -> None:
@@ -161,7 +162,7 @@ class RandomLengthChunks(StreamChunks):
         def lengths():
             while True:
                 mean = self.bptt if generator.random() < 0.95 else self.bptt / 2
-                length = max(min(5, self.bptt), int(generator.normal(mean, 5)))
+                length = max(min(5, self.bptt), int(generator.normal(mean, self.std)))
                 yield min(length, self.bptt + self.max_delta)
 
         self.chunks = self.cut(lengths())

@@ -126,19 +126,27 @@ class DartsRNNSearchModel(PreTrainedModel):
         input_ids: torch.Tensor,
         targets: torch.Tensor | None = None,
         hidden_state: torch.Tensor | None = None,
+        output_hidden_states: bool = False,
         **kwargs,
     ) -> DartsRNNCausalLMOutput:
         """`targets` [batch, steps] are the next token of each position (stream training); the loss is their mean
-        cross-entropy. `hidden_state` carries the recurrence from the previous chunk."""
+        cross-entropy. `hidden_state` carries the recurrence from the previous chunk. `output_hidden_states` adds
+        the embeddings and the cell's outputs (for the activation regularisation)."""
         if hidden_state is None:
             hidden_state = self.encoder.weight.new_zeros(input_ids.shape[0], self.config.hidden_size)
         weights = torch.softmax(self.alphas["recurrent"], dim=-1)
-        outputs, last = self.cell(embed_with_dropout(self, input_ids), hidden_state, weights=weights)
+        embedded = embed_with_dropout(self, input_ids)
+        outputs, last = self.cell(embedded, hidden_state, weights=weights)
         logits = self.decoder(self.lockdrop(outputs, self.config.dropout))
         loss = None
         if targets is not None:
             loss = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1))
-        return DartsRNNCausalLMOutput(loss=loss, logits=logits, hidden_state=last)
+        return DartsRNNCausalLMOutput(
+            loss=loss,
+            logits=logits,
+            hidden_states=(embedded, outputs) if output_hidden_states else None,
+            hidden_state=last,
+        )
 
     def genotype(self) -> RecurrentGenotype:
         return derive_recurrent_genotype(self.alphas["recurrent"], steps=self.config.steps)

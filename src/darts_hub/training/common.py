@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -287,6 +288,20 @@ def push_output(args: RunArguments, repo_id: str | None) -> None:
         logger.error("%s", error)
 
 
+@contextmanager
+def scaled_learning_rate(optimizer, scale: float):
+    """The optimizer's learning rates times `scale` inside the block (the recurrent recipes scale each step's rate by
+    its chunk's length / bptt), restored after."""
+    rates = [group["lr"] for group in optimizer.param_groups]
+    for group, rate in zip(optimizer.param_groups, rates):
+        group["lr"] = rate * scale
+    try:
+        yield
+    finally:
+        for group, rate in zip(optimizer.param_groups, rates):
+            group["lr"] = rate
+
+
 class LoopProgress:
     """Where a run stands (epoch, step, the running loss and accuracy of the epoch) and its per-epoch history;
     registered for checkpointing, so that a run resumes exactly, also in the middle of an epoch."""
@@ -383,6 +398,7 @@ __all__ = [
     "run_epochs",
     "resume",
     "save_checkpoint",
+    "scaled_learning_rate",
     "start_run",
     "use_channels_last",
 ]

@@ -1,9 +1,11 @@
 """The Accelerate loop of a recurrent DARTS search (Sec. 3.1.2 of the paper, the PTB search).
 
 The same step as the convolutional search (`search_step`: the architect on a validation chunk, then a weight step on
-a training chunk), on text streams: the training text in `batch_size` columns read in chunks of `bptt` tokens, the
-validation text likewise for the architecture steps, the recurrent states carried from chunk to chunk (detached) and
-saved in checkpoints, so that a search resumes exactly. Per epoch: validation perplexity, genotype, alphas.
+a training chunk), on text streams: the training text in `batch_size` columns read in chunks of `bptt` tokens (half as
+many with probability 0.05, the learning rate scaled by the chunk's length, as the original), the validation text in
+chunks of `bptt` for the architecture steps, the recurrent states carried from chunk to chunk (detached) and saved in
+checkpoints, so that a search resumes exactly. The weight step's loss adds the original's temporal activation
+regularisation (`tar_beta`). Per epoch: validation perplexity, genotype, alphas.
 """
 
 from __future__ import annotations
@@ -15,12 +17,21 @@ from pathlib import Path
 
 import torch
 
-from ..data.text import ChunkLoader, StreamChunks, batchify, encode_lines
+from ..data.text import ChunkLoader, RandomLengthChunks, StreamChunks, batchify, encode_lines
 from ..hub import save_search_result
 from ..models.darts_rnn import build_tokenizer, vocabulary_in_order
+from ..models.darts_rnn.modeling_darts_rnn import activation_slowness
 from ..search.architect import HESSIAN_MODES, Architect
 from ..search.rnn import DartsRNNSearchConfig, DartsRNNSearchModel
-from .common import RunArguments, TextDataArguments, push_output, resume, run_epochs, start_run
+from .common import (
+    RunArguments,
+    TextDataArguments,
+    push_output,
+    resume,
+    run_epochs,
+    scaled_learning_rate,
+    start_run,
+)
 from .evaluation import evaluate_perplexity
 from .search_loop import SearchProgress, endless_batches, search_step
 
@@ -54,6 +65,10 @@ class RecurrentSearchArguments(TextDataArguments, RunArguments):
     learning_rate: float = field(default=20.0, metadata={"help": "Weight learning rate (SGD)."})
     weight_decay: float = field(default=5e-7, metadata={"help": "Weight decay of the weights."})
     grad_clip: float = field(default=0.25, metadata={"help": "Gradient clipping (weight step and unrolled step)."})
+    tar_beta: float = field(
+        default=1e-3,
+        metadata={"help": "Temporal activation regularisation (slowness) weight beta of the weight step; 0: off."},
+    )
     arch_learning_rate: float = field(default=3e-3, metadata={"help": "Learning rate of the alphas (Adam)."})
     arch_weight_decay: float = field(default=1e-3, metadata={"help": "Weight decay of the alphas."})
     train_hidden_size: int = field(default=850, metadata={"help": "Sizes of the derived network in config.json."})
@@ -101,10 +116,9 @@ def run_recurrent_search(args: RecurrentSearchArguments) -> DartsRNNSearchModel:
     arch_optimizer = torch.optim.Adam(
         model.arch_parameters(), lr=args.arch_learning_rate, betas=(0.9, 0.999), weight_decay=args.arch_weight_decay
     )
-    train_loader, valid_loader = (
-        ChunkLoader(StreamChunks(train_columns, args.bptt)),
-        ChunkLoader(StreamChunks(search_columns, args.bptt)),
-    )
+    # The original search's chunks: bptt tokens, or half as many with probability 0.05 (the rate scaled to match).
+    train_chunks = RandomLengthChunks(train_columns, args.bptt, max_delta=0, seed=args.seed, std=0.0)
+    train_loader, valid_loader = ChunkLoader(train_chunks), ChunkLoader(StreamChunks(search_columns, args.bptt))
     model, weight_optimizer, train_loader, valid_loader = accelerator.prepare(
         model, weight_optimizer, train_loader, valid_loader
     )
@@ -126,6 +140,9 @@ def run_recurrent_search(args: RecurrentSearchArguments) -> DartsRNNSearchModel:
     valid_batches = endless_batches(valid_loader, progress, accelerator)
     weight_parameters = supernet.weight_parameters()
 
+    def slowness(outputs):
+        return args.tar_beta * activation_slowness(outputs.hidden_states[-1].float())
+
     def start_of_epoch(epoch):
         if progress.step_in_epoch == 0:  # a new pass over the training text starts from a zero state
             progress.hidden["train"] = None
@@ -133,18 +150,26 @@ def run_recurrent_search(args: RecurrentSearchArguments) -> DartsRNNSearchModel:
     def step(inputs, targets, epoch):
         valid_inputs, valid_targets = next(valid_batches)
         hidden = progress.hidden
-        train_batch = {"input_ids": inputs, "targets": targets, "hidden_state": hidden["train"]}
+        train_batch = {
+            "input_ids": inputs,
+            "targets": targets,
+            "hidden_state": hidden["train"],
+            "output_hidden_states": True,
+        }
         valid_batch = {"input_ids": valid_inputs, "targets": valid_targets, "hidden_state": hidden["valid"]}
-        outputs = search_step(
-            model,
-            architect,
-            weight_optimizer,
-            weight_parameters,
-            train_batch,
-            valid_batch,
-            accelerator,
-            args.grad_clip,
-        )
+        # As the original, the scaled rate also drives the unrolled step of a second-order architecture step.
+        with scaled_learning_rate(weight_optimizer, inputs.shape[1] / args.bptt):
+            outputs = search_step(
+                model,
+                architect,
+                weight_optimizer,
+                weight_parameters,
+                train_batch,
+                valid_batch,
+                accelerator,
+                args.grad_clip,
+                regulariser=slowness,
+            )
         hidden["train"] = outputs.hidden_state.detach()
         hidden["valid"] = architect.validation_outputs.hidden_state.detach()
         return outputs

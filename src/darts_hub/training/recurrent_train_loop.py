@@ -30,7 +30,7 @@ from ..data.text import ChunkLoader, RandomLengthChunks, batchify, encode_lines
 from ..genotypes import load_genotype
 from ..hub import trained_language_model_card
 from ..models.darts_rnn import DartsRNNConfig, DartsRNNForCausalLM, build_tokenizer, vocabulary_in_order
-from ..models.darts_rnn.modeling_darts_rnn import DartsRNNCausalLMOutput
+from ..models.darts_rnn.modeling_darts_rnn import DartsRNNCausalLMOutput, activation_slowness
 from ..models.darts_rnn.tokenization_darts_rnn import EOS
 from ..visualize import draw_genotype
 from .common import (
@@ -42,6 +42,7 @@ from .common import (
     push_output,
     resume,
     run_epochs,
+    scaled_learning_rate,
     start_run,
 )
 from .evaluation import evaluate_perplexity, load_language_model
@@ -139,12 +140,6 @@ def build_language_model(args: LanguageModelTrainArguments, lines: dict[str, lis
     return DartsRNNForCausalLM(config), vocabulary
 
 
-def activation_slowness(cell_outputs: torch.Tensor) -> torch.Tensor:
-    """Temporal activation regularisation: the mean squared change of the cell's outputs `[batch, time, hidden]`
-    from one step to the next."""
-    return (cell_outputs[:, 1:] - cell_outputs[:, :-1]).pow(2).mean()
-
-
 def language_model_step(
     model,
     optimizer,
@@ -176,11 +171,8 @@ def language_model_step(
         states.append(outputs.hidden_state.detach())
     if accelerator.sync_gradients:
         accelerator.clip_grad_norm_(model.parameters(), args.grad_clip)
-    for group in optimizer.param_groups:
-        group["lr"] = args.learning_rate * inputs.shape[1] / args.bptt
-    optimizer.step()
-    for group in optimizer.param_groups:
-        group["lr"] = args.learning_rate
+    with scaled_learning_rate(optimizer, inputs.shape[1] / args.bptt):
+        optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     return DartsRNNCausalLMOutput(
         loss=torch.stack(losses).mean(), logits=torch.cat(logits), hidden_state=torch.cat(states)
@@ -364,7 +356,6 @@ def save_language_model_results(
 __all__ = [
     "LANGUAGE_MODEL_RECIPES",
     "LanguageModelTrainArguments",
-    "activation_slowness",
     "averaged_weights",
     "build_language_model",
     "language_model_step",

@@ -128,9 +128,11 @@ def search_step(
     valid_batch,
     accelerator,
     grad_clip: float,
+    regulariser=None,
 ):
-    """One step of Alg. 1: the architecture step on a validation batch, then the weight step on a training batch.
-    Returns the weight step's model outputs."""
+    """One step of Alg. 1: the architecture step on a validation batch, then the weight step on a training batch,
+    whose loss gains `regulariser(outputs)` if given (the recurrent search's activation regularisation, which the
+    architecture step does not see, as in the original). Returns the weight step's model outputs."""
     architect.step(train_batch, valid_batch, weight_optimizer)
     # The weight step takes the architecture as given: no alpha gradients are computed (nor their inputs kept).
     alphas = architect.model.arch_parameters()
@@ -139,7 +141,7 @@ def search_step(
     try:
         with accelerator.autocast():
             outputs = model(**train_batch)
-        accelerator.backward(outputs.loss)
+        accelerator.backward(outputs.loss if regulariser is None else outputs.loss + regulariser(outputs))
     finally:
         for alpha in alphas:
             alpha.requires_grad_(True)

@@ -97,6 +97,12 @@ def embed_with_dropout(model, input_ids: torch.Tensor) -> torch.Tensor:
     return model.lockdrop(nn.functional.embedding(input_ids, weight), model.config.dropout_i)
 
 
+def activation_slowness(cell_outputs: torch.Tensor) -> torch.Tensor:
+    """Temporal activation regularisation (AWD-LSTM's, used by the original search and training, weighted by beta):
+    the mean squared change of the cell's outputs `[batch, time, hidden]` from one step to the next."""
+    return (cell_outputs[:, 1:] - cell_outputs[:, :-1]).pow(2).mean()
+
+
 class LockedDropout(nn.Module):
     """Dropout with one mask per sequence, shared by all time steps ([batch, time, features] inputs)."""
 
@@ -261,6 +267,7 @@ class DartsRNNForCausalLM(DartsRNNPreTrainedModel, GenerationMixin):
 
 
 __all__ = [
+    "activation_slowness",
     "embed_with_dropout",
     "init_recurrent_weights",
     "DartsRNNCausalLMOutput",

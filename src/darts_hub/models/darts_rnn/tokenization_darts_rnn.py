@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from tokenizers import Tokenizer, models, pre_tokenizers, processors
+from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors
 from transformers import PreTrainedTokenizerFast
 
 
@@ -35,6 +35,7 @@ def build_tokenizer(splits: Iterable[Iterable[str]] | None = None, vocabulary: d
     """A `PreTrainedTokenizerFast` (loadable with `AutoTokenizer`) over the vocabulary of `splits` (or a given one).
 
     `<eos>` doubles as the padding token (left padding, for batched generation) and is appended to each encoded line.
+    Decoded text has a space before every word, the first included.
     """
     if vocabulary is None:
         if splits is None:
@@ -45,6 +46,9 @@ def build_tokenizer(splits: Iterable[Iterable[str]] | None = None, vocabulary: d
     backend.post_processor = processors.TemplateProcessing(
         single=f"$A {EOS}", pair=f"$A {EOS} $B {EOS}", special_tokens=[(EOS, vocabulary[EOS])]
     )
+    # Every word decodes with the space before it, so that decoded continuations append to their prompt (the
+    # text-generation pipeline's full text is the prompt + the decoded new tokens).
+    backend.decoder = decoders.Sequence([decoders.Replace(Regex("^"), " "), decoders.Fuse()])
     return PreTrainedTokenizerFast(
         tokenizer_object=backend,
         unk_token=UNK,
