@@ -2,6 +2,7 @@
 
 import os
 import runpy
+import subprocess
 import sys
 from pathlib import Path
 
@@ -27,3 +28,32 @@ def run_script(monkeypatch, capsys):
         return capsys.readouterr().out
 
     return run
+
+
+@pytest.fixture
+def launch_two_processes():
+    """Run a script under `accelerate launch` with two CPU processes (DDP over gloo); fails the test with the end of
+    the processes' error output if the run fails."""
+
+    def launch(script: Path, *args: str) -> None:
+        command = [
+            sys.executable,
+            "-m",
+            "accelerate.commands.launch",
+            "--multi_gpu",
+            "--num_processes",
+            "2",
+            "--num_machines",
+            "1",
+            "--mixed_precision",
+            "no",
+            "--dynamo_backend",
+            "no",
+            str(script),
+            *map(str, args),
+        ]
+        environment = {**os.environ, "ACCELERATE_USE_CPU": "true"}
+        result = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=600)
+        assert result.returncode == 0, result.stderr[-3000:]
+
+    return launch

@@ -1,8 +1,5 @@
 import json
-import os
 import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -220,43 +217,19 @@ def test_resume_mid_epoch_gives_the_uninterrupted_result(tmp_path):
 
 
 @pytest.mark.parametrize("order", [1, 2])
-def test_two_processes_keep_identical_alphas(tmp_path, order):
-    command = [
-        sys.executable,
-        "-m",
-        "accelerate.commands.launch",
-        "--multi_gpu",
-        "--num_processes",
-        "2",
-        "--num_machines",
-        "1",
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
-        str(TESTS / "ddp_search.py"),
-        "--output_dir",
-        str(tmp_path),
-        "--max_train_samples",
-        "128",
-        "--epochs",
-        "1",
-        "--batch_size",
-        "16",
-        "--init_channels",
-        "4",
-        "--num_cells",
-        "3",
-        "--steps",
-        "2",
-        "--multiplier",
-        "2",
-        "--order",
-        str(order),
-    ]
-    environment = {**os.environ, "ACCELERATE_USE_CPU": "true"}
-    result = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
+def test_two_processes_keep_identical_alphas(tmp_path, order, launch_two_processes):
+    settings = dict(
+        output_dir=tmp_path,
+        max_train_samples=128,
+        epochs=1,
+        batch_size=16,
+        init_channels=4,
+        num_cells=3,
+        steps=2,
+        multiplier=2,
+        order=order,
+    )
+    launch_two_processes(TESTS / "ddp_search.py", *[item for k, v in settings.items() for item in (f"--{k}", v)])
     ranks = [torch.load(tmp_path / f"alphas-rank{rank}.pt") for rank in (0, 1)]
     assert [r["world_size"] for r in ranks] == [2, 2]
     for alpha0, alpha1 in zip(ranks[0]["alphas"], ranks[1]["alphas"]):

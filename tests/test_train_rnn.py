@@ -2,9 +2,6 @@
 
 import copy
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -182,32 +179,12 @@ def test_the_switch_to_asgd_follows_the_original_non_monotone_rule():
     assert not should_switch_to_asgd([5.0, 4.0, 3.0, 2.0], patience=0)
 
 
-def test_two_processes_train_like_one_process_with_their_columns(tmp_path, small_corpus):
+def test_two_processes_train_like_one_process_with_their_columns(tmp_path, small_corpus, launch_two_processes):
     """Each process reads its own columns of the streams: 2 x 8 streams equal 1 x 16 (without dropout)."""
     settings = tiny_training(tmp_path / "one", small_corpus, epochs=2, **NO_DROPOUT)
     run_language_model_training(LanguageModelTrainArguments(**settings))
     two = {**settings, "output_dir": str(tmp_path / "two"), "batch_size": 8}
-    command = [
-        sys.executable,
-        "-m",
-        "accelerate.commands.launch",
-        "--multi_gpu",
-        "--num_processes",
-        "2",
-        "--num_machines",
-        "1",
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
-        str(SCRIPTS / "train.py"),
-        "--recipe",
-        "ptb",
-        *as_flags(two),
-    ]
-    environment = {**os.environ, "ACCELERATE_USE_CPU": "true"}
-    result = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
+    launch_two_processes(SCRIPTS / "train.py", "--recipe", "ptb", *as_flags(two))
     one_log, two_log = (json.loads((tmp_path / run / "training_log.json").read_text()) for run in ("one", "two"))
     assert [r["step"] for r in one_log] == [r["step"] for r in two_log]
     for a, b in zip(one_log, two_log):

@@ -133,6 +133,15 @@ def _report(workload, accelerator, timings, batch_size, dtype, channels_last, sa
     }
 
 
+def _text_report(workload, accelerator, timings, batch_size, dtype, bptt, hidden_size) -> dict:
+    """`_report` for streams of text: also tokens/s (batch_size x bptt tokens per step)."""
+    report = _report(
+        workload, accelerator, timings, batch_size, dtype, False, "sequences", bptt=bptt, hidden_size=hidden_size
+    )
+    report["tokens_per_s"] = round(batch_size * bptt / report["seconds_per_step"], 1)
+    return report
+
+
 def benchmark_train_step(
     batch_size: int = 32,
     device: str | None = None,
@@ -229,19 +238,9 @@ def benchmark_recurrent_search_step(
         warmup,
         accelerator.device,
     )
-    report = _report(
-        f"recurrent_search_step_order{order}",
-        accelerator,
-        timings,
-        batch_size,
-        dtype,
-        False,
-        samples="sequences",
-        bptt=bptt,
-        hidden_size=hidden_size,
+    return _text_report(
+        f"recurrent_search_step_order{order}", accelerator, timings, batch_size, dtype, bptt, hidden_size
     )
-    report["tokens_per_s"] = round(batch_size * bptt / report["seconds_per_step"], 1)
-    return report
 
 
 def benchmark_recurrent_train_step(
@@ -271,19 +270,9 @@ def benchmark_recurrent_train_step(
         warmup,
         accelerator.device,
     )
-    report = _report(
-        "recurrent_train_step_darts_v2_ptb",
-        accelerator,
-        timings,
-        batch_size,
-        dtype,
-        False,
-        samples="sequences",
-        bptt=bptt,
-        hidden_size=hidden_size,
+    return _text_report(
+        "recurrent_train_step_darts_v2_ptb", accelerator, timings, batch_size, dtype, bptt, hidden_size
     )
-    report["tokens_per_s"] = round(batch_size * bptt / report["seconds_per_step"], 1)
-    return report
 
 
 WORKLOADS = {
