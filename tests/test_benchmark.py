@@ -28,6 +28,7 @@ TINY_TEXT = dict(batch_size=2, bptt=4, hidden_size=8, vocab_size=30, device="cpu
 def test_workloads_report_time_throughput_and_memory(workload):
     report = workload()
     assert report["seconds_per_step"] > 0 and report["peak_memory_gb"] > 0
-    assert report["steps_per_s"] == pytest.approx(1 / report["seconds_per_step"], rel=1e-2)
+    # (Figures are rounded to 4 decimals: at these sizes a step takes a few milliseconds.)
+    assert report["steps_per_s"] == pytest.approx(1 / report["seconds_per_step"], rel=0.05)
     if "bptt" in report:
-        assert report["tokens_per_s"] == pytest.approx(2 * 4 / report["seconds_per_step"], rel=1e-2)
+        assert report["tokens_per_s"] == pytest.approx(2 * 4 * report["steps_per_s"], rel=0.05)
