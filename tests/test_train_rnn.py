@@ -233,3 +233,24 @@ def test_language_model_training_arguments_and_sources_are_checked(tmp_path, sma
     build_tokenizer(vocabulary={"<unk>": 0, "<eos>": 1, "word": 2}).save_pretrained(tmp_path / "lm")
     with pytest.raises(ValueError, match="tokenizer of .* has 3 words but the model 50 embedding rows"):
         load_language_model(str(tmp_path / "lm"))
+
+
+def test_training_pushes_the_finished_folder_and_keeps_it_when_the_upload_fails(tmp_path, small_corpus, monkeypatch):
+    from darts_hub.hub import HubPushError
+    from darts_hub.training import common
+
+    uploads = []
+
+    def upload(folder, repo_id, token=None, ignore_patterns=None):
+        uploads.append((repo_id, sorted(path.name for path in Path(folder).iterdir()), ignore_patterns))
+        raise HubPushError("the Hub is unreachable")
+
+    monkeypatch.setattr(common, "create_hub_repo", lambda repo_id, token=None, private=False: repo_id)
+    monkeypatch.setattr(common, "push_folder", upload)
+    settings = tiny_training(tmp_path, small_corpus, epochs=1, push_to_hub=True, hub_model_id="someone/darts-lm")
+    run_language_model_training(LanguageModelTrainArguments(**settings))
+    [(repo_id, files, ignored)] = uploads
+    assert repo_id == "someone/darts-lm" and ignored == ["checkpoints/*"]
+    for name in ("model.safetensors", "config.json", "tokenizer.json", "README.md", "all_results.json"):
+        assert name in files
+    assert AutoModelForCausalLM.from_pretrained(tmp_path).config.hidden_size == 32  # the local copy is intact
