@@ -276,6 +276,21 @@ def test_images_of_different_sizes_need_image_size():
     assert decode_images(dataset, "img", "label", image_size=4).images.shape == (2, 3, 4, 4)
 
 
+def test_evaluation_crop_is_the_original_resize_then_centre_crop():
+    from PIL import Image
+    from torchvision import transforms
+
+    generator = np.random.default_rng(0)
+    pictures = [generator.integers(0, 256, shape, dtype=np.uint8) for shape in ((300, 200, 3), (120, 260, 3))]
+    features = datasets.Features({"img": datasets.Image(), "label": datasets.ClassLabel(names=["a", "b"])})
+    dataset = datasets.Dataset.from_dict({"img": pictures, "label": [0, 1]}, features=features)
+    data = decode_images(dataset, "img", "label", image_size=224, crop_from=256)
+    # The original evaluation transform of train_imagenet.py.
+    original = transforms.Compose([transforms.Resize(256), transforms.CenterCrop(224), transforms.PILToTensor()])
+    for image, picture in zip(data.images, pictures):
+        assert torch.equal(image, original(Image.fromarray(picture)))
+
+
 def test_image_folder_dataset(tmp_path):
     from PIL import Image
 

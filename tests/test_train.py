@@ -66,11 +66,22 @@ def test_trained_folder_loads_in_transformers_and_the_pipeline(trained):
     assert len(predictions) == 3 and all(p["label"] in [str(d) for d in range(10)] for p in predictions)
 
 
-def test_evaluate_script_reproduces_the_training_accuracy(trained, run_script, tmp_path):
+def test_evaluate_script_reproduces_the_training_accuracy(trained, run_script, tmp_path, monkeypatch):
+    from darts_hub.data.images import decode_images
+    from darts_hub.training import common
+
     output_dir, _ = trained
+    decoded = []  # only the evaluated split's images are decoded, not the training split's
+
+    def recording_decode(dataset, *args, **kwargs):
+        decoded.append(len(dataset))
+        return decode_images(dataset, *args, **kwargs)
+
+    monkeypatch.setattr(common, "decode_images", recording_decode)
     printed = json.loads(
         run_script("evaluate", "--model_name_or_path", output_dir, "--output_file", tmp_path / "eval.json")
     )
+    assert decoded == [360] and printed["preprocessing"] == "resize to 8x8"
     results = json.loads((output_dir / "all_results.json").read_text())
     assert printed == json.loads((tmp_path / "eval.json").read_text())
     assert printed["num_images"] == 360
@@ -194,5 +205,7 @@ def test_evaluate_works_for_the_imagenet_stem(tmp_path, run_script):
     assert model.config.stem == "imagenet" and model.config.image_size == 32
     printed = json.loads(run_script("evaluate", "--model_name_or_path", tmp_path / "imagenet-stem"))
     results = json.loads((tmp_path / "imagenet-stem" / "all_results.json").read_text())
+    # Both evaluate as the original ImageNet evaluation (and the saved image processor): resize, then centre crop.
+    assert printed["preprocessing"] == "resize the shorter side to 36, centre crop 32"
     assert printed["top1_accuracy"] == pytest.approx(results["eval_accuracy"], abs=1e-6)
     assert (tmp_path / "imagenet-stem" / "eval_results_test.json").is_file()

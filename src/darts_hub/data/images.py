@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from PIL import Image as PILImage
 from torch.utils.data import DataLoader, Sampler, TensorDataset
+from torchvision.transforms.functional import InterpolationMode, center_crop, resize
 
 
 logger = logging.getLogger(__name__)
@@ -127,27 +128,35 @@ class ImageTensors:
         return ImageTensors(self.images[indices], self.labels[indices], self.class_names)
 
 
+def class_names_of(dataset: datasets.Dataset, label_column: str) -> list[str]:
+    """The names of a `ClassLabel` column, else its distinct values in order (as strings); reads no image."""
+    label_feature = dataset.features[label_column]
+    if isinstance(label_feature, datasets.ClassLabel):
+        return list(label_feature.names)
+    return [str(label) for label in sorted(set(dataset[label_column]))]
+
+
 def decode_images(
     dataset: datasets.Dataset,
     image_column: str,
     label_column: str,
     image_size: int | None = None,
     class_names: list[str] | None = None,
+    crop_from: int | None = None,
 ) -> ImageTensors:
-    """Decode every image once into one uint8 RGB tensor `[N, 3, H, W]`; resize to `image_size` squares if given,
-    else every image must have the size of the first.
+    """Decode every image once into one uint8 RGB tensor `[N, 3, H, W]`: resized to `image_size` squares if given
+    (else every image must have the size of the first), or, with `crop_from`, resized to that shorter side and
+    centre-cropped to `image_size` (the ImageNet evaluation transform: 256, then 224).
 
     Grayscale images become three equal channels: `pipeline("image-classification")` always feeds RGB images, so a
     network trained on RGB works there unchanged.
     """
     if len(dataset) == 0:
         raise DataError("The dataset split is empty.")
-    label_feature = dataset.features[label_column]
+    if crop_from is not None and not image_size:
+        raise ValueError("crop_from needs the image_size to crop to.")
     if class_names is None:
-        if isinstance(label_feature, datasets.ClassLabel):
-            class_names = list(label_feature.names)
-        else:
-            class_names = [str(label) for label in sorted(set(dataset[label_column]))]
+        class_names = class_names_of(dataset, label_column)
     labels = torch.as_tensor(dataset[label_column], dtype=torch.int64)
     if labels.min() < 0 or labels.max() >= len(class_names):
         raise DataError(
@@ -161,7 +170,9 @@ def decode_images(
     arrays = []
     for position, image in enumerate(images):
         image = image.convert("RGB")
-        if image.size != size:
+        if crop_from is not None:
+            image = center_crop(resize(image, crop_from, InterpolationMode.BILINEAR), [image_size, image_size])
+        elif image.size != size:
             if not image_size:
                 raise DataError(
                     f"Image {position} is {image.size[0]}x{image.size[1]} but the first is {size[0]}x{size[1]}: "
@@ -329,6 +340,7 @@ __all__ = [
     "DataError",
     "EpochShuffleSampler",
     "ImageTensors",
+    "class_names_of",
     "decode_images",
     "embedded_digits",
     "find_columns",

@@ -14,7 +14,15 @@ from accelerate.utils import ProjectConfiguration, set_seed
 from tqdm.auto import tqdm
 from transformers import AutoConfig, PreTrainedConfig
 
-from ..data.images import DIGITS, BatchTransform, ImageTensors, decode_images, find_columns, load_image_dataset
+from ..data.images import (
+    DIGITS,
+    BatchTransform,
+    ImageTensors,
+    class_names_of,
+    decode_images,
+    find_columns,
+    load_image_dataset,
+)
 from ..data.text import load_text_dataset, split_lines
 from ..hub import HubPushError, create_hub_repo, push_folder
 
@@ -198,10 +206,13 @@ def load_image_splits(
     args: ImageDataArguments,
     accelerator: Accelerator,
     splits: tuple[str, ...] = ("train",),
-    class_names: list[str] | None = None,
+    eval_size: int | None = None,
+    eval_crop_from: int | None = None,
 ) -> dict[str, ImageTensors]:
-    """Decode the requested splits (all with the training split's classes), the main process first so that a
-    download or cache build happens once."""
+    """Decode the requested splits, all with the training split's classes (the training images are decoded only if
+    requested), the main process first so that a download or cache build happens once. Splits other than train are
+    decoded at `eval_size` (default: --image_size, else the training images' size), resized to `eval_crop_from` and
+    centre-cropped if that is given (the ImageNet evaluation)."""
     with accelerator.main_process_first():
         dataset = load_image_dataset(args.dataset_name, args.dataset_config_name, args.train_dir, args.validation_dir)
         missing = [split for split in splits if split not in dataset]
@@ -211,17 +222,17 @@ def load_image_splits(
         if args.max_train_samples is not None:
             train = train.select(range(min(args.max_train_samples, len(train))))
         image_column, label_column = find_columns(train, args.image_column_name, args.label_column_name)
-        decoded = {"train": decode_images(train, image_column, label_column, args.image_size, class_names)}
+        class_names = class_names_of(train, label_column)
+        decoded = {}
+        if "train" in splits:
+            decoded["train"] = decode_images(train, image_column, label_column, args.image_size, class_names)
+        image_size = eval_size or args.image_size or (decoded["train"].image_size if decoded else None)
         for split in splits:
             if split != "train":
                 decoded[split] = decode_images(
-                    dataset[split],
-                    image_column,
-                    label_column,
-                    args.image_size or decoded["train"].image_size,
-                    decoded["train"].class_names,
+                    dataset[split], image_column, label_column, image_size, class_names, crop_from=eval_crop_from
                 )
-    return {split: decoded[split] for split in splits}
+    return decoded
 
 
 def batch_transform(

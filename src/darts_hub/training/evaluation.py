@@ -23,6 +23,7 @@ from ..counting import count_mult_adds, count_parameters
 from ..data.images import BatchTransform, make_loader
 from ..data.text import StreamChunks, batchify, encode_lines
 from ..models.darts import DartsConfig
+from ..models.darts.modeling_darts import evaluation_resize
 from ..models.darts_rnn import DartsRNNConfig
 from .common import ImageDataArguments, TextDataArguments, load_image_splits
 
@@ -110,8 +111,10 @@ def evaluate_checkpoint(args: EvaluateArguments) -> dict:
     """Evaluate a saved DARTS model on a dataset split and write the results as JSON.
 
     Image classifiers: top-1/top-5 accuracy and error, loss, number of images, parameters (the original counting)
-    and mult-adds. Language models: loss and perplexity over the whole split read in order (the state carried from
-    chunk to chunk), number of tokens, parameters.
+    and mult-adds; the images are preprocessed as the model's image processor does (ImageNet stem: the shorter side
+    resized to 8/7 of the size, then a centre crop, as the original's 256 -> 224). Language models: loss and
+    perplexity over the whole split read in order (the state carried from chunk to chunk), number of tokens,
+    parameters.
     """
     config = AutoConfig.from_pretrained(args.model_name_or_path)
     if isinstance(config, DartsRNNConfig):
@@ -134,7 +137,8 @@ def _evaluate_image_classifier(args: EvaluateArguments) -> dict:
     config: DartsConfig = model.config
     if args.image_size is None:
         args.image_size = config.image_size
-    data = load_image_splits(args, accelerator, splits=(args.split,))[args.split]
+    crop_from = evaluation_resize(config)
+    data = load_image_splits(args, accelerator, splits=(args.split,), eval_crop_from=crop_from)[args.split]
     if len(data.class_names) != config.num_labels:
         raise ValueError(
             f"The {args.split} split has {len(data.class_names)} classes, the model {config.num_labels}: "
@@ -150,6 +154,11 @@ def _evaluate_image_classifier(args: EvaluateArguments) -> dict:
         "dataset": args.dataset_description,
         "split": args.split,
         "num_images": metrics["num_samples"],
+        "preprocessing": (
+            f"resize the shorter side to {crop_from}, centre crop {args.image_size}"
+            if crop_from
+            else f"resize to {args.image_size}x{args.image_size}"
+        ),
         "loss": metrics["loss"],
         "top1_accuracy": metrics["accuracy"],
         "top5_accuracy": metrics["top5_accuracy"],

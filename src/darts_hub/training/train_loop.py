@@ -22,6 +22,7 @@ from ..data.images import make_loader
 from ..genotypes import load_genotype
 from ..hub import trained_model_card
 from ..models.darts import DartsConfig, DartsForImageClassification
+from ..models.darts.modeling_darts import evaluation_resize
 from ..visualize import draw_genotype
 from .common import (
     ImageDataArguments,
@@ -194,10 +195,16 @@ def run_training(args: TrainArguments) -> DartsForImageClassification:
     to `args.output_dir` (and pushes them when asked). Returns the trained model."""
     accelerator, repo_id = start_run(args, "darts-train")
     channels_last = use_channels_last(args, accelerator)
-    splits = load_image_splits(args, accelerator, splits=("train", args.eval_split))
-    train_data, eval_data = splits["train"], splits[args.eval_split]
+    train_data = load_image_splits(args, accelerator)["train"]
     mean, std = train_data.statistics()
     model = build_model(args, train_data.class_names, train_data.image_size, mean, std)
+    eval_data = load_image_splits(
+        args,
+        accelerator,
+        splits=(args.eval_split,),
+        eval_size=train_data.image_size,
+        eval_crop_from=evaluation_resize(model.config),
+    )[args.eval_split]
     # The recipe's cutout (16 pixels) is meant for 32x32 images: other sizes get the same fraction of the image.
     cutout = args.cutout if "cutout" in args.explicit else args.cutout * train_data.image_size // 32
     transform = batch_transform(

@@ -315,6 +315,12 @@ class DartsForImageClassification(DartsPreTrainedModel):
         )
 
 
+def evaluation_resize(config: DartsConfig) -> int | None:
+    """The shorter side images are resized to before the centre crop of `image_size` in evaluation: 8/7 of it for
+    the ImageNet stem (256 -> 224, the original), none for the CIFAR stem (a plain resize)."""
+    return config.image_size * 8 // 7 if config.stem == "imagenet" else None
+
+
 def image_processor_for(config: DartsConfig) -> ViTImageProcessor | BitImageProcessor:
     """The preprocessing the network expects, as a transformers image processor.
 
@@ -330,13 +336,14 @@ def image_processor_for(config: DartsConfig) -> ViTImageProcessor | BitImageProc
     if config.stem == "cifar":
         return ViTImageProcessor(size={"height": config.image_size, "width": config.image_size}, **common)
     return BitImageProcessor(
-        size={"shortest_edge": config.image_size * 8 // 7},
+        size={"shortest_edge": evaluation_resize(config)},
         crop_size={"height": config.image_size, "width": config.image_size},
         **common,
     )
 
 
 __all__ = [
+    "evaluation_resize",
     "init_pytorch_default",
     "DartsForImageClassification",
     "DartsImageClassifierOutput",
