@@ -1,4 +1,5 @@
-"""Run by tests under `accelerate launch`: a short search, then every rank saves its alphas for comparison."""
+"""Run by tests under `accelerate launch`: a short search (`cnn` or `rnn`, then the search's arguments), after
+which every rank saves its alphas for comparison."""
 
 import os
 import sys
@@ -7,12 +8,17 @@ from pathlib import Path
 import torch
 from transformers import HfArgumentParser
 
+from darts_hub.training.recurrent_search_loop import RecurrentSearchArguments, run_recurrent_search
 from darts_hub.training.search_loop import SearchArguments, run_search
 
 
+SEARCHES = {"cnn": (SearchArguments, run_search), "rnn": (RecurrentSearchArguments, run_recurrent_search)}
+
+
 if __name__ == "__main__":
-    (args,) = HfArgumentParser(SearchArguments).parse_args_into_dataclasses(sys.argv[1:])
-    supernet = run_search(args)
+    arguments, search = SEARCHES[sys.argv[1]]
+    (args,) = HfArgumentParser(arguments).parse_args_into_dataclasses(sys.argv[2:])
+    supernet = search(args)
     # The process group is gone after the run; the launcher's variables say who we were.
     rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
     torch.save(

@@ -229,7 +229,9 @@ def test_two_processes_keep_identical_alphas(tmp_path, order, launch_two_process
         multiplier=2,
         order=order,
     )
-    launch_two_processes(TESTS / "ddp_search.py", *[item for k, v in settings.items() for item in (f"--{k}", v)])
+    launch_two_processes(
+        TESTS / "ddp_search.py", "cnn", *[item for k, v in settings.items() for item in (f"--{k}", v)]
+    )
     ranks = [torch.load(tmp_path / f"alphas-rank{rank}.pt") for rank in (0, 1)]
     assert [r["world_size"] for r in ranks] == [2, 2]
     for alpha0, alpha1 in zip(ranks[0]["alphas"], ranks[1]["alphas"]):

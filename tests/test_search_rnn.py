@@ -1,3 +1,6 @@
+import json
+from pathlib import Path
+
 import pytest
 import torch
 from transformers import AutoModel
@@ -6,6 +9,9 @@ from darts_hub import DartsRNNConfig, DartsRNNForCausalLM, count_parameters
 from darts_hub.genotypes import RECURRENT_PRIMITIVES, RecurrentGenotype
 from darts_hub.search.architect import Architect
 from darts_hub.search.rnn import DartsRNNSearchConfig, DartsRNNSearchModel
+
+
+TESTS = Path(__file__).resolve().parent
 
 
 def test_recurrent_supernet_has_the_original_size():
@@ -207,3 +213,29 @@ def test_recurrent_search_arguments_are_checked():
 
     with pytest.raises(ValueError, match="--bptt"):
         RecurrentSearchArguments(bptt=0)
+
+
+def test_two_processes_search_on_their_own_columns_with_identical_alphas(tmp_path, launch_two_processes):
+    """Each process reads its own columns of the training and search streams; DDP averages the weight gradients and
+    the architect the alpha gradients, so both ranks keep one architecture. (Not identical to one process with all
+    the streams: the search cell's BatchNorm normalises each process's batch.)"""
+    from darts_hub.data.text import embedded_corpus, split_lines
+
+    lines = split_lines(embedded_corpus())
+    files = {}
+    for split, count in (("train", 300), ("validation", 120), ("test", 40)):
+        files[f"{split}_file"] = str(tmp_path / f"{split}.txt")
+        (tmp_path / f"{split}.txt").write_text("\n".join(lines[split][:count]) + "\n")
+    settings = vars(tiny_recurrent_search(tmp_path, epochs=1, batch_size=8, order=2, **files))
+    flags = [
+        item
+        for key, value in settings.items()
+        if value is not None and not isinstance(value, bool)
+        for item in (f"--{key}", value)
+    ]
+    launch_two_processes(TESTS / "ddp_search.py", "rnn", *flags)
+    ranks = [torch.load(tmp_path / f"alphas-rank{rank}.pt") for rank in (0, 1)]
+    assert [r["world_size"] for r in ranks] == [2, 2]
+    torch.testing.assert_close(ranks[0]["alphas"][0], ranks[1]["alphas"][0], rtol=0, atol=0)
+    assert ranks[0]["alphas"][0].abs().max() > 2e-3  # they moved from their 1e-3 initialisation
+    assert json.loads((tmp_path / "genotype.json").read_text())["recurrent"]  # rank 0 wrote the result

@@ -23,7 +23,7 @@ from ..data.images import (
     find_columns,
     load_image_dataset,
 )
-from ..data.text import load_text_dataset, split_lines
+from ..data.text import batchify, load_text_dataset, split_lines
 from ..hub import HubPushError, create_hub_repo, push_folder
 
 
@@ -257,6 +257,22 @@ def batch_transform(
     )
 
 
+def process_streams(stream: torch.Tensor, streams: int, accelerator: Accelerator) -> torch.Tensor:
+    """This process's `streams` columns (`[length, streams]`, on its device) of a token stream cut into `streams` per
+    process: the processes read their own parts of the text, in step."""
+    columns = batchify(stream, streams * accelerator.num_processes)
+    rank = accelerator.process_index
+    return columns[:, rank * streams : (rank + 1) * streams].to(accelerator.device)
+
+
+def own_states(states: torch.Tensor | None, accelerator: Accelerator) -> torch.Tensor | None:
+    """This process's rows of recurrent states gathered from all processes (`accelerator.gather`, as kept in
+    checkpoints); None (a fresh start) stays None."""
+    if states is None:
+        return None
+    return states.chunk(accelerator.num_processes)[accelerator.process_index].to(accelerator.device)
+
+
 def checkpoint_folders(output_dir: Path) -> list[Path]:
     """The checkpoints of a run, oldest first."""
     folders = (Path(output_dir) / CHECKPOINTS_FOLDER).glob("checkpoint-*")
@@ -405,6 +421,8 @@ __all__ = [
     "checkpoint_folders",
     "load_config",
     "load_image_splits",
+    "own_states",
+    "process_streams",
     "push_output",
     "run_epochs",
     "resume",

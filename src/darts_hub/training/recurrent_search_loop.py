@@ -6,6 +6,9 @@ many with probability 0.05, the learning rate scaled by the chunk's length, as t
 chunks of `bptt` for the architecture steps, the recurrent states carried from chunk to chunk (detached) and saved in
 checkpoints, so that a search resumes exactly. The weight step's loss adds the original's temporal activation
 regularisation (`tar_beta`). Per epoch: validation perplexity, genotype, alphas.
+
+Several processes each read their own columns of the streams (in step); the states of all columns are gathered into
+the checkpoints.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ from ..search.rnn import DartsRNNSearchConfig, DartsRNNSearchModel
 from .common import (
     RunArguments,
     TextDataArguments,
+    own_states,
+    process_streams,
     push_output,
     resume,
     run_epochs,
@@ -92,13 +97,10 @@ class RecurrentSearchProgress(SearchProgress):
 def run_recurrent_search(args: RecurrentSearchArguments) -> DartsRNNSearchModel:
     """Run a recurrent search and write the result folder (with the word tokenizer); returns the supernet."""
     accelerator, repo_id = start_run(args, "darts-rnn-search")
-    if accelerator.num_processes > 1:
-        raise ValueError("The recurrent search carries its state through one stream per column: run one process.")
     lines = args.load_lines()
     vocabulary = vocabulary_in_order([lines["train"], lines["validation"], lines["test"]])
-    device = accelerator.device
-    train_columns = batchify(encode_lines(lines["train"], vocabulary), args.batch_size).to(device)
-    search_columns = batchify(encode_lines(lines["validation"], vocabulary), args.batch_size).to(device)
+    train_columns = process_streams(encode_lines(lines["train"], vocabulary), args.batch_size, accelerator)
+    search_columns = process_streams(encode_lines(lines["validation"], vocabulary), args.batch_size, accelerator)
     eval_columns = batchify(encode_lines(lines["validation"], vocabulary), args.eval_batch_size)
 
     config = DartsRNNSearchConfig(
@@ -118,10 +120,9 @@ def run_recurrent_search(args: RecurrentSearchArguments) -> DartsRNNSearchModel:
     )
     # The original search's chunks: bptt tokens, or half as many with probability 0.05 (the rate scaled to match).
     train_chunks = RandomLengthChunks(train_columns, args.bptt, max_delta=0, seed=args.seed, std=0.0)
+    # Not prepared: the processes read their own columns of the same chunks, in step.
     train_loader, valid_loader = ChunkLoader(train_chunks), ChunkLoader(StreamChunks(search_columns, args.bptt))
-    model, weight_optimizer, train_loader, valid_loader = accelerator.prepare(
-        model, weight_optimizer, train_loader, valid_loader
-    )
+    model, weight_optimizer = accelerator.prepare(model, weight_optimizer)
     supernet = accelerator.unwrap_model(model)
     architect = Architect(
         supernet,
@@ -153,10 +154,14 @@ def run_recurrent_search(args: RecurrentSearchArguments) -> DartsRNNSearchModel:
         train_batch = {
             "input_ids": inputs,
             "targets": targets,
-            "hidden_state": hidden["train"],
+            "hidden_state": own_states(hidden["train"], accelerator),
             "output_hidden_states": True,
         }
-        valid_batch = {"input_ids": valid_inputs, "targets": valid_targets, "hidden_state": hidden["valid"]}
+        valid_batch = {
+            "input_ids": valid_inputs,
+            "targets": valid_targets,
+            "hidden_state": own_states(hidden["valid"], accelerator),
+        }
         # As the original, the scaled rate also drives the unrolled step of a second-order architecture step.
         with scaled_learning_rate(weight_optimizer, inputs.shape[1] / args.bptt):
             outputs = search_step(
@@ -170,8 +175,8 @@ def run_recurrent_search(args: RecurrentSearchArguments) -> DartsRNNSearchModel:
                 args.grad_clip,
                 regulariser=slowness,
             )
-        hidden["train"] = outputs.hidden_state.detach()
-        hidden["valid"] = architect.validation_outputs.hidden_state.detach()
+        hidden["train"] = accelerator.gather(outputs.hidden_state.detach())
+        hidden["valid"] = accelerator.gather(architect.validation_outputs.hidden_state.detach())
         return outputs
 
     def end_of_epoch(epoch, train_loss, train_accuracy):

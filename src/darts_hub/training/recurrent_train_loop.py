@@ -39,6 +39,8 @@ from .common import (
     RunArguments,
     TextDataArguments,
     load_config,
+    own_states,
+    process_streams,
     push_output,
     resume,
     run_epochs,
@@ -226,10 +228,7 @@ def run_language_model_training(args: LanguageModelTrainArguments) -> DartsRNNFo
     output_dir = Path(args.output_dir)
     lines = args.load_lines()
     model, vocabulary = build_language_model(args, lines)
-    # Every process trains on its own `batch_size` columns of the training streams.
-    rank, streams = accelerator.process_index, args.batch_size
-    train_columns = batchify(encode_lines(lines["train"], vocabulary), streams * accelerator.num_processes)
-    train_columns = train_columns[:, rank * streams : (rank + 1) * streams].to(accelerator.device)
+    train_columns = process_streams(encode_lines(lines["train"], vocabulary), args.batch_size, accelerator)
     valid_columns = batchify(encode_lines(lines["validation"], vocabulary), args.eval_batch_size)
     test_columns = batchify(encode_lines(lines["test"], vocabulary), args.test_batch_size)
 
@@ -255,10 +254,9 @@ def run_language_model_training(args: LanguageModelTrainArguments) -> DartsRNNFo
             progress.hidden = None
 
     def step(inputs, targets, epoch):
-        if progress.hidden is None:
-            hidden = train_columns.new_zeros(streams, network.config.hidden_size, dtype=torch.float)
-        else:
-            hidden = progress.hidden[rank * streams : (rank + 1) * streams].to(accelerator.device)
+        hidden = own_states(progress.hidden, accelerator)
+        if hidden is None:
+            hidden = train_columns.new_zeros(args.batch_size, network.config.hidden_size, dtype=torch.float)
         optimizer = asgd if progress.phase == "asgd" else sgd
         outputs = language_model_step(model, optimizer, inputs, targets, hidden, accelerator, args)
         progress.hidden = accelerator.gather(outputs.hidden_state)
