@@ -293,6 +293,17 @@ def test_evaluation_crop_is_the_original_resize_then_centre_crop():
         assert torch.equal(image, original(Image.fromarray(picture)))
 
 
+def test_decoding_more_images_than_memory_holds_is_refused_before_any_work(monkeypatch):
+    from darts_hub.data import images
+
+    monkeypatch.setattr(images, "available_memory", lambda: 100_000)  # bytes; the split needs 1,437 x 8 x 8 x 3
+    dataset = images.embedded_digits()["train"]
+    image, label = find_columns(dataset)
+    with pytest.raises(DataError, match=r"Decoding 1,437 images at 8x8 takes 0.000257 GiB.*--max_train_samples"):
+        decode_images(dataset, image, label)
+    assert decode_images(dataset.select(range(500)), image, label).images.shape == (500, 3, 8, 8)  # 96,000 bytes
+
+
 def test_image_folder_dataset(tmp_path):
     from PIL import Image
 

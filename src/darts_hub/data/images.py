@@ -12,10 +12,12 @@ from dataclasses import dataclass
 
 import datasets
 import numpy as np
+import psutil
 import torch
 from PIL import Image as PILImage
 from torch.utils.data import DataLoader, Sampler, TensorDataset
 from torchvision.transforms.functional import InterpolationMode, center_crop, resize
+from tqdm.auto import tqdm
 
 
 logger = logging.getLogger(__name__)
@@ -23,6 +25,7 @@ logger = logging.getLogger(__name__)
 DIGITS = "digits"
 IMAGE_COLUMN_CANDIDATES = ("image", "img", "pixel_values", "picture")
 LABEL_COLUMN_CANDIDATES = ("label", "labels", "fine_label", "class", "target")
+DECODE_BATCH = 256  # images read from the dataset at a time while decoding
 
 
 class DataError(ValueError):
@@ -128,6 +131,22 @@ class ImageTensors:
         return ImageTensors(self.images[indices], self.labels[indices], self.class_names)
 
 
+def available_memory() -> int:
+    """Bytes of memory the system can still give this process."""
+    return psutil.virtual_memory().available
+
+
+def check_memory_for(num_images: int, image_size: int) -> None:
+    """Refuse, before any work, to decode more images than memory holds (they are decoded once, as uint8)."""
+    needed, available = num_images * 3 * image_size * image_size, available_memory()
+    if needed > available:
+        raise DataError(
+            f"Decoding {num_images:,} images at {image_size}x{image_size} takes {needed / 2**30:.3g} GiB of memory, "
+            f"more than the {available / 2**30:.3g} GiB available (images are decoded once into memory): pass "
+            "--max_train_samples or a smaller --image_size, or use a machine with more memory."
+        )
+
+
 def class_names_of(dataset: datasets.Dataset, label_column: str) -> list[str]:
     """The names of a `ClassLabel` column, else its distinct values in order (as strings); reads no image."""
     label_feature = dataset.features[label_column]
@@ -163,25 +182,29 @@ def decode_images(
             f"Labels of column {label_column!r} range over {labels.min().item()}..{labels.max().item()}, outside the "
             f"{len(class_names)} classes 0..{len(class_names) - 1}."
         )
-    images = dataset[image_column]
-    size = (image_size, image_size) if image_size else images[0].size
+    first = dataset[0][image_column]
+    size = (image_size, image_size) if image_size else first.size
     if size[0] != size[1]:
         raise DataError(f"Images are {size[0]}x{size[1]}; pass --image_size to resize them to squares.")
-    arrays = []
-    for position, image in enumerate(images):
-        image = image.convert("RGB")
-        if crop_from is not None:
-            image = center_crop(resize(image, crop_from, InterpolationMode.BILINEAR), [image_size, image_size])
-        elif image.size != size:
-            if not image_size:
-                raise DataError(
-                    f"Image {position} is {image.size[0]}x{image.size[1]} but the first is {size[0]}x{size[1]}: "
-                    "pass --image_size to resize all images to one size."
-                )
-            image = image.resize(size, PILImage.BILINEAR)
-        arrays.append(np.asarray(image, dtype=np.uint8))
-    pixels = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2)
-    return ImageTensors(pixels.contiguous(), labels, class_names)
+    check_memory_for(len(dataset), size[0])
+    pixels = torch.empty(len(dataset), 3, size[0], size[0], dtype=torch.uint8)
+    batches = dataset.select_columns([image_column]).iter(batch_size=DECODE_BATCH)
+    position = 0
+    for batch in tqdm(batches, total=math.ceil(len(dataset) / DECODE_BATCH), desc="decoding images", leave=False):
+        for image in batch[image_column]:
+            image = image.convert("RGB")
+            if crop_from is not None:
+                image = center_crop(resize(image, crop_from, InterpolationMode.BILINEAR), [image_size, image_size])
+            elif image.size != size:
+                if not image_size:
+                    raise DataError(
+                        f"Image {position} is {image.size[0]}x{image.size[1]} but the first is {size[0]}x{size[1]}: "
+                        "pass --image_size to resize all images to one size."
+                    )
+                image = image.resize(size, PILImage.BILINEAR)
+            pixels[position] = torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1)
+            position += 1
+    return ImageTensors(pixels, labels, class_names)
 
 
 class EpochShuffleSampler(Sampler[int]):
