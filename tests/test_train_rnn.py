@@ -254,3 +254,23 @@ def test_training_pushes_the_finished_folder_and_keeps_it_when_the_upload_fails(
     for name in ("model.safetensors", "config.json", "tokenizer.json", "README.md", "all_results.json"):
         assert name in files
     assert AutoModelForCausalLM.from_pretrained(tmp_path).config.hidden_size == 32  # the local copy is intact
+
+
+def test_a_saved_model_continues_training_and_a_run_stopped_early_still_saves(tmp_path, small_corpus):
+    # Stopped by --max_steps before the first evaluation: the folder still holds a complete model.
+    first = run_language_model_training(
+        LanguageModelTrainArguments(**tiny_training(tmp_path / "first", small_corpus, max_steps=3))
+    )
+    assert json.loads((tmp_path / "first" / "all_results.json").read_text())["epochs"] == 0
+    saved = AutoModelForCausalLM.from_pretrained(tmp_path / "first")
+    for a, b in zip(first.state_dict().values(), saved.state_dict().values()):
+        torch.testing.assert_close(a, b)
+    # Continue from it with its own tokenizer (the corpus's words outside it would become <unk>).
+    settings = tiny_training(tmp_path / "second", small_corpus, genotype=None, epochs=1, dropout=0.3)
+    second = run_language_model_training(
+        LanguageModelTrainArguments(**settings, model_name_or_path=str(tmp_path / "first"))
+    )
+    assert second.config.vocab_size == first.config.vocab_size and second.config.dropout == 0.3
+    tokenizers = [AutoTokenizer.from_pretrained(tmp_path / run).get_vocab() for run in ("first", "second")]
+    assert tokenizers[0] == tokenizers[1]
+    assert not torch.equal(second.model.encoder.weight, first.model.encoder.weight)
