@@ -274,3 +274,12 @@ def test_a_saved_model_continues_training_and_a_run_stopped_early_still_saves(tm
     tokenizers = [AutoTokenizer.from_pretrained(tmp_path / run).get_vocab() for run in ("first", "second")]
     assert tokenizers[0] == tokenizers[1]
     assert not torch.equal(second.model.encoder.weight, first.model.encoder.weight)
+
+
+def test_a_diverging_run_stops_with_a_clear_error_and_keeps_what_it_saved(tmp_path, small_corpus):
+    settings = tiny_training(tmp_path, small_corpus, epochs=2, learning_rate=1e38, grad_clip=1e38)
+    with pytest.raises(
+        FloatingPointError, match=r"training loss of epoch 1 is (nan|inf): the run diverged.*--learning_rate"
+    ):
+        run_language_model_training(LanguageModelTrainArguments(**settings))
+    assert (tmp_path / "tokenizer.json").is_file() and not (tmp_path / "checkpoints").exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import shutil
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -403,6 +404,12 @@ def run_epochs(
         loss_sum, correct, count = accelerator.reduce(
             torch.tensor(progress.running, device=accelerator.device), reduction="sum"
         ).tolist()
+        if not math.isfinite(loss_sum):
+            raise FloatingPointError(
+                f"The training loss of {description} {epoch + 1} is {loss_sum / count}: the run diverged. Everything "
+                "saved so far is kept (the epoch's checkpoint is not written); lower --learning_rate and start again "
+                "or --resume_from_checkpoint an earlier checkpoint."
+            )
         end_of_epoch(epoch, loss_sum / count, correct / count)
         progress.epoch, progress.step_in_epoch, progress.running = epoch + 1, 0, [0.0, 0.0, 0.0]
         save_checkpoint(accelerator, Path(args.output_dir), progress.global_step, args.checkpoints_total_limit)
