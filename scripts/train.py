@@ -4,7 +4,7 @@
     accelerate launch scripts/train.py --config_name darts-search --dataset_name uoft-cs/cifar10   # a search result
     accelerate launch scripts/train.py --genotype DARTS_V2 --dataset_name uoft-cs/cifar10          # a zoo cell
     accelerate launch scripts/train.py --genotype DARTS_V2 --recipe imagenet --dataset_name ILSVRC/imagenet-1k \\
-        --eval_split validation
+        --eval_split validation --stream_images                      # decoded while read: ImageNet exceeds memory
     accelerate launch scripts/train.py --recipe ptb --genotype DARTS_V2 \\
         --dataset_name ptb_text_only --dataset_revision refs/convert/parquet                       # a language model
     accelerate launch scripts/train.py --recipe wikitext2 --config_name darts-rnn-search \\

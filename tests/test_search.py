@@ -304,6 +304,35 @@ def test_decoding_more_images_than_memory_holds_is_refused_before_any_work(monke
     assert decode_images(dataset.select(range(500)), image, label).images.shape == (500, 3, 8, 8)  # 96,000 bytes
 
 
+def test_streamed_images_are_the_decoded_ones(tmp_path):
+    from darts_hub.data.images import StreamedImages, make_loader
+
+    generator = np.random.default_rng(0)
+    shapes = [(30, 20, 3), (12, 26, 3), (16, 16, 3), (40, 40, 3)] * 3
+    pictures = [generator.integers(0, 256, shape, dtype=np.uint8) for shape in shapes]
+    features = datasets.Features({"img": datasets.Image(), "label": datasets.ClassLabel(names=["a", "b", "c"])})
+    dataset = datasets.Dataset.from_dict({"img": pictures, "label": [i % 3 for i in range(12)]}, features=features)
+    for options in (dict(image_size=16), dict(image_size=16, crop_from=18)):
+        decoded = decode_images(dataset, "img", "label", class_names=["a", "b", "c"], **options)
+        streamed = StreamedImages(dataset, "img", "label", class_names=["a", "b", "c"], num_workers=2, **options)
+        assert streamed.image_size == decoded.image_size == 16 and torch.equal(streamed.labels, decoded.labels)
+        assert streamed.statistics() == decoded.statistics()
+        # Decoded by two worker processes, in the shuffled order of the in-memory loader.
+        for (a, a_labels), (b, b_labels) in zip(make_loader(streamed, 5, shuffle_seed=1), make_loader(decoded, 5, 1)):
+            assert torch.equal(a, b) and torch.equal(a_labels, b_labels)
+        indices = torch.tensor([3, 7])
+        assert torch.equal(
+            torch.stack([streamed.subset(indices)[i][0] for i in range(2)]), decoded.subset(indices).images
+        )
+    uniform = dataset.select([2, 6])  # the 16x16 images: no --image_size needed
+    assert torch.equal(
+        StreamedImages(uniform, "img", "label", None, ["a", "b", "c"])[1][0],
+        decode_images(uniform, "img", "label").images[1],
+    )
+    with pytest.raises(DataError, match="but the first is 30x20|pass --image_size"):
+        StreamedImages(dataset, "img", "label", None, ["a", "b", "c"])
+
+
 def test_image_folder_dataset(tmp_path):
     from PIL import Image
 

@@ -209,3 +209,14 @@ def test_evaluate_works_for_the_imagenet_stem(tmp_path, run_script):
     assert printed["preprocessing"] == "resize the shorter side to 36, centre crop 32"
     assert printed["top1_accuracy"] == pytest.approx(results["eval_accuracy"], abs=1e-6)
     assert (tmp_path / "imagenet-stem" / "eval_results_test.json").is_file()
+
+
+def test_streamed_images_train_exactly_as_decoded_ones(tmp_path):
+    """--stream_images decodes while reading (here in two worker processes): the same batches, the same network."""
+    settings = dict(epochs=2, max_train_samples=256, auxiliary_weight=0.0, drop_path_prob=0.0)
+    in_memory = run_training(tiny_train_args(tmp_path / "memory", **settings))
+    streamed = run_training(
+        tiny_train_args(tmp_path / "streamed", stream_images=True, dataloader_num_workers=2, **settings)
+    )
+    for (name, a), b in zip(in_memory.state_dict().items(), streamed.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)

@@ -6,6 +6,7 @@ cutout) and normalisation run on whole batches on the training device, so the da
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ import numpy as np
 import psutil
 import torch
 from PIL import Image as PILImage
-from torch.utils.data import DataLoader, Sampler, TensorDataset
+from torch.utils.data import DataLoader, Dataset, Sampler, TensorDataset
 from torchvision.transforms.functional import InterpolationMode, center_crop, resize
 from tqdm.auto import tqdm
 
@@ -130,6 +131,45 @@ class ImageTensors:
     def subset(self, indices: torch.Tensor) -> ImageTensors:
         return ImageTensors(self.images[indices], self.labels[indices], self.class_names)
 
+    def torch_dataset(self) -> TensorDataset:
+        return TensorDataset(self.images, self.labels)
+
+
+class StreamedImages(Dataset):
+    """The images of a dataset split decoded when they are read (in the DataLoader's `num_workers` processes) instead
+    of once into memory, for datasets that do not fit (ImageNet): the same uint8 tensors as `decode_images`, and the
+    same interface as `ImageTensors`."""
+
+    def __init__(self, dataset, image_column, label_column, image_size, class_names, crop_from=None, num_workers=4):
+        self.image_size = square_size(dataset, image_column, image_size, crop_from)[0]
+        self.resize = image_size is not None  # else every image must have the first one's size
+        self.dataset, self.image_column = dataset.select_columns([image_column]), image_column
+        self.labels = labels_of(dataset, label_column, class_names)
+        self.class_names, self.crop_from = class_names, crop_from
+        self.num_workers, self.num_channels = num_workers, 3
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        image = self.dataset[index][self.image_column]
+        size, image_size = (self.image_size, self.image_size), self.image_size if self.resize else None
+        return to_pixels(image, size, image_size, self.crop_from, index), self.labels[index]
+
+    def statistics(self, max_images: int = 2000) -> tuple[list[float], list[float]]:
+        """Per-channel mean and standard deviation of up to `max_images` evenly spaced images."""
+        indices = torch.linspace(0, len(self) - 1, min(max_images, len(self))).long().unique()
+        sample = torch.stack([self[index][0] for index in indices.tolist()])
+        return ImageTensors(sample, self.labels[indices], self.class_names).statistics()
+
+    def subset(self, indices: torch.Tensor) -> StreamedImages:
+        subset = copy.copy(self)
+        subset.dataset, subset.labels = self.dataset.select(indices.tolist()), self.labels[indices]
+        return subset
+
+    def torch_dataset(self) -> StreamedImages:
+        return self
+
 
 def available_memory() -> int:
     """Bytes of memory the system can still give this process."""
@@ -143,7 +183,7 @@ def check_memory_for(num_images: int, image_size: int) -> None:
         raise DataError(
             f"Decoding {num_images:,} images at {image_size}x{image_size} takes {needed / 2**30:.3g} GiB of memory, "
             f"more than the {available / 2**30:.3g} GiB available (images are decoded once into memory): pass "
-            "--max_train_samples or a smaller --image_size, or use a machine with more memory."
+            "--stream_images to decode them while training, or --max_train_samples or a smaller --image_size."
         )
 
 
@@ -170,41 +210,60 @@ def decode_images(
     Grayscale images become three equal channels: `pipeline("image-classification")` always feeds RGB images, so a
     network trained on RGB works there unchanged.
     """
-    if len(dataset) == 0:
-        raise DataError("The dataset split is empty.")
-    if crop_from is not None and not image_size:
-        raise ValueError("crop_from needs the image_size to crop to.")
+    size = square_size(dataset, image_column, image_size, crop_from)
     if class_names is None:
         class_names = class_names_of(dataset, label_column)
-    labels = torch.as_tensor(dataset[label_column], dtype=torch.int64)
-    if labels.min() < 0 or labels.max() >= len(class_names):
-        raise DataError(
-            f"Labels of column {label_column!r} range over {labels.min().item()}..{labels.max().item()}, outside the "
-            f"{len(class_names)} classes 0..{len(class_names) - 1}."
-        )
-    first = dataset[0][image_column]
-    size = (image_size, image_size) if image_size else first.size
-    if size[0] != size[1]:
-        raise DataError(f"Images are {size[0]}x{size[1]}; pass --image_size to resize them to squares.")
+    labels = labels_of(dataset, label_column, class_names)
     check_memory_for(len(dataset), size[0])
     pixels = torch.empty(len(dataset), 3, size[0], size[0], dtype=torch.uint8)
     batches = dataset.select_columns([image_column]).iter(batch_size=DECODE_BATCH)
     position = 0
     for batch in tqdm(batches, total=math.ceil(len(dataset) / DECODE_BATCH), desc="decoding images", leave=False):
         for image in batch[image_column]:
-            image = image.convert("RGB")
-            if crop_from is not None:
-                image = center_crop(resize(image, crop_from, InterpolationMode.BILINEAR), [image_size, image_size])
-            elif image.size != size:
-                if not image_size:
-                    raise DataError(
-                        f"Image {position} is {image.size[0]}x{image.size[1]} but the first is {size[0]}x{size[1]}: "
-                        "pass --image_size to resize all images to one size."
-                    )
-                image = image.resize(size, PILImage.BILINEAR)
-            pixels[position] = torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1)
+            pixels[position] = to_pixels(image, size, image_size, crop_from, position)
             position += 1
     return ImageTensors(pixels, labels, class_names)
+
+
+def square_size(
+    dataset: datasets.Dataset, image_column: str, image_size: int | None, crop_from: int | None
+) -> tuple[int, int]:
+    """The size images are decoded at: `image_size`, else the first image's, which must be square."""
+    if len(dataset) == 0:
+        raise DataError("The dataset split is empty.")
+    if crop_from is not None and not image_size:
+        raise ValueError("crop_from needs the image_size to crop to.")
+    size = (image_size, image_size) if image_size else dataset[0][image_column].size
+    if size[0] != size[1]:
+        raise DataError(f"Images are {size[0]}x{size[1]}; pass --image_size to resize them to squares.")
+    return size
+
+
+def labels_of(dataset: datasets.Dataset, label_column: str, class_names: list[str]) -> torch.Tensor:
+    """The labels as int64, checked against the classes."""
+    labels = torch.as_tensor(dataset[label_column], dtype=torch.int64)
+    if labels.min() < 0 or labels.max() >= len(class_names):
+        raise DataError(
+            f"Labels of column {label_column!r} range over {labels.min().item()}..{labels.max().item()}, outside the "
+            f"{len(class_names)} classes 0..{len(class_names) - 1}."
+        )
+    return labels
+
+
+def to_pixels(image, size: tuple[int, int], image_size: int | None, crop_from: int | None, position: int):
+    """One image as a uint8 RGB tensor `[3, H, W]` of `size`: resized to it (if `image_size` allows), or, with
+    `crop_from`, resized to that shorter side and centre-cropped to `image_size`."""
+    image = image.convert("RGB")
+    if crop_from is not None:
+        image = center_crop(resize(image, crop_from, InterpolationMode.BILINEAR), [image_size, image_size])
+    elif image.size != size:
+        if not image_size:
+            raise DataError(
+                f"Image {position} is {image.size[0]}x{image.size[1]} but the first is {size[0]}x{size[1]}: "
+                "pass --image_size to resize all images to one size."
+            )
+        image = image.resize(size, PILImage.BILINEAR)
+    return torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1)
 
 
 class EpochShuffleSampler(Sampler[int]):
@@ -226,15 +285,23 @@ class EpochShuffleSampler(Sampler[int]):
 
 
 def make_loader(
-    data: ImageTensors, batch_size: int, shuffle_seed: int | None = None, stream: int = 0, drop_last: bool = False
+    data: ImageTensors | StreamedImages,
+    batch_size: int,
+    shuffle_seed: int | None = None,
+    stream: int = 0,
+    drop_last: bool = False,
 ) -> DataLoader:
-    """A DataLoader of (uint8 images, labels) batches; shuffled by an `EpochShuffleSampler` when a seed is given."""
+    """A DataLoader of (uint8 images, labels) batches; shuffled by an `EpochShuffleSampler` when a seed is given;
+    streamed images are decoded in `data.num_workers` worker processes."""
     sampler = EpochShuffleSampler(len(data.labels), shuffle_seed, stream) if shuffle_seed is not None else None
+    num_workers = getattr(data, "num_workers", 0)
     return DataLoader(
-        TensorDataset(data.images, data.labels),
+        data.torch_dataset(),
         batch_size=batch_size,
         sampler=sampler,
         drop_last=drop_last,
+        num_workers=num_workers,
+        persistent_workers=num_workers > 0,
         pin_memory=torch.cuda.is_available(),
         # Every new iterator draws a seed from its loader's generator: a private one keeps the global random state
         # (augmentation, drop-path) independent of how often iterators are created, so a resumed run matches.
@@ -365,6 +432,7 @@ __all__ = [
     "ImageTensors",
     "class_names_of",
     "decode_images",
+    "StreamedImages",
     "embedded_digits",
     "find_columns",
     "load_image_dataset",

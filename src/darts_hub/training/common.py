@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import shutil
@@ -19,6 +20,7 @@ from ..data.images import (
     DIGITS,
     BatchTransform,
     ImageTensors,
+    StreamedImages,
     class_names_of,
     decode_images,
     find_columns,
@@ -58,6 +60,16 @@ class ImageDataArguments:
     )
     horizontal_flip: bool | None = field(
         default=None, metadata={"help": "Random horizontal flips (default: on, off for the digits)."}
+    )
+    stream_images: bool = field(
+        default=False,
+        metadata={
+            "help": "Decode the images while reading them, in --dataloader_num_workers processes, instead of once "
+            "into memory: for datasets larger than memory (ImageNet)."
+        },
+    )
+    dataloader_num_workers: int = field(
+        default=4, metadata={"help": "With --stream_images: processes decoding images."}
     )
 
     @property
@@ -209,11 +221,12 @@ def load_image_splits(
     splits: tuple[str, ...] = ("train",),
     eval_size: int | None = None,
     eval_crop_from: int | None = None,
-) -> dict[str, ImageTensors]:
-    """Decode the requested splits, all with the training split's classes (the training images are decoded only if
-    requested), the main process first so that a download or cache build happens once. Splits other than train are
-    decoded at `eval_size` (default: --image_size, else the training images' size), resized to `eval_crop_from` and
-    centre-cropped if that is given (the ImageNet evaluation)."""
+) -> dict[str, ImageTensors | StreamedImages]:
+    """Decode the requested splits (with --stream_images: prepare them to be decoded while read), all with the
+    training split's classes (the training images are decoded only if requested), the main process first so that a
+    download or cache build happens once. Splits other than train are decoded at `eval_size` (default:
+    --image_size, else the training images' size), resized to `eval_crop_from` and centre-cropped if that is given
+    (the ImageNet evaluation)."""
     with accelerator.main_process_first():
         dataset = load_image_dataset(args.dataset_name, args.dataset_config_name, args.train_dir, args.validation_dir)
         missing = [split for split in splits if split not in dataset]
@@ -224,13 +237,17 @@ def load_image_splits(
             train = train.select(range(min(args.max_train_samples, len(train))))
         image_column, label_column = find_columns(train, args.image_column_name, args.label_column_name)
         class_names = class_names_of(train, label_column)
+        if args.stream_images:
+            decode = functools.partial(StreamedImages, num_workers=args.dataloader_num_workers)
+        else:
+            decode = decode_images
         decoded = {}
         if "train" in splits:
-            decoded["train"] = decode_images(train, image_column, label_column, args.image_size, class_names)
+            decoded["train"] = decode(train, image_column, label_column, args.image_size, class_names)
         image_size = eval_size or args.image_size or (decoded["train"].image_size if decoded else None)
         for split in splits:
             if split != "train":
-                decoded[split] = decode_images(
+                decoded[split] = decode(
                     dataset[split], image_column, label_column, image_size, class_names, crop_from=eval_crop_from
                 )
     return decoded
@@ -238,7 +255,7 @@ def load_image_splits(
 
 def batch_transform(
     args: ImageDataArguments,
-    data: ImageTensors,
+    data: ImageTensors | StreamedImages,
     channels_last: bool,
     mean=None,
     std=None,
