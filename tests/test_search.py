@@ -407,3 +407,12 @@ def test_batch_augmentation_resized_crop_and_colour_jitter():
     jitter_only = BatchTransform([0.0] * 3, [1.0] * 3, color_jitter=0.4)(gray, train=True)
     # A gray image stays gray under saturation and hue changes; only brightness and contrast move it.
     assert torch.allclose(jitter_only[:, 0], jitter_only[:, 1], atol=1e-5)
+
+
+def test_a_search_on_streamed_images_finds_what_decoded_images_find(tmp_path):
+    in_memory = run_search(tiny_search_args(tmp_path / "memory", epochs=1))
+    streamed = run_search(
+        tiny_search_args(tmp_path / "streamed", epochs=1, stream_images=True, dataloader_num_workers=1)
+    )
+    for a, b in zip(in_memory.arch_parameters(), streamed.arch_parameters()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
