@@ -14,10 +14,14 @@ from accelerate import Accelerator
 
 from .models.darts import DartsConfig, DartsForImageClassification
 from .models.darts_rnn import DartsRNNConfig, DartsRNNForCausalLM
-from .models.darts_rnn.modeling_darts_rnn import activation_slowness
 from .search.architect import Architect
 from .search.cnn import DartsSearchConfig, DartsSearchNetwork
 from .search.rnn import DartsRNNSearchConfig, DartsRNNSearchModel
+from .training.recurrent_search_loop import (
+    RecurrentSearchArguments,
+    make_recurrent_search_optimizers,
+    slowness_regulariser,
+)
 from .training.recurrent_train_loop import LanguageModelTrainArguments, language_model_step
 from .training.search_loop import SearchArguments, make_search_optimizers, search_step
 from .training.train_loop import train_step
@@ -203,12 +207,12 @@ def benchmark_recurrent_search_step(
     `search_step` as the convolutional search, with the recurrent search's optimizers, clipping (0.25) and activation
     regularisation."""
     accelerator = Accelerator(cpu=device == "cpu", mixed_precision=DTYPES[dtype])
+    args = RecurrentSearchArguments(order=order, batch_size=batch_size, bptt=bptt, hidden_size=hidden_size)
     supernet = DartsRNNSearchModel(DartsRNNSearchConfig(vocab_size=vocab_size, hidden_size=hidden_size))
-    weight_optimizer = torch.optim.SGD(supernet.weight_parameters(), lr=20.0, weight_decay=5e-7)
-    arch_optimizer = torch.optim.Adam(supernet.arch_parameters(), lr=3e-3, betas=(0.9, 0.999), weight_decay=1e-3)
+    weight_optimizer, arch_optimizer = make_recurrent_search_optimizers(supernet, args)
     model, weight_optimizer = accelerator.prepare(supernet, weight_optimizer)
     architect = Architect(
-        supernet, arch_optimizer, order=order, unrolled_grad_clip=0.25, autocast=accelerator.autocast
+        supernet, arch_optimizer, order=order, unrolled_grad_clip=args.grad_clip, autocast=accelerator.autocast
     )
 
     def batch():
@@ -218,10 +222,7 @@ def benchmark_recurrent_search_step(
 
     train_batch, valid_batch = {**batch(), "output_hidden_states": True}, batch()
     weight_parameters = supernet.weight_parameters()
-
-    def slowness(outputs):  # the search's temporal activation regularisation, beta 1e-3
-        return 1e-3 * activation_slowness(outputs.hidden_states[-1])
-
+    slowness = slowness_regulariser(args.tar_beta)
     timings = _timed(
         lambda: search_step(
             model,
@@ -231,7 +232,7 @@ def benchmark_recurrent_search_step(
             train_batch,
             valid_batch,
             accelerator,
-            0.25,
+            args.grad_clip,
             slowness,
         ),
         steps,

@@ -86,6 +86,27 @@ class RecurrentSearchArguments(TextDataArguments, RunArguments):
             raise ValueError(f"--bptt (the sequence length) must be at least 1, got {self.bptt}.")
 
 
+def make_recurrent_search_optimizers(supernet: DartsRNNSearchModel, args: RecurrentSearchArguments):
+    """The weight optimizer (SGD) and the architecture optimizer (Adam) of the recurrent search."""
+    weight_optimizer = torch.optim.SGD(
+        supernet.weight_parameters(), args.learning_rate, weight_decay=args.weight_decay
+    )
+    arch_optimizer = torch.optim.Adam(
+        supernet.arch_parameters(), lr=args.arch_learning_rate, betas=(0.9, 0.999), weight_decay=args.arch_weight_decay
+    )
+    return weight_optimizer, arch_optimizer
+
+
+def slowness_regulariser(beta: float):
+    """The weight step's temporal activation regularisation, as a `search_step` regulariser: beta x the slowness of
+    the cell's outputs (the model is called with `output_hidden_states=True`)."""
+
+    def regularise(outputs):
+        return beta * activation_slowness(outputs.hidden_states[-1].float())
+
+    return regularise
+
+
 class RecurrentSearchProgress(SearchProgress):
     """The search's progress plus the recurrent states carried between chunks."""
 
@@ -114,10 +135,7 @@ def run_recurrent_search(args: RecurrentSearchArguments) -> DartsRNNSearchModel:
         dropout_e=args.dropout_e,
     )
     model = DartsRNNSearchModel(config)
-    weight_optimizer = torch.optim.SGD(model.weight_parameters(), args.learning_rate, weight_decay=args.weight_decay)
-    arch_optimizer = torch.optim.Adam(
-        model.arch_parameters(), lr=args.arch_learning_rate, betas=(0.9, 0.999), weight_decay=args.arch_weight_decay
-    )
+    weight_optimizer, arch_optimizer = make_recurrent_search_optimizers(model, args)
     # The original search's chunks: bptt tokens, or half as many with probability 0.05 (the rate scaled to match).
     train_chunks = RandomLengthChunks(train_columns, args.bptt, max_delta=0, seed=args.seed, std=0.0)
     # Not prepared: the processes read their own columns of the same chunks, in step.
@@ -141,8 +159,7 @@ def run_recurrent_search(args: RecurrentSearchArguments) -> DartsRNNSearchModel:
     valid_batches = endless_batches(valid_loader, progress, accelerator)
     weight_parameters = supernet.weight_parameters()
 
-    def slowness(outputs):
-        return args.tar_beta * activation_slowness(outputs.hidden_states[-1].float())
+    slowness = slowness_regulariser(args.tar_beta)
 
     def start_of_epoch(epoch):
         if progress.step_in_epoch == 0:  # a new pass over the training text starts from a zero state
@@ -234,4 +251,9 @@ def run_recurrent_search(args: RecurrentSearchArguments) -> DartsRNNSearchModel:
     return supernet
 
 
-__all__ = ["RecurrentSearchArguments", "run_recurrent_search"]
+__all__ = [
+    "RecurrentSearchArguments",
+    "make_recurrent_search_optimizers",
+    "run_recurrent_search",
+    "slowness_regulariser",
+]

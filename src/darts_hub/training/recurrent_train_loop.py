@@ -171,8 +171,7 @@ def language_model_step(
         losses.append(loss.detach())
         logits.append(group_logits.detach())
         states.append(outputs.hidden_state.detach())
-    if accelerator.sync_gradients:
-        accelerator.clip_grad_norm_(model.parameters(), args.grad_clip)
+    accelerator.clip_grad_norm_(model.parameters(), args.grad_clip)
     with scaled_learning_rate(optimizer, inputs.shape[1] / args.bptt):
         optimizer.step()
     optimizer.zero_grad(set_to_none=True)

@@ -183,8 +183,7 @@ def train_step(model, optimizer, pixel_values, labels, accelerator, grad_clip: f
     with accelerator.autocast():
         outputs = model(pixel_values=pixel_values, labels=labels)
     accelerator.backward(outputs.loss)
-    if accelerator.sync_gradients:
-        accelerator.clip_grad_norm_(model.parameters(), grad_clip)
+    accelerator.clip_grad_norm_(model.parameters(), grad_clip)
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     return outputs
