@@ -1,7 +1,8 @@
 """Image classification data through `datasets`: Hub datasets, local folders, and the embedded default.
 
-Images are decoded once into a uint8 tensor `[N, C, H, W]`; augmentation (random crop with padding, horizontal flip,
-cutout) and normalisation run on whole batches on the training device, so the data pipeline is not the bottleneck.
+Images are decoded once into a uint8 tensor `[N, C, H, W]` (or, for datasets larger than memory, into the same
+tensors while they are read: `StreamedImages`); augmentation (random crop with padding, horizontal flip, cutout) and
+normalisation run on whole batches on the training device, so the data pipeline is not the bottleneck.
 """
 
 from __future__ import annotations
