@@ -1,6 +1,7 @@
 #!/usr/bin/env python
 """Convert an original DARTS checkpoint into a transformers folder (safetensors, config with the genotype, image
-processor or tokenizer, model card), ready for `upload_folder`. The original pickles are never executed.
+processor or tokenizer, model card), ready for `upload_folder`. The original pickles are never executed: a file that
+asks for anything but tensors and the original classes is refused, and nothing is written or created.
 
     python scripts/convert_original_checkpoint.py --checkpoint cifar10_model.pt --kind cifar10 --output_dir darts-v2-cifar10
     python scripts/convert_original_checkpoint.py --checkpoint imagenet_model.pt --kind imagenet --output_dir darts-v2-imagenet
@@ -9,16 +10,20 @@ processor or tokenizer, model card), ready for `upload_folder`. The original pic
 """
 
 import argparse
+import pickle
 
-from darts_hub.convert import KINDS, convert_checkpoint
-from darts_hub.hub import create_hub_repo, push_folder
+from darts_hub.convert import KINDS, ConversionError, convert_checkpoint
+from darts_hub.hub import HubPushError, create_hub_repo, push_folder
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", required=True, help="cifar10_model.pt, imagenet_model.pt or ptb_model.pt")
     parser.add_argument("--kind", required=True, choices=KINDS, help="which released checkpoint it is")
-    parser.add_argument("--output_dir", required=True, help="the folder to write")
+    parser.add_argument("--output_dir", required=True, help="the folder to write (new or empty)")
+    parser.add_argument(
+        "--overwrite_output_dir", action="store_true", help="write into a non-empty --output_dir, replacing its files"
+    )
     parser.add_argument("--genotype", default=None, help="the cells (default: DARTS_V2; PTB: read from the file)")
     parser.add_argument(
         "--vocab_from", default=None, help="PTB: folder with train.txt, valid.txt, test.txt (or a text dataset name)"
@@ -29,11 +34,20 @@ def main():
     args = parser.parse_args()
     if args.push_to_hub and not args.hub_model_id:
         parser.error("--push_to_hub needs --hub_model_id")
-    repo_id = create_hub_repo(args.hub_model_id, token=args.hub_token) if args.push_to_hub else None
-    folder = convert_checkpoint(args.checkpoint, args.kind, args.output_dir, args.genotype, args.vocab_from)
+    try:
+        folder, files = convert_checkpoint(
+            args.checkpoint, args.kind, args.output_dir, args.genotype, args.vocab_from, args.overwrite_output_dir
+        )
+    except (ConversionError, pickle.UnpicklingError, FileNotFoundError, FileExistsError) as error:
+        parser.exit(1, f"error: {error}\n")
     print(folder)
-    if repo_id is not None:
-        print(push_folder(folder, repo_id, token=args.hub_token))
+    if args.push_to_hub:
+        # The repository is created only now, so that a refused or failed conversion leaves none behind.
+        try:
+            repo_id = create_hub_repo(args.hub_model_id, token=args.hub_token)
+            print(push_folder(folder, repo_id, files, token=args.hub_token))
+        except HubPushError as error:
+            parser.exit(1, f"error: {error}\n")
 
 
 if __name__ == "__main__":

@@ -1,10 +1,12 @@
 """Convert the original DARTS checkpoints (PyTorch 0.3 era) into transformers folders, without running their pickles.
 
-- `cifar10_model.pt`, `imagenet_model.pt`: state dicts, read with `torch.load(..., weights_only=True)` (legacy or zip
-  serialization, with or without `num_batches_tracked`).
-- `ptb_model.pt`: a pickle of the whole original model object. It is read by a restricted unpickler that maps the
-  original class paths to inert placeholders that only record their state, rebuilds tensors with torch's own
-  functions, and refuses every other global before anything runs.
+- `cifar10_model.pt`, `imagenet_model.pt`: state dicts (legacy or zip serialization, with or without
+  `num_batches_tracked`).
+- `ptb_model.pt`: a pickle of the whole original model object, whose original class paths are read as inert
+  placeholders that only record their state.
+
+Both are read by `darts_hub.unpickling.load_torch_file`: every pickle of the file goes through one restricted unpickler
+that refuses any other global before anything runs; torch.load is never called on them.
 
 Every original key is mapped to ours; leftover, missing or mis-shaped keys are reported by name (for the cells, with
 the cell and the operation the genotype puts there), never left to `load_state_dict`.
@@ -12,19 +14,18 @@ the cell and the operation the genotype puts there), never left to `load_state_d
 
 from __future__ import annotations
 
-import collections
 import logging
-import pickle
 import re
 import shutil
-import types
 from pathlib import Path
 
 import torch
 
 from .genotypes import RecurrentGenotype, get_genotype
+from .hub import check_output_dir, write_folder_atomically
 from .models.darts import DartsConfig, DartsForImageClassification
 from .models.darts_rnn import DartsRNNConfig, DartsRNNForCausalLM, build_tokenizer, vocabulary_in_order
+from .unpickling import Recorded, UnsafePickleError, load_torch_file
 
 
 logger = logging.getLogger(__name__)
@@ -111,13 +112,13 @@ def _check_and_map(original: dict, ours: dict, to_original, describe, optional=l
 
 
 def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
-    """A saved state dict (legacy or zip serialization), read without executing code."""
+    """A saved state dict (legacy or zip serialization), read without running any of its pickles."""
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:
+        state = load_torch_file(path)
+    except UnsafePickleError as error:
         raise ConversionError(
-            f"{path} is not a plain state dict (weights_only loading refused it: {error}). The CNN checkpoints "
-            "are state dicts; for ptb_model.pt use --kind ptb."
+            f"{path} is not a plain state dict: {error}\nThe CNN checkpoints are state dicts of tensors; for "
+            "ptb_model.pt use --kind ptb."
         ) from error
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ConversionError(f"{path} does not hold a state dict (a mapping of names to tensors).")
@@ -141,96 +142,29 @@ def convert_cnn(path: str | Path, kind: str, genotype: str = "DARTS_V2") -> Dart
     return model
 
 
-class _Recorded:
-    """Stands in for a class of the original code while unpickling: it records its arguments and state, and has no
-    behaviour of its own."""
-
-    def __new__(cls, *args, **kwargs):
-        # Pickle builds objects with cls.__new__(cls, *args) (a namedtuple's fields) or cls(*args).
-        instance = super().__new__(cls)
-        instance.args, instance.kwargs, instance.state = args, kwargs, {}
-        return instance
-
-    def __init__(self, *args, **kwargs):
-        pass
-
-    def __setstate__(self, state):
-        self.state = state if isinstance(state, dict) else {"state": state}
-
-
-def _stand_in(module: str, name: str) -> type:
-    return type(name, (_Recorded,), {"__module__": module, "__qualname__": name})
+# Classes of the pickled PTB model, by module path: read as recording placeholders (`Recorded`), never run.
+ORIGINAL_CLASSES = frozenset(
+    {
+        ("model", "RNNModel"),
+        ("model", "DARTSCell"),
+        ("utils", "LockedDropout"),
+        ("genotypes", "Genotype"),
+        ("torch.nn.modules.sparse", "Embedding"),
+        ("torch.nn.modules.linear", "Linear"),
+        ("torch.nn.modules.container", "ModuleList"),
+        ("torch.nn.modules.container", "ParameterList"),
+        ("torch.nn.modules.dropout", "Dropout"),
+        ("torch.nn.backends.thnn", "_get_thnn_function_backend"),
+    }
+)
 
 
-def _parameter(data, requires_grad=True, *args):
-    return torch.nn.Parameter(data, requires_grad=requires_grad)
+def load_pickled_model(path: str | Path) -> Recorded:
+    """The whole-model pickle, as a tree of placeholders (legacy or zip serialization), read without running it."""
+    return load_torch_file(path, stand_ins=ORIGINAL_CLASSES)
 
 
-# Classes of the pickled PTB model, by module path: replaced by recording stand-ins.
-ORIGINAL_CLASSES = {
-    ("model", "RNNModel"),
-    ("model", "DARTSCell"),
-    ("utils", "LockedDropout"),
-    ("genotypes", "Genotype"),
-    ("torch.nn.modules.sparse", "Embedding"),
-    ("torch.nn.modules.linear", "Linear"),
-    ("torch.nn.modules.container", "ModuleList"),
-    ("torch.nn.modules.container", "ParameterList"),
-    ("torch.nn.modules.dropout", "Dropout"),
-    ("torch.nn.backends.thnn", "_get_thnn_function_backend"),
-}
-# Functions and types that only rebuild data, allowed as they are (or as the safe equivalent given).
-SAFE_GLOBALS = {
-    ("torch._utils", "_rebuild_tensor"): torch._utils._rebuild_tensor,
-    ("torch._utils", "_rebuild_tensor_v2"): torch._utils._rebuild_tensor_v2,
-    ("torch._utils", "_rebuild_parameter"): torch._utils._rebuild_parameter,
-    ("torch.nn.parameter", "Parameter"): _parameter,
-    ("collections", "OrderedDict"): collections.OrderedDict,
-    **{
-        (module, builtin.__name__): builtin
-        for module in ("builtins", "__builtin__")
-        for builtin in (set, frozenset, range)
-    },
-    ("__builtin__", "xrange"): range,  # how pickle protocol 2 names range (the genotype's concat)
-    ("torch", "Size"): torch.Size,
-    **{
-        ("torch", name): getattr(torch, name)
-        for name in ("FloatStorage", "DoubleStorage", "HalfStorage", "LongStorage", "IntStorage", "ByteStorage")
-    },
-    ("torch.storage", "UntypedStorage"): torch.storage.UntypedStorage,
-    ("torch", "float32"): torch.float32,
-}
-
-
-class RestrictedUnpickler(pickle.Unpickler):
-    """Unpickles the original PTB model file: original classes become stand-ins, torch's tensor rebuilding is
-    allowed, and any other global (`os.system`, `builtins.eval`, ...) is refused before it can run."""
-
-    def find_class(self, module: str, name: str):
-        if (module, name) in ORIGINAL_CLASSES:
-            return _stand_in(module, name)
-        if (module, name) in SAFE_GLOBALS:
-            return SAFE_GLOBALS[(module, name)]
-        if module.startswith("torch.cuda") and name.endswith("Storage"):
-            return getattr(torch, name)  # a GPU-saved storage, loaded on the CPU
-        raise pickle.UnpicklingError(
-            f"Refusing to load {module}.{name}: the original PTB checkpoint references only the original model "
-            "classes and torch's tensor rebuilding. This file is not what it claims to be; nothing was run."
-        )
-
-
-_restricted_pickle = types.ModuleType("restricted_pickle")
-_restricted_pickle.Unpickler = RestrictedUnpickler
-_restricted_pickle.load = pickle.load
-_restricted_pickle.__name__ = "restricted_pickle"
-
-
-def load_pickled_model(path: str | Path) -> _Recorded:
-    """The whole-model pickle, as a tree of stand-ins (legacy or zip serialization)."""
-    return torch.load(path, map_location="cpu", pickle_module=_restricted_pickle, weights_only=False)
-
-
-def _flatten(node: _Recorded, prefix: str = "") -> dict[str, torch.Tensor]:
+def _flatten(node: Recorded, prefix: str = "") -> dict[str, torch.Tensor]:
     """Parameters and buffers of a stand-in module tree, keyed as a state dict."""
     tensors = {}
     for group in ("_parameters", "_buffers"):
@@ -277,8 +211,6 @@ def ptb_vocabulary(vocab_from: str | Path) -> dict[str, int]:
     if missing:
         raise FileNotFoundError(f"No PTB {' and '.join(missing)} text found from {vocab_from}.")
     return vocabulary_in_order([file.read_text().splitlines() for file in files])
-    lines = split_lines(load_text_dataset(str(vocab_from)))
-    return vocabulary_in_order([lines["train"], lines["validation"], lines["test"]])
 
 
 def convert_ptb(path: str | Path, vocab_from: str | Path | None = None, genotype: str | None = None):
@@ -290,6 +222,8 @@ def convert_ptb(path: str | Path, vocab_from: str | Path | None = None, genotype
         raise ConversionError(f"{path} has no encoder.weight: it is not the original recurrent model.")
     if "decoder.weight" in original and not torch.equal(original["decoder.weight"], original["encoder.weight"]):
         raise ConversionError("decoder.weight differs from encoder.weight: the original model ties them.")
+    if not isinstance(root, Recorded):
+        raise ConversionError(f"{path} holds a {type(root).__name__}, not the original recurrent model object.")
     cells = [node for node in _walk(root) if type(node).__name__ == "DARTSCell"]
     found = None
     if cells and "genotype" in cells[0].state:
@@ -318,7 +252,7 @@ def convert_ptb(path: str | Path, vocab_from: str | Path | None = None, genotype
 
 
 def _walk(node):
-    if isinstance(node, _Recorded):
+    if isinstance(node, Recorded):
         yield node
         for child in node.state.get("_modules", {}).values():
             yield from _walk(child)
@@ -338,28 +272,35 @@ def convert_checkpoint(
     output_dir: str | Path,
     genotype: str | None = None,
     vocab_from: str | Path | None = None,
-) -> Path:
-    """Convert an original checkpoint into a save_pretrained folder with its model card, ready for upload."""
+    overwrite_output_dir: bool = False,
+) -> tuple[Path, list[str]]:
+    """Convert an original checkpoint into a save_pretrained folder with its model card, ready for upload. Returns
+    the folder and the files written into it (what `push_folder` publishes). Nothing is written unless the whole
+    conversion succeeds, and a non-empty `output_dir` is refused unless `overwrite_output_dir`."""
     if kind not in KINDS:
         raise ValueError(f"--kind must be one of {KINDS}, got {kind!r}.")
-    output_dir = Path(output_dir)
+    check_output_dir(output_dir, overwrite_output_dir)
     if kind == "ptb":
         model, tokenizer = convert_ptb(checkpoint, vocab_from, genotype)
     else:
         model, tokenizer = convert_cnn(checkpoint, kind, genotype or "DARTS_V2"), None
-    model.save_pretrained(output_dir)
-    if tokenizer is not None:
-        tokenizer.save_pretrained(output_dir)
-    for path in model_card_folder(kind).iterdir():
-        shutil.copyfile(path, output_dir / path.name)
-    return output_dir
+    card = model_card_folder(kind)
+
+    def write(folder: Path) -> None:
+        model.save_pretrained(folder)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(folder)
+        for path in card.iterdir():
+            shutil.copyfile(path, folder / path.name)
+
+    files = write_folder_atomically(output_dir, write, overwrite_output_dir)
+    return Path(output_dir), files
 
 
 __all__ = [
     "CIFAR10_CLASSES",
     "KINDS",
     "ConversionError",
-    "RestrictedUnpickler",
     "convert_checkpoint",
     "convert_ptb",
     "load_pickled_model",

@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
-from huggingface_hub import EvalResult, ModelCard, ModelCardData, create_repo, upload_folder
+from huggingface_hub import CommitOperationAdd, EvalResult, ModelCard, ModelCardData, create_commit, create_repo
 
 from .genotypes import RecurrentGenotype
 from .visualize import animate_genotypes, draw_genotype
@@ -43,23 +47,59 @@ def create_hub_repo(repo_id: str, token: str | None = None, private: bool = Fals
         ) from error
 
 
-def push_folder(folder: str | Path, repo_id: str, token: str | None = None, ignore_patterns=None) -> str:
-    """Upload `folder` to `repo_id` in one commit; returns the commit URL."""
+def push_folder(folder: str | Path, repo_id: str, files: list[str], token: str | None = None) -> str:
+    """Upload exactly `files` (paths relative to `folder`, the files the run wrote) to `repo_id` in one commit, never
+    anything else that lies in the folder; returns the commit URL."""
+    folder = Path(folder)
+    operations = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(folder / name)) for name in files]
     try:
-        commit = upload_folder(
-            repo_id=repo_id,
-            folder_path=folder,
-            token=token,
-            ignore_patterns=ignore_patterns,
-            commit_message="Upload DARTS result with darts-hub",
+        commit = create_commit(
+            repo_id=repo_id, operations=operations, token=token, commit_message="Upload DARTS result with darts-hub"
         )
     except Exception as error:
         raise HubPushError(
             f"Uploading {folder} to {repo_id!r} failed: {error}\nThe local folder is complete and unchanged; upload "
-            f"it later with `hf upload {repo_id} {folder}`."
+            f"it later with `hf upload {repo_id} {folder}` (after removing any file you do not want to publish)."
         ) from error
     logger.info("Uploaded %s to %s", folder, commit.commit_url)
     return commit.commit_url
+
+
+def check_output_dir(output_dir: str | Path, overwrite: bool) -> None:
+    """Refuse to write into a folder that already holds files (another run's, or the user's) unless `overwrite`."""
+    output_dir = Path(output_dir)
+    if output_dir.exists() and not output_dir.is_dir():
+        raise NotADirectoryError(f"{output_dir} exists and is not a folder.")
+    if not overwrite and output_dir.is_dir() and any(output_dir.iterdir()):
+        raise FileExistsError(
+            f"{output_dir} already exists and is not empty: choose a new --output_dir, or pass "
+            "--overwrite_output_dir to write into it (files of the same names are replaced, others are left)."
+        )
+
+
+def write_folder_atomically(
+    output_dir: str | Path, write: Callable[[Path], None], overwrite: bool = False
+) -> list[str]:
+    """Run `write(folder)` on a temporary sibling folder, then move what it wrote into `output_dir`: a failure midway
+    leaves `output_dir` as it was. Returns the files written (relative paths), for `push_folder`."""
+    output_dir = Path(output_dir)
+    check_output_dir(output_dir, overwrite)
+    output_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", suffix=".partial", dir=output_dir.parent))
+    try:
+        write(staging)
+        files = sorted(str(path.relative_to(staging)) for path in staging.rglob("*") if path.is_file())
+        if output_dir.is_dir() and not any(output_dir.iterdir()):
+            output_dir.rmdir()
+        if not output_dir.exists():
+            os.replace(staging, output_dir)  # one rename: the folder appears complete
+            return files
+        for name in files:
+            (output_dir / name).parent.mkdir(parents=True, exist_ok=True)
+            os.replace(staging / name, output_dir / name)
+        return files
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def save_search_result(
@@ -343,10 +383,12 @@ whole split, batch 1 by default as the original's test).
 
 __all__ = [
     "HubPushError",
+    "check_output_dir",
     "create_hub_repo",
     "push_folder",
     "save_search_result",
     "search_model_card",
     "trained_language_model_card",
     "trained_model_card",
+    "write_folder_atomically",
 ]

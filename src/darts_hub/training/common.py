@@ -327,8 +327,14 @@ def push_output(args: RunArguments, repo_id: str | None) -> None:
     """Upload the output folder (without checkpoints) once; a failure is reported and leaves the folder intact."""
     if repo_id is None:
         return
+    output_dir = Path(args.output_dir)
+    files = sorted(
+        str(path.relative_to(output_dir))
+        for path in output_dir.rglob("*")
+        if path.is_file() and path.relative_to(output_dir).parts[0] != CHECKPOINTS_FOLDER
+    )
     try:
-        push_folder(args.output_dir, repo_id, token=args.hub_token, ignore_patterns=[f"{CHECKPOINTS_FOLDER}/*"])
+        push_folder(output_dir, repo_id, files, token=args.hub_token)
     except HubPushError as error:
         logger.error("%s", error)
 
