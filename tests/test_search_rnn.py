@@ -226,7 +226,7 @@ def test_two_processes_search_on_their_own_columns_with_identical_alphas(tmp_pat
     for split, count in (("train", 300), ("validation", 120), ("test", 40)):
         files[f"{split}_file"] = str(tmp_path / f"{split}.txt")
         (tmp_path / f"{split}.txt").write_text("\n".join(lines[split][:count]) + "\n")
-    settings = vars(tiny_recurrent_search(tmp_path, epochs=1, batch_size=8, order=2, **files))
+    settings = vars(tiny_recurrent_search(tmp_path / "out", epochs=1, batch_size=8, order=2, **files))
     flags = [
         item
         for key, value in settings.items()
@@ -234,8 +234,8 @@ def test_two_processes_search_on_their_own_columns_with_identical_alphas(tmp_pat
         for item in (f"--{key}", value)
     ]
     launch_two_processes(TESTS / "ddp_search.py", "rnn", *flags)
-    ranks = [torch.load(tmp_path / f"alphas-rank{rank}.pt") for rank in (0, 1)]
+    ranks = [torch.load(tmp_path / "out" / f"alphas-rank{rank}.pt") for rank in (0, 1)]
     assert [r["world_size"] for r in ranks] == [2, 2]
     torch.testing.assert_close(ranks[0]["alphas"][0], ranks[1]["alphas"][0], rtol=0, atol=0)
     assert ranks[0]["alphas"][0].abs().max() > 2e-3  # they moved from their 1e-3 initialisation
-    assert json.loads((tmp_path / "genotype.json").read_text())["recurrent"]  # rank 0 wrote the result
+    assert json.loads((tmp_path / "out" / "genotype.json").read_text())["recurrent"]  # rank 0 wrote the result

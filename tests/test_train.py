@@ -146,9 +146,14 @@ def test_missing_genotype_or_config_is_a_clear_error_and_damages_nothing(tmp_pat
     output_dir.mkdir()
     (output_dir / "config.json").write_text('{"keep": true}')
     with pytest.raises(FileNotFoundError, match="neither a zoo genotype"):
-        run_training(tiny_train_args(output_dir, genotype="DARTS_V9"))
+        run_training(tiny_train_args(output_dir, genotype="DARTS_V9", overwrite_output_dir=True))
     with pytest.raises(FileNotFoundError, match="Could not load the config of --config_name"):
-        run_training(tiny_train_args(output_dir, genotype=None, config_name=str(tmp_path / "nowhere")))
+        run_training(
+            tiny_train_args(
+                output_dir, genotype=None, config_name=str(tmp_path / "nowhere"), overwrite_output_dir=True
+            )
+        )
+    assert [path.name for path in output_dir.iterdir()] == ["config.json"]
     assert (output_dir / "config.json").read_text() == '{"keep": true}'
 
 

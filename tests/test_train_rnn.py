@@ -235,9 +235,11 @@ def test_language_model_training_arguments_and_sources_are_checked(tmp_path, sma
         load_language_model(str(tmp_path / "lm"))
 
 
-def test_training_pushes_the_finished_folder_and_keeps_it_when_the_upload_fails(tmp_path, small_corpus, monkeypatch):
+def test_training_pushes_exactly_its_files_and_a_failed_upload_raises_and_keeps_the_folder(
+    tmp_path, small_corpus, monkeypatch
+):
     from darts_hub.hub import HubPushError
-    from darts_hub.training import common
+    from darts_hub.training import common, publishing
 
     uploads = []
 
@@ -246,13 +248,16 @@ def test_training_pushes_the_finished_folder_and_keeps_it_when_the_upload_fails(
         raise HubPushError("the Hub is unreachable")
 
     monkeypatch.setattr(common, "create_hub_repo", lambda repo_id, token=None, private=False: repo_id)
-    monkeypatch.setattr(common, "push_folder", upload)
+    monkeypatch.setattr(publishing, "push_folder", upload)
     settings = tiny_training(tmp_path, small_corpus, epochs=1, push_to_hub=True, hub_model_id="someone/darts-lm")
-    run_language_model_training(LanguageModelTrainArguments(**settings))
+    with pytest.raises(HubPushError, match="unreachable"):
+        run_language_model_training(LanguageModelTrainArguments(**settings))
     [(repo_id, files)] = uploads
     assert repo_id == "someone/darts-lm" and not [name for name in files if name.startswith("checkpoints")]
     for name in ("model.safetensors", "config.json", "tokenizer.json", "README.md", "all_results.json"):
         assert name in files
+    record = json.loads((tmp_path / "run_record.json").read_text())
+    assert record["status"] == "complete" and sorted(files) == sorted([*record["files"], "run_record.json"])
     assert AutoModelForCausalLM.from_pretrained(tmp_path).config.hidden_size == 32  # the local copy is intact
 
 

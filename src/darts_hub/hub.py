@@ -7,6 +7,7 @@ and says how to retry.
 
 from __future__ import annotations
 
+import glob
 import json
 import logging
 import os
@@ -59,7 +60,8 @@ def push_folder(folder: str | Path, repo_id: str, files: list[str], token: str |
     except Exception as error:
         raise HubPushError(
             f"Uploading {folder} to {repo_id!r} failed: {error}\nThe local folder is complete and unchanged; upload "
-            f"it later with `hf upload {repo_id} {folder}` (after removing any file you do not want to publish)."
+            f"the same files later with:\n  hf upload {repo_id} {folder} . "
+            + " ".join(f"--include '{glob.escape(name)}'" for name in files)
         ) from error
     logger.info("Uploaded %s to %s", folder, commit.commit_url)
     return commit.commit_url

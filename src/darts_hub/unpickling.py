@@ -27,6 +27,7 @@ import struct
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import torch
 
 
@@ -133,6 +134,31 @@ def _rebuild_parameter(data, requires_grad=True, backward_hooks=None, *unused):
     return torch.nn.Parameter(data, requires_grad=bool(requires_grad))
 
 
+class _NumpyArrayType:
+    """What `numpy.ndarray` becomes while unpickling: a tag for `_numpy_array`, not a callable class."""
+
+
+def _numpy_array(subtype, shape, typecode):
+    """numpy's `_reconstruct`: an empty array that BUILD then fills (how a random generator's state is pickled)."""
+    if not isinstance(subtype, _NumpyArrayType):
+        raise UnsafePickleError(f"refusing to reconstruct an array of {subtype!r}")
+    return np.ndarray(shape=(0,), dtype=np.uint8)
+
+
+def _numpy_dtype(name, align=False, copy=False):
+    """`numpy.dtype(name, align, copy)`, always a new object (BUILD must not alter numpy's shared dtypes)."""
+    if not isinstance(name, str):
+        raise UnsafePickleError(f"refusing a numpy dtype made from a {type(name).__name__}")
+    return np.dtype(name, bool(align), True)
+
+
+def _latin1_bytes(text, encoding="latin1"):
+    """`_codecs.encode(text, "latin1")`: how protocol-2 pickles carry bytes."""
+    if not isinstance(text, str) or encoding != "latin1":
+        raise UnsafePickleError("refusing a codecs call other than encoding text as latin1")
+    return text.encode("latin1")
+
+
 # Globals allowed as they are (or as the checked equivalent given): they only rebuild data.
 SAFE_GLOBALS = {
     ("torch._utils", "_rebuild_tensor"): _rebuild_tensor,
@@ -147,6 +173,12 @@ SAFE_GLOBALS = {
         for builtin in (set, frozenset, range)
     },
     ("__builtin__", "xrange"): range,  # how pickle protocol 2 names range in Python 2 files
+    # The numpy random state in Accelerate's checkpoints (random_states_N.pkl).
+    ("numpy._core.multiarray", "_reconstruct"): _numpy_array,
+    ("numpy.core.multiarray", "_reconstruct"): _numpy_array,
+    ("numpy", "ndarray"): _NumpyArrayType(),
+    ("numpy", "dtype"): _numpy_dtype,
+    ("_codecs", "encode"): _latin1_bytes,
 }
 
 
@@ -186,6 +218,16 @@ class RestrictedUnpickler(pickle._Unpickler):
         target = self.stack[-1]
         if isinstance(target, Recorded):
             target.record_state(state)
+        elif type(target) in (np.ndarray, np.dtype) or isinstance(target, np.dtype):
+            # Arrays and dtypes made by `_numpy_array` / `_numpy_dtype` in this load; no Python objects inside.
+            if type(target) is np.ndarray and not (
+                isinstance(state, tuple)
+                and len(state) == 5
+                and isinstance(state[2], np.dtype)
+                and not state[2].hasobject
+            ):
+                raise UnsafePickleError("refusing an array state that is not plain numbers")
+            target.__setstate__(state)
         elif type(target) is collections.OrderedDict and isinstance(state, dict):
             # A state dict's `_metadata`: plain attributes of a dict built by this load.
             if not all(isinstance(key, str) and not key.startswith("__") for key in state):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 import math
-import shutil
+import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -27,12 +27,29 @@ from ..data.images import (
     load_image_dataset,
 )
 from ..data.text import batchify, load_text_dataset, split_lines
-from ..hub import HubPushError, create_hub_repo, push_folder
+from ..hub import create_hub_repo, write_folder_atomically
+from .checkpoints import resume as resume_from
+from .checkpoints import save_checkpoint
+from .publishing import claim_output_dir, complete_run, plan_run, publish_run, read_run_record
 
 
 logger = logging.getLogger(__name__)
 
-CHECKPOINTS_FOLDER = "checkpoints"
+# Settings that do not change what a run computes: a resume may change them freely.
+NOT_RESULT_SETTINGS = {
+    "output_dir",
+    "overwrite_output_dir",
+    "resume_from_checkpoint",
+    "accept_inexact_resume",
+    "max_steps",
+    "report_to",
+    "checkpointing_steps",
+    "checkpoints_total_limit",
+    "push_to_hub",
+    "hub_model_id",
+    "hub_private_repo",
+    "dataloader_num_workers",
+}
 
 
 @dataclass
@@ -151,6 +168,12 @@ class RunArguments:
     """Output, reproducibility, precision, trackers, checkpoints and the Hub."""
 
     output_dir: str = field(default="darts-output", metadata={"help": "Where everything is written."})
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={
+            "help": "Write into a non-empty --output_dir that is not this run's (files of the same names are replaced)."
+        },
+    )
     seed: int = field(default=2, metadata={"help": "Random seed (the original's default)."})
     max_steps: int | None = field(default=None, metadata={"help": "Stop after this many steps in all."})
     channels_last: bool | None = field(
@@ -168,7 +191,13 @@ class RunArguments:
     )
     checkpoints_total_limit: int = field(default=2, metadata={"help": "How many checkpoints to keep."})
     resume_from_checkpoint: str | None = field(
-        default=None, metadata={"help": "'latest' or a checkpoint folder to resume from."}
+        default=None, metadata={"help": "'latest' (this run's newest complete checkpoint) or a checkpoint folder."}
+    )
+    accept_inexact_resume: bool = field(
+        default=False,
+        metadata={
+            "help": "Resume even with settings that differ from the checkpoint's, or without its random states."
+        },
     )
     push_to_hub: bool = field(default=False, metadata={"help": "Upload the output folder to the Hub at the end."})
     hub_model_id: str | None = field(default=None, metadata={"help": "Hub repository (user/name) to push to."})
@@ -183,10 +212,16 @@ class RunArguments:
         """The settings as logged to trackers and model cards (never the token)."""
         return {key: value for key, value in asdict(self).items() if key != "hub_token"}
 
+    def result_settings(self) -> dict:
+        """The settings that determine what the run computes: recorded in checkpoints, checked when resuming."""
+        return {key: value for key, value in self.tracker_config().items() if key not in NOT_RESULT_SETTINGS}
 
-def start_run(args: RunArguments, project_name: str) -> tuple[Accelerator, str | None]:
-    """Accelerator, logging and seed; the output folder and, when pushing, the Hub repository (created first, so
-    that a bad name or token fails before any work). Returns the accelerator and the repository id."""
+
+def start_run(args: RunArguments, task: str) -> tuple[Accelerator, str | None, dict]:
+    """Accelerator, logging and seed; the check that this run may write into the output folder (`publishing.
+    plan_run`), and, when pushing, the Hub repository (created first, so that a bad name or token fails before any work). Returns
+    the accelerator, the repository id and (on the main process) the run record, not yet written: `resume` writes
+    it, once the data and the model are built."""
     output_dir = Path(args.output_dir)
     accelerator = Accelerator(
         mixed_precision=args.mixed_precision,
@@ -196,19 +231,14 @@ def start_run(args: RunArguments, project_name: str) -> tuple[Accelerator, str |
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.WARNING)
     logging.getLogger("darts_hub").setLevel(logging.INFO if accelerator.is_main_process else logging.WARNING)
     set_seed(args.seed)
-    repo_id = None
+    repo_id, record = None, None
     if accelerator.is_main_process:
-        if output_dir.exists() and not output_dir.is_dir():
-            raise NotADirectoryError(f"--output_dir {output_dir} exists and is not a folder.")
-        try:
-            output_dir.mkdir(parents=True, exist_ok=True)
-            (output_dir / ".write_test").touch()
-            (output_dir / ".write_test").unlink()
-        except OSError as error:
-            raise PermissionError(f"Cannot write to --output_dir {output_dir}: {error}") from error
+        record = plan_run(
+            output_dir, task, args.result_settings(), bool(args.resume_from_checkpoint), args.overwrite_output_dir
+        )
         if args.push_to_hub:
             repo_id = create_hub_repo(args.hub_model_id, token=args.hub_token, private=args.hub_private_repo)
-    return accelerator, repo_id
+    return accelerator, repo_id, record
 
 
 def use_channels_last(args: RunArguments, accelerator: Accelerator) -> bool:
@@ -291,52 +321,33 @@ def own_states(states: torch.Tensor | None, accelerator: Accelerator) -> torch.T
     return states.chunk(accelerator.num_processes)[accelerator.process_index].to(accelerator.device)
 
 
-def checkpoint_folders(output_dir: Path) -> list[Path]:
-    """The checkpoints of a run, oldest first."""
-    folders = (Path(output_dir) / CHECKPOINTS_FOLDER).glob("checkpoint-*")
-    return sorted(folders, key=lambda path: int(path.name.split("-")[1]))
-
-
-def save_checkpoint(accelerator: Accelerator, output_dir: Path, step: int, limit: int) -> None:
-    """`save_state` into `checkpoints/checkpoint-STEP`, keeping the newest `limit` checkpoints."""
-    accelerator.save_state(str(Path(output_dir) / CHECKPOINTS_FOLDER / f"checkpoint-{step}"))
+def resume(accelerator: Accelerator, args: RunArguments, record: dict | None) -> dict:
+    """Claim the output folder (write the run record), then resume as `--resume_from_checkpoint` says, with the
+    checks of `checkpoints.resume`. Returns the run record, on every process."""
     if accelerator.is_main_process:
-        for old in checkpoint_folders(output_dir)[:-limit]:
-            shutil.rmtree(old, ignore_errors=True)
-
-
-def resume(accelerator: Accelerator, args: RunArguments) -> None:
-    """Load the state named by `--resume_from_checkpoint` ('latest': the newest checkpoint, if any)."""
-    if not args.resume_from_checkpoint:
-        return
-    if args.resume_from_checkpoint == "latest":
-        folders = checkpoint_folders(Path(args.output_dir))
-        if not folders:
-            logger.warning("No checkpoint in %s: starting from scratch.", Path(args.output_dir) / CHECKPOINTS_FOLDER)
-            return
-        checkpoint = folders[-1]
-    else:
-        checkpoint = Path(args.resume_from_checkpoint)
-        if not checkpoint.is_dir():
-            raise FileNotFoundError(f"No checkpoint folder at {checkpoint}.")
-    logger.info("Resuming from %s", checkpoint)
-    accelerator.load_state(str(checkpoint))
-
-
-def push_output(args: RunArguments, repo_id: str | None) -> None:
-    """Upload the output folder (without checkpoints) once; a failure is reported and leaves the folder intact."""
-    if repo_id is None:
-        return
-    output_dir = Path(args.output_dir)
-    files = sorted(
-        str(path.relative_to(output_dir))
-        for path in output_dir.rglob("*")
-        if path.is_file() and path.relative_to(output_dir).parts[0] != CHECKPOINTS_FOLDER
+        claim_output_dir(args.output_dir, record)
+    accelerator.wait_for_everyone()
+    record = read_run_record(args.output_dir)
+    resume_from(
+        accelerator,
+        args.output_dir,
+        args.resume_from_checkpoint,
+        record["run_id"],
+        args.result_settings(),
+        args.accept_inexact_resume,
     )
-    try:
-        push_folder(output_dir, repo_id, files, token=args.hub_token)
-    except HubPushError as error:
-        logger.error("%s", error)
+    return record
+
+
+def finish_run(args: RunArguments, record: dict, repo_id: str | None, write, runtime_seconds: float) -> list[str]:
+    """Main process only: `write(folder)` the final files (into a temporary folder, then moved into the output
+    folder), mark the run complete with their list, and push them if asked. A failed push raises `HubPushError`
+    (the folder stays complete); returns the files written."""
+    files = write_folder_atomically(args.output_dir, write, overwrite=True)
+    complete_run(args.output_dir, record, files, runtime_seconds)
+    if repo_id is not None:
+        publish_run(args.output_dir, repo_id, token=args.hub_token)
+    return files
 
 
 @contextmanager
@@ -363,12 +374,23 @@ class LoopProgress:
         self.global_step = 0
         self.running = [0.0, 0.0, 0.0]  # loss sum, correct, count (this process)
         self.history: list[dict] = []
+        self.runtime_seconds = 0.0  # summed over resumes
+        self._clock = time.perf_counter()
 
     def state_dict(self) -> dict:
-        return dict(vars(self))
+        self.tick()
+        return {name: value for name, value in vars(self).items() if not name.startswith("_")}
 
     def load_state_dict(self, state: dict) -> None:
         vars(self).update(state)
+        self._clock = time.perf_counter()
+
+    def tick(self) -> float:
+        """Add the time since the last tick (or start, or resume) to `runtime_seconds`; returns it."""
+        now = time.perf_counter()
+        self.runtime_seconds += now - self._clock
+        self._clock = now
+        return self.runtime_seconds
 
 
 def run_epochs(
@@ -382,6 +404,7 @@ def run_epochs(
     end_of_epoch,
     description: str,
     start_of_epoch=None,
+    record: dict | None = None,
 ) -> None:
     """The skeleton of both loops: epochs of steps over `loader` (skipping what a resumed run already did), a
     progress bar, the epoch's running loss and accuracy, checkpoints every `--checkpointing_steps` and after every
@@ -389,8 +412,19 @@ def run_epochs(
 
     `step(images, labels, epoch)` does one optimisation step and returns the model outputs (with `loss`, `logits`);
     `end_of_epoch(epoch, train_loss, train_accuracy)` evaluates and records the epoch; `start_of_epoch(epoch)`, if
-    given, runs before the epoch's (remaining) steps.
+    given, runs before the epoch's (remaining) steps. Checkpoints carry the run id and settings of `record`.
     """
+
+    def checkpoint():
+        save_checkpoint(
+            accelerator,
+            args.output_dir,
+            progress.global_step,
+            args.checkpoints_total_limit,
+            record["run_id"],
+            args.result_settings(),
+        )
+
     for epoch in range(progress.epoch, epochs):
         loader.set_epoch(epoch)
         steps_per_epoch = len(loader)  # after set_epoch: random-length text chunks differ per epoch
@@ -418,7 +452,7 @@ def run_epochs(
             progress.global_step += 1
             bar.set_postfix(loss=f"{loss:.3f}")
             if args.checkpointing_steps and progress.global_step % args.checkpointing_steps == 0:
-                save_checkpoint(accelerator, Path(args.output_dir), progress.global_step, args.checkpoints_total_limit)
+                checkpoint()
             stop = args.max_steps is not None and progress.global_step >= args.max_steps
             if stop:
                 break
@@ -435,28 +469,25 @@ def run_epochs(
             )
         end_of_epoch(epoch, loss_sum / count, correct / count)
         progress.epoch, progress.step_in_epoch, progress.running = epoch + 1, 0, [0.0, 0.0, 0.0]
-        save_checkpoint(accelerator, Path(args.output_dir), progress.global_step, args.checkpoints_total_limit)
+        checkpoint()
         if stop:
             return
 
 
 __all__ = [
-    "CHECKPOINTS_FOLDER",
     "LoopProgress",
     "ImageDataArguments",
     "NetworkArguments",
     "RunArguments",
     "TextDataArguments",
     "batch_transform",
-    "checkpoint_folders",
     "load_config",
     "load_image_splits",
     "own_states",
     "process_streams",
-    "push_output",
+    "finish_run",
     "run_epochs",
     "resume",
-    "save_checkpoint",
     "scaled_learning_rate",
     "start_run",
     "use_channels_last",

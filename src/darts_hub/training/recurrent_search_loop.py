@@ -29,9 +29,9 @@ from ..search.rnn import DartsRNNSearchConfig, DartsRNNSearchModel
 from .common import (
     RunArguments,
     TextDataArguments,
+    finish_run,
     own_states,
     process_streams,
-    push_output,
     resume,
     run_epochs,
     scaled_learning_rate,
@@ -117,7 +117,7 @@ class RecurrentSearchProgress(SearchProgress):
 
 def run_recurrent_search(args: RecurrentSearchArguments) -> DartsRNNSearchModel:
     """Run a recurrent search and write the result folder (with the word tokenizer); returns the supernet."""
-    accelerator, repo_id = start_run(args, "darts-rnn-search")
+    accelerator, repo_id, run_record = start_run(args, "darts-rnn-search")
     lines = args.load_lines()
     vocabulary = vocabulary_in_order([lines["train"], lines["validation"], lines["test"]])
     train_columns = process_streams(encode_lines(lines["train"], vocabulary), args.batch_size, accelerator)
@@ -152,7 +152,7 @@ def run_recurrent_search(args: RecurrentSearchArguments) -> DartsRNNSearchModel:
     )
     progress = RecurrentSearchProgress()
     accelerator.register_for_checkpointing(architect, progress)
-    resume(accelerator, args)
+    run_record = resume(accelerator, args, run_record)
     if accelerator.is_main_process:
         accelerator.init_trackers("darts-rnn-search", config=args.tracker_config())
 
@@ -229,24 +229,27 @@ def run_recurrent_search(args: RecurrentSearchArguments) -> DartsRNNSearchModel:
         end_of_epoch,
         "search epoch",
         start_of_epoch,
+        record=run_record,
     )
 
     if accelerator.is_main_process:
-        output_dir = Path(args.output_dir)
-        save_search_result(
-            output_dir,
-            supernet,
-            progress.history,
-            derived_sizes={
-                "hidden_size": args.train_hidden_size,
-                "eos_token_id": vocabulary["<eos>"],
-                "pad_token_id": vocabulary["<eos>"],
-            },
-            settings=args.tracker_config(),
-            dataset=args.dataset_name or args.train_file or "pydoc topics (embedded)",
-        )
-        build_tokenizer(vocabulary=vocabulary).save_pretrained(output_dir)
-        push_output(args, repo_id)
+
+        def write(folder: Path) -> None:
+            save_search_result(
+                folder,
+                supernet,
+                progress.history,
+                derived_sizes={
+                    "hidden_size": args.train_hidden_size,
+                    "eos_token_id": vocabulary["<eos>"],
+                    "pad_token_id": vocabulary["<eos>"],
+                },
+                settings=args.tracker_config(),
+                dataset=args.dataset_name or args.train_file or "pydoc topics (embedded)",
+            )
+            build_tokenizer(vocabulary=vocabulary).save_pretrained(folder)
+
+        finish_run(args, run_record, repo_id, write, progress.tick())
     accelerator.end_training()
     return supernet
 

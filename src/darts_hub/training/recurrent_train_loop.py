@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import time
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +27,7 @@ from accelerate import Accelerator
 from ..counting import count_parameters
 from ..data.text import ChunkLoader, RandomLengthChunks, batchify, encode_lines
 from ..genotypes import load_genotype
-from ..hub import trained_language_model_card
+from ..hub import trained_language_model_card, write_folder_atomically
 from ..models.darts_rnn import DartsRNNConfig, DartsRNNForCausalLM, build_tokenizer, vocabulary_in_order
 from ..models.darts_rnn.modeling_darts_rnn import DartsRNNCausalLMOutput, activation_slowness
 from ..models.darts_rnn.tokenization_darts_rnn import EOS
@@ -38,10 +37,10 @@ from .common import (
     NetworkArguments,
     RunArguments,
     TextDataArguments,
+    finish_run,
     load_config,
     own_states,
     process_streams,
-    push_output,
     resume,
     run_epochs,
     scaled_learning_rate,
@@ -223,7 +222,7 @@ def run_language_model_training(args: LanguageModelTrainArguments) -> DartsRNNFo
     """Train as configured by `args`; writes the best model with its tokenizer (whenever validation improves), then
     the training log, results (validation and test perplexity of the best model), cell drawing and model card, to
     `args.output_dir` (and pushes them when asked). Returns the trained model (its last weights)."""
-    accelerator, repo_id = start_run(args, "darts-rnn-train")
+    accelerator, repo_id, run_record = start_run(args, "darts-rnn-train")
     output_dir = Path(args.output_dir)
     lines = args.load_lines()
     model, vocabulary = build_language_model(args, lines)
@@ -239,11 +238,11 @@ def run_language_model_training(args: LanguageModelTrainArguments) -> DartsRNNFo
     loader = ChunkLoader(RandomLengthChunks(train_columns, args.bptt, args.max_seq_len_delta, args.seed))
     progress = LanguageModelProgress()
     accelerator.register_for_checkpointing(progress)
-    resume(accelerator, args)
+    run_record = resume(accelerator, args, run_record)
+    tokenizer = build_tokenizer(vocabulary=vocabulary)
     if accelerator.is_main_process:
-        build_tokenizer(vocabulary=vocabulary).save_pretrained(output_dir)
+        write_folder_atomically(output_dir, tokenizer.save_pretrained, overwrite=True)
         accelerator.init_trackers("darts-rnn-train", config=args.tracker_config())
-    start = time.perf_counter()
 
     def evaluation_weights():
         return averaged_weights(asgd) if progress.phase == "asgd" else nullcontext()
@@ -269,7 +268,7 @@ def run_language_model_training(args: LanguageModelTrainArguments) -> DartsRNNFo
             if improved:
                 progress.best_loss = valid["loss"]
                 if accelerator.is_main_process:
-                    network.save_pretrained(output_dir)
+                    write_folder_atomically(output_dir, network.save_pretrained, overwrite=True)
         if phase == "sgd":
             progress.validation_losses.append(valid["loss"])
             if should_switch_to_asgd(progress.validation_losses, args.asgd_patience):
@@ -298,17 +297,34 @@ def run_language_model_training(args: LanguageModelTrainArguments) -> DartsRNNFo
         if accelerator.is_main_process:
             (output_dir / "training_log.json").write_text(json.dumps(progress.history, indent=1) + "\n")
 
-    run_epochs(accelerator, args, model, loader, args.epochs, progress, step, end_of_epoch, "epoch", start_of_epoch)
+    run_epochs(
+        accelerator,
+        args,
+        model,
+        loader,
+        args.epochs,
+        progress,
+        step,
+        end_of_epoch,
+        "epoch",
+        start_of_epoch,
+        record=run_record,
+    )
 
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        if math.isinf(progress.best_loss):  # stopped by --max_steps before the first evaluation
-            with evaluation_weights():
-                network.save_pretrained(output_dir)
-        save_language_model_results(
-            args, output_dir, progress.history, valid_columns, test_columns, time.perf_counter() - start
-        )
-        push_output(args, repo_id)
+        runtime = progress.tick()
+
+        def write(folder: Path) -> None:
+            if math.isinf(progress.best_loss):  # stopped by --max_steps before the first evaluation
+                with evaluation_weights():
+                    network.save_pretrained(folder)
+            else:  # the best model, saved in the output folder when it was reached
+                DartsRNNForCausalLM.from_pretrained(output_dir).save_pretrained(folder)
+            tokenizer.save_pretrained(folder)
+            save_language_model_results(args, folder, progress.history, valid_columns, test_columns, runtime)
+
+        finish_run(args, run_record, repo_id, write, runtime)
     accelerator.end_training()
     return network
 
@@ -321,8 +337,8 @@ def save_language_model_results(
     test_columns: torch.Tensor,
     seconds: float,
 ) -> None:
-    """`all_results.json` (validation and test perplexity of the saved, best model), `training_log.json`, the cell
-    drawing and the model card."""
+    """`all_results.json` (validation and test perplexity of the best model, saved in `output_dir`),
+    `training_log.json`, the cell drawing and the model card."""
     best = DartsRNNForCausalLM.from_pretrained(output_dir)
     valid = evaluate_perplexity(best, valid_columns, args.bptt)
     test = evaluate_perplexity(best, test_columns, args.bptt)

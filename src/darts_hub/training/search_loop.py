@@ -26,8 +26,8 @@ from .common import (
     LoopProgress,
     RunArguments,
     batch_transform,
+    finish_run,
     load_image_splits,
-    push_output,
     resume,
     run_epochs,
     start_run,
@@ -156,7 +156,7 @@ def run_search(args: SearchArguments) -> DartsSearchNetwork:
 
     Returns the supernet (on every process), whose `genotype()` is the result.
     """
-    accelerator, repo_id = start_run(args, "darts-search")
+    accelerator, repo_id, record = start_run(args, "darts-search")
     channels_last = use_channels_last(args, accelerator)
 
     # Data: the training split, divided into weight-training and architecture-validation parts.
@@ -197,7 +197,7 @@ def run_search(args: SearchArguments) -> DartsSearchNetwork:
     )
     progress = SearchProgress()
     accelerator.register_for_checkpointing(scheduler, architect, progress)
-    resume(accelerator, args)
+    record = resume(accelerator, args, record)
     if accelerator.is_main_process:
         accelerator.init_trackers("darts-search", config=args.tracker_config())
 
@@ -224,19 +224,33 @@ def run_search(args: SearchArguments) -> DartsSearchNetwork:
         valid = evaluate(model, eval_loader, transform, accelerator, description="arch-validation")
         _record_epoch(accelerator, supernet, progress, epoch, train_loss, train_accuracy, valid)
 
-    run_epochs(accelerator, args, model, train_loader, args.epochs, progress, step, end_of_epoch, "search epoch")
+    run_epochs(
+        accelerator,
+        args,
+        model,
+        train_loader,
+        args.epochs,
+        progress,
+        step,
+        end_of_epoch,
+        "search epoch",
+        record=record,
+    )
 
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        save_search_result(
-            Path(args.output_dir),
-            supernet,
-            progress.history,
-            derived_sizes={"init_channels": args.train_init_channels, "num_cells": args.train_num_cells},
-            settings=args.tracker_config(),
-            dataset=args.dataset_description,
-        )
-        push_output(args, repo_id)
+
+        def write(folder: Path) -> None:
+            save_search_result(
+                folder,
+                supernet,
+                progress.history,
+                derived_sizes={"init_channels": args.train_init_channels, "num_cells": args.train_num_cells},
+                settings=args.tracker_config(),
+                dataset=args.dataset_description,
+            )
+
+        finish_run(args, record, repo_id, write, progress.tick())
     accelerator.end_training()
     return supernet
 

@@ -30,9 +30,9 @@ from .common import (
     NetworkArguments,
     RunArguments,
     batch_transform,
+    finish_run,
     load_config,
     load_image_splits,
-    push_output,
     resume,
     run_epochs,
     start_run,
@@ -192,7 +192,7 @@ def train_step(model, optimizer, pixel_values, labels, accelerator, grad_clip: f
 def run_training(args: TrainArguments) -> DartsForImageClassification:
     """Train as configured by `args`; writes the model, its image processor, logs, metrics, drawings and model card
     to `args.output_dir` (and pushes them when asked). Returns the trained model."""
-    accelerator, repo_id = start_run(args, "darts-train")
+    accelerator, repo_id, record = start_run(args, "darts-train")
     channels_last = use_channels_last(args, accelerator)
     train_data = load_image_splits(args, accelerator)["train"]
     mean, std = train_data.statistics()
@@ -228,12 +228,11 @@ def run_training(args: TrainArguments) -> DartsForImageClassification:
     network = accelerator.unwrap_model(model)
     progress = LoopProgress()
     accelerator.register_for_checkpointing(scheduler, progress)
-    resume(accelerator, args)
+    record = resume(accelerator, args, record)
     if accelerator.is_main_process:
         accelerator.init_trackers("darts-train", config=args.tracker_config())
 
     timing = {"augmentation": 0.0, "step": 0.0}
-    start = time.perf_counter()
 
     def start_of_epoch(epoch):
         # The drop-path probability grows linearly with the epoch (the original schedule).
@@ -281,7 +280,17 @@ def run_training(args: TrainArguments) -> DartsForImageClassification:
         accelerator.log({k: v for k, v in record.items() if k != "epoch"}, step=progress.global_step)
 
     run_epochs(
-        accelerator, args, model, train_loader, args.epochs, progress, step, end_of_epoch, "epoch", start_of_epoch
+        accelerator,
+        args,
+        model,
+        train_loader,
+        args.epochs,
+        progress,
+        step,
+        end_of_epoch,
+        "epoch",
+        start_of_epoch,
+        record=record,
     )
 
     accelerator.wait_for_everyone()
@@ -292,16 +301,23 @@ def run_training(args: TrainArguments) -> DartsForImageClassification:
     else:  # stopped by --max_steps within an epoch
         final = evaluate(model, eval_loader, transform, accelerator, description=args.eval_split)
     if accelerator.is_main_process:
-        save_trained_model(args, network, progress.history, final, time.perf_counter() - start)
-        push_output(args, repo_id)
+        runtime = progress.tick()
+        finish_run(
+            args,
+            record,
+            repo_id,
+            lambda folder: save_trained_model(args, folder, network, progress.history, final, runtime),
+            runtime,
+        )
     accelerator.end_training()
     return network
 
 
-def save_trained_model(args: TrainArguments, network, history: list[dict], final: dict, seconds: float) -> None:
+def save_trained_model(
+    args: TrainArguments, output_dir: Path, network, history: list[dict], final: dict, seconds: float
+) -> None:
     """The model and image processor (`save_pretrained`), `training_log.json` (every epoch), `all_results.json`
-    (the final evaluation), drawings of the cells, and the model card."""
-    output_dir = Path(args.output_dir)
+    (the final evaluation, `train_runtime_seconds` summed over resumes), drawings of the cells, and the model card."""
     network.save_pretrained(output_dir)
     (output_dir / "training_log.json").write_text(json.dumps(history, indent=1) + "\n")
     results = {
