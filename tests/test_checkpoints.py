@@ -6,6 +6,9 @@ import json
 import logging
 import os
 import shutil
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -140,3 +143,33 @@ def test_a_crafted_pickle_in_a_checkpoint_is_refused_before_it_runs(stopped_sear
     with pytest.raises(ResumeError, match=r"custom_checkpoint_0.pkl: refusing to load the global posix.system"):
         run_search(tiny_search_args(folder, resume_from_checkpoint="latest"))
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("where", ["checkpoint", "final"])
+def test_a_kill_9_during_a_save_then_resume_gives_the_uninterrupted_result(stopped_search, tmp_path, where):
+    """A real SIGKILL in the middle of saving checkpoint-6 (written, not yet renamed), or of the final save (some
+    final files moved in, the record not complete); resuming `latest` gives the uninterrupted search's result."""
+    root, full = stopped_search
+    folder = tmp_path / "killed"
+    settings = vars(tiny_search_args(folder, order=1, checkpointing_steps=2))
+    flags = [item for key, value in settings.items() if value is not None for item in (f"--{key}", str(value))]
+    killed = subprocess.run(
+        [sys.executable, str(Path(__file__).parent / "kill_during_save.py"), where, *flags],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    record = json.loads((folder / "run_record.json").read_text())
+    assert record["status"] == "running"  # the folder says it is not complete
+    if where == "checkpoint":
+        assert (folder / "checkpoints" / "checkpoint-6.partial").is_dir()
+        assert not (folder / "checkpoints" / "checkpoint-6").exists()
+    resumed = run_search(tiny_search_args(folder, order=1, checkpointing_steps=2, resume_from_checkpoint="latest"))
+    torch.testing.assert_close(flat(resumed.weight_parameters()), flat(full.weight_parameters()), rtol=0, atol=1e-6)
+    for ours, theirs in zip(resumed.arch_parameters(), full.arch_parameters()):
+        torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-7)
+    record = json.loads((folder / "run_record.json").read_text())
+    assert record["status"] == "complete" and all((folder / name).is_file() for name in record["files"])
+    history = json.loads((folder / "alphas_history.json").read_text())
+    assert history == json.loads((root / "full" / "alphas_history.json").read_text())

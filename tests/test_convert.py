@@ -23,7 +23,6 @@ from darts_hub.convert import (
 
 TESTS = Path(__file__).parent
 KEY_LISTS = TESTS / "data" / "original_checkpoint_keys"
-MODEL_CARDS = TESTS.parent / "model_cards"
 
 
 def synthetic_state_dict(key_list: str, with_num_batches_tracked: bool) -> dict[str, torch.Tensor]:
@@ -187,30 +186,52 @@ def test_pickles_with_other_globals_are_refused_before_anything_runs(tmp_path, c
     assert not marker.exists()
 
 
-# The paper's reported figures (shared/reference/REFERENCE.md), which the cards must carry.
+# The paper's reported figures (shared/reference/REFERENCE.md), which the cards of the released cells must carry.
 REPORTED = {
-    "darts-v2-cifar10": {"Test error (%, reported by the paper)": 2.63},
-    "darts-v2-imagenet": {
-        "Top-1 error (%, reported by the paper)": 26.7,
-        "Top-5 error (%, reported by the paper)": 8.7,
-    },
-    "darts-v2-ptb": {"Test perplexity (reported by the paper)": 55.68},
+    "cifar10": {"Test error (%, reported by the paper)": 2.63, "Top-1 accuracy (%, reported by the paper)": 97.37},
+    "imagenet": {"Top-1 error (%, reported by the paper)": 26.7, "Top-5 error (%, reported by the paper)": 8.7},
+    "ptb": {"Test perplexity (reported by the paper)": 55.68},
 }
-PARAMETERS = {"darts-v2-cifar10": "3,349,342", "darts-v2-imagenet": "4,718,752", "darts-v2-ptb": "22,960,000"}
+PARAMETERS = {"cifar10": "3,349,342", "imagenet": "4,718,752"}
 
 
-@pytest.mark.parametrize("name", list(REPORTED))
-def test_model_cards_parse_and_carry_the_reported_results(name):
-    card = ModelCard.load(MODEL_CARDS / name / "README.md")
+def converted(kind: str, tmp_path: Path, original_ptb_pickles=None, genotype=None) -> Path:
+    if kind == "ptb":
+        checkpoint = original_ptb_pickles[0][0]
+    else:
+        state = synthetic_state_dict(f"{kind}_darts_v2.txt", False)
+        checkpoint = save(state, tmp_path / f"{kind}_model.pt", legacy=True)
+    folder, files = convert_checkpoint(checkpoint, kind, tmp_path / f"{kind}-converted", genotype=genotype)
+    assert sorted(files) == sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+    return folder
+
+
+@pytest.mark.parametrize("kind", list(REPORTED))
+def test_cards_are_written_from_what_was_converted(kind, tmp_path, original_ptb_pickles):
+    folder = converted(kind, tmp_path, original_ptb_pickles)
+    card = ModelCard.load(folder / "README.md")
     assert card.data.library_name == "darts-hub" and card.data.license == "apache-2.0"
     metrics = {result.metric_name: result.metric_value for result in card.data.eval_results}
-    for metric, value in REPORTED[name].items():
-        assert metrics[metric] == value
-    assert all("reported by the paper" in metric for metric in metrics)
-    assert PARAMETERS[name] in card.text and "@inproceedings{liu2019darts" in card.text
+    assert metrics == REPORTED[kind]
+    model_class = AutoModelForCausalLM if kind == "ptb" else AutoModelForImageClassification
+    parameters = f"{count_parameters(model_class.from_pretrained(folder)):,}"
+    assert parameters == PARAMETERS.get(kind, parameters) and f"{parameters} parameters" in card.text
+    assert "@inproceedings{liu2019darts" in card.text
+    for name in (p.name for p in folder.iterdir()):
+        assert f"- `{name}`" in card.text  # the card lists the files it comes with
     for picture in ("normal.png", "recurrent.png"):
         if f"]({picture})" in card.text:
-            assert (MODEL_CARDS / name / picture).is_file()
+            assert (folder / picture).is_file()
+
+
+def test_a_card_of_other_cells_claims_no_paper_result():
+    from darts_hub.hub import converted_model_card
+    from darts_hub.models.darts import DartsConfig
+
+    other = DartsConfig(genotype="DARTS_V1", init_channels=36, num_cells=20)
+    card = converted_model_card("cifar10", other, 123, "cifar10_model.pt", ["model.safetensors"])
+    assert not card.data.eval_results and "the paper's results do not apply" in card.text
+    assert "123 parameters" in card.text and card.text.startswith("\n# DARTS network converted from cifar10_model.pt")
 
 
 def test_convert_script(tmp_path, run_script):

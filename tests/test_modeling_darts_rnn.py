@@ -132,9 +132,9 @@ def test_vocabulary_follows_the_original_order_rule():
 def test_tokenizer_round_trip_and_text_generation_pipeline(tmp_path):
     train, valid, test = ["the cat sat", "the dog ran <unk>"], ["a cat"], ["the end"]
     tokenizer = build_tokenizer([train, valid, test])
-    assert tokenizer("the cat sat").input_ids == [0, 1, 2, 3]  # <eos> appended
-    assert tokenizer.decode(tokenizer("the zebra").input_ids) == " the <unk> <eos>"  # a space before every word
-    assert tokenizer.decode(tokenizer("the cat").input_ids, skip_special_tokens=True) == " the cat"
+    assert tokenizer("the cat sat").input_ids == [0, 1, 2]  # no <eos>: a prompt does not end the text
+    assert tokenizer.decode(tokenizer("the zebra").input_ids) == " the <unk>"  # a space before every word
+    assert tokenizer.decode([0, 3], skip_special_tokens=True) == " the" and tokenizer.eos_token_id == 3
     model = tiny_lm(
         vocab_size=len(tokenizer), eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id
     )

@@ -1,4 +1,5 @@
 import json
+import logging
 import shutil
 import time
 from pathlib import Path
@@ -419,3 +420,18 @@ def test_a_search_on_streamed_images_finds_what_decoded_images_find(tmp_path):
     )
     for a, b in zip(in_memory.arch_parameters(), streamed.arch_parameters()):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("num_cells", [1, 2])
+def test_searches_of_one_or_two_cells_run_in_both_orders(tmp_path, num_cells, caplog):
+    """With one or two cells every cell is a reduction cell: the normal alphas get no gradient (they stay), and the
+    second-order step must not fail on them ("differentiated Tensor not used in the graph")."""
+    for order in (1, 2):
+        with caplog.at_level(logging.WARNING, logger="darts_hub"):
+            supernet = run_search(
+                tiny_search_args(tmp_path / f"order{order}", order=order, num_cells=num_cells, epochs=1)
+            )
+        assert "every cell is a reduction cell" in caplog.text
+        assert supernet.config.reduction_cells == tuple(range(num_cells))
+        genotype = json.loads((tmp_path / f"order{order}" / "genotype.json").read_text())
+        assert len(genotype["normal"]) == len(genotype["reduce"]) == 4  # 2 nodes x 2 edges

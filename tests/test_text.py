@@ -39,9 +39,9 @@ def test_streams_follow_the_vocabulary_and_batchify_like_the_original():
     stream = encode_lines(lines["train"] + ["z"], vocabulary)
     eos, unk = vocabulary["<eos>"], vocabulary["<unk>"]
     assert stream.tolist() == [vocabulary["a"], vocabulary["b"], eos, vocabulary["c"], eos, unk, eos]
-    # The tokenizer encodes the same ids.
+    # The tokenizer encodes the same ids (without the line's <eos>: a prompt is continued, not ended).
     tokenizer = build_tokenizer(vocabulary=vocabulary)
-    assert tokenizer("a b").input_ids == stream[:3].tolist()
+    assert tokenizer("a b").input_ids == stream[:2].tolist()
     columns = batchify(torch.arange(10), 3)
     assert columns.tolist() == [[0, 3, 6], [1, 4, 7], [2, 5, 8]]
     chunks = list(StreamChunks(columns, 2))

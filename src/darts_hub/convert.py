@@ -16,22 +16,22 @@ from __future__ import annotations
 
 import logging
 import re
-import shutil
 from pathlib import Path
 
 import torch
 
+from .counting import count_parameters
 from .genotypes import RecurrentGenotype, get_genotype
-from .hub import check_output_dir, write_folder_atomically
+from .hub import check_output_dir, converted_model_card, write_folder_atomically
 from .models.darts import DartsConfig, DartsForImageClassification
 from .models.darts_rnn import DartsRNNConfig, DartsRNNForCausalLM, build_tokenizer, vocabulary_in_order
 from .unpickling import Recorded, UnsafePickleError, load_torch_file
+from .visualize import draw_genotype
 
 
 logger = logging.getLogger(__name__)
 
 KINDS = ("cifar10", "imagenet", "ptb")
-MODEL_CARDS = {"cifar10": "darts-v2-cifar10", "imagenet": "darts-v2-imagenet", "ptb": "darts-v2-ptb"}
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
 
@@ -258,14 +258,6 @@ def _walk(node):
             yield from _walk(child)
 
 
-def model_card_folder(kind: str) -> Path:
-    """The card (README.md and drawings) of a published checkpoint, in the repository's model_cards/ folder."""
-    folder = Path(__file__).resolve().parents[2] / "model_cards" / MODEL_CARDS[kind]
-    if not (folder / "README.md").is_file():
-        raise FileNotFoundError(f"No model card at {folder}: run the converter from a clone of darts-hub.")
-    return folder
-
-
 def convert_checkpoint(
     checkpoint: str | Path,
     kind: str,
@@ -274,7 +266,8 @@ def convert_checkpoint(
     vocab_from: str | Path | None = None,
     overwrite_output_dir: bool = False,
 ) -> tuple[Path, list[str]]:
-    """Convert an original checkpoint into a save_pretrained folder with its model card, ready for upload. Returns
+    """Convert an original checkpoint into a save_pretrained folder with drawings of its cells and a model card
+    written from what was converted, ready for upload. Returns
     the folder and the files written into it (what `push_folder` publishes). Nothing is written unless the whole
     conversion succeeds, and a non-empty `output_dir` is refused unless `overwrite_output_dir`."""
     if kind not in KINDS:
@@ -284,14 +277,16 @@ def convert_checkpoint(
         model, tokenizer = convert_ptb(checkpoint, vocab_from, genotype)
     else:
         model, tokenizer = convert_cnn(checkpoint, kind, genotype or "DARTS_V2"), None
-    card = model_card_folder(kind)
+    parameters = count_parameters(model)
 
     def write(folder: Path) -> None:
         model.save_pretrained(folder)
         if tokenizer is not None:
             tokenizer.save_pretrained(folder)
-        for path in card.iterdir():
-            shutil.copyfile(path, folder / path.name)
+        draw_genotype(model.config.get_genotype(), folder)
+        files = sorted(str(path.relative_to(folder)) for path in folder.rglob("*") if path.is_file())
+        card = converted_model_card(kind, model.config, parameters, Path(checkpoint).name, files)
+        card.save(folder / "README.md")
 
     files = write_folder_atomically(output_dir, write, overwrite_output_dir)
     return Path(output_dir), files
@@ -304,7 +299,6 @@ __all__ = [
     "convert_checkpoint",
     "convert_ptb",
     "load_pickled_model",
-    "model_card_folder",
     "original_ptb_key",
     "ptb_vocabulary",
     "cnn_config",

@@ -383,9 +383,140 @@ whole split, batch 1 by default as the original's test).
     return ModelCard(content)
 
 
+# What the paper reports for each released checkpoint (Tables 1-3): true of the released DARTS_V2 weights only.
+PAPER_RESULTS = {
+    "cifar10": {
+        "title": "DARTS_V2 on CIFAR-10",
+        "dataset": ("CIFAR-10", "uoft-cs/cifar10", "test"),
+        "task": "image-classification",
+        "metrics": [
+            ("accuracy", "Top-1 accuracy (%, reported by the paper)", 97.37),
+            ("error", "Test error (%, reported by the paper)", 2.63),
+        ],
+        "summary": "2.63% test error (97.37% accuracy) for the released checkpoint; 2.76 +/- 0.09% over 10 runs "
+        "of training the same cell from scratch",
+    },
+    "imagenet": {
+        "title": "DARTS_V2 on ImageNet (mobile setting)",
+        "dataset": ("ImageNet", "ILSVRC/imagenet-1k", "validation"),
+        "task": "image-classification",
+        "metrics": [
+            ("error", "Top-1 error (%, reported by the paper)", 26.7),
+            ("error", "Top-5 error (%, reported by the paper)", 8.7),
+        ],
+        "summary": "26.7% top-1 and 8.7% top-5 error on the validation set",
+    },
+    "ptb": {
+        "title": "DARTS_V2 recurrent cell on Penn Treebank",
+        "dataset": ("Penn Treebank", "ptb_text_only", "test"),
+        "task": "text-generation",
+        "metrics": [("perplexity", "Test perplexity (reported by the paper)", 55.68)],
+        "summary": "55.68 test perplexity (58.17 validation)",
+    },
+}
+
+
+def converted_model_card(kind: str, config, parameters: int, checkpoint_name: str, files: list[str]) -> ModelCard:
+    """The README.md of a converted original checkpoint, written from what was converted: its genotype and sizes,
+    its parameter count, and the paper's reported results only if the cells are the released DARTS_V2."""
+    from .genotypes import get_genotype
+
+    paper = PAPER_RESULTS[kind]
+    recurrent = kind == "ptb"
+    is_released_cell = config.get_genotype() == get_genotype("DARTS_V2", recurrent=recurrent)
+    name, dataset_id, split = paper["dataset"]
+    eval_results = [
+        EvalResult(
+            task_type=paper["task"],
+            dataset_type=dataset_id,
+            dataset_name=name,
+            dataset_split=split,
+            metric_type=metric,
+            metric_name=metric_name,
+            metric_value=value,
+        )
+        for metric, metric_name, value in paper["metrics"]
+    ]
+    data = ModelCardData(
+        library_name="darts-hub",
+        license="apache-2.0",
+        tags=["darts", "neural-architecture-search", paper["task"]],
+        datasets=[dataset_id],
+        pipeline_tag=paper["task"],
+        model_name=f"{paper['title']} (original checkpoint, converted)" if is_released_cell else None,
+        eval_results=eval_results if is_released_cell else None,
+    )
+    if is_released_cell:
+        reported = f"**Results reported by the paper** (not measured by darts-hub): {paper['summary']}."
+        title = paper["title"]
+    else:
+        reported = "The cells are not the released DARTS_V2 cells, so the paper's results do not apply to it."
+        title = f"DARTS network converted from {checkpoint_name}"
+    if recurrent:
+        architecture = (
+            f"One layer of the recurrent cell below, embedding = hidden size {config.hidden_size}, vocabulary "
+            f"{config.vocab_size:,}, decoder tied to the embedding: {parameters:,} parameters."
+        )
+        auto_class, evaluate = "AutoModelForCausalLM", "--dataset_name ptb_text_only --split test"
+    else:
+        architecture = (
+            f"{config.num_cells} cells (reductions at cells {', '.join(map(str, config.reduction_cells))}), "
+            f"{config.init_channels} initial channels, {config.stem} stem, {config.image_size}x{config.image_size} "
+            f"inputs: {parameters:,} parameters without the auxiliary head (used only in training)."
+        )
+        auto_class, evaluate = "AutoModelForImageClassification", f"--dataset_name {dataset_id} --split {split}"
+    pictures = _pictures([Path(name) for name in files])
+    listed = "\n".join(f"- `{name}`" for name in [*files, "README.md"])
+    content = f"""---
+{data.to_yaml()}
+---
+
+# {title}
+
+`{checkpoint_name}`, a checkpoint released with DARTS ([Liu et al., 2019](https://arxiv.org/abs/1806.09055)),
+converted to a transformers checkpoint (safetensors) by darts-hub's `scripts/convert_original_checkpoint.py`, which
+reads the original file without running any of its pickles. The weights are the original authors' (Apache-2.0).
+
+{reported}
+
+## Architecture
+
+{architecture}
+
+```json
+{json.dumps(config.genotype)}
+```
+
+{pictures}
+
+## Use
+
+```python
+import darts_hub  # registers the DARTS models with transformers
+from transformers import {auto_class}
+
+model = {auto_class}.from_pretrained("path/or/repo")
+```
+
+Evaluate: `python scripts/evaluate.py --model_name_or_path path/or/repo {evaluate}`.
+
+## Files
+
+{listed}
+
+## Citation
+
+```bibtex
+{CITATION}
+```
+"""
+    return ModelCard(content)
+
+
 __all__ = [
     "HubPushError",
     "check_output_dir",
+    "converted_model_card",
     "create_hub_repo",
     "push_folder",
     "save_search_result",

@@ -8,9 +8,11 @@ normalisation run on whole batches on the training device, so the data pipeline 
 from __future__ import annotations
 
 import copy
+import io
 import logging
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import datasets
 import numpy as np
@@ -65,6 +67,16 @@ def load_image_dataset(
     if dataset_name and train_dir:
         raise DataError("Pass either --dataset_name or --train_dir, not both.")
     if train_dir:
+        classes = (
+            sorted(path.name for path in Path(train_dir).iterdir() if path.is_dir())
+            if Path(train_dir).is_dir()
+            else []
+        )
+        if len(classes) < 2:
+            raise DataError(
+                f"--train_dir {train_dir} has {len(classes)} class(es) {classes}: classification needs at least two "
+                "(an image folder needs one sub-folder per class, e.g. train/cat/*.png and train/dog/*.png)."
+            )
         data_files = {"train": f"{train_dir}/**"}
         if validation_dir:
             data_files["test"] = f"{validation_dir}/**"
@@ -192,8 +204,20 @@ def class_names_of(dataset: datasets.Dataset, label_column: str) -> list[str]:
     """The names of a `ClassLabel` column, else its distinct values in order (as strings); reads no image."""
     label_feature = dataset.features[label_column]
     if isinstance(label_feature, datasets.ClassLabel):
-        return list(label_feature.names)
-    return [str(label) for label in sorted(set(dataset[label_column]))]
+        names = list(label_feature.names)
+    elif isinstance(label_feature, datasets.Value) and label_feature.dtype.startswith(("int", "uint")):
+        names = [str(label) for label in sorted(set(dataset[label_column]))]
+    else:
+        raise DataError(
+            f"Column {label_column!r} holds {label_feature}, not class labels (integers or a ClassLabel): name the "
+            "label column with --label_column_name, or cast it with `dataset.cast_column(name, ClassLabel(...))`."
+        )
+    if len(names) < 2:
+        raise DataError(
+            f"Column {label_column!r} has {len(names)} class(es) {names}: classification needs at least two (an image "
+            "folder needs one sub-folder per class, e.g. train/cat/*.png and train/dog/*.png)."
+        )
+    return names
 
 
 def decode_images(
@@ -219,11 +243,27 @@ def decode_images(
     pixels = torch.empty(len(dataset), 3, size[0], size[0], dtype=torch.uint8)
     batches = dataset.select_columns([image_column]).iter(batch_size=DECODE_BATCH)
     position = 0
-    for batch in tqdm(batches, total=math.ceil(len(dataset) / DECODE_BATCH), desc="decoding images", leave=False):
-        for image in batch[image_column]:
-            pixels[position] = to_pixels(image, size, image_size, crop_from, position)
-            position += 1
+    try:
+        for batch in tqdm(batches, total=math.ceil(len(dataset) / DECODE_BATCH), desc="decoding images", leave=False):
+            for image in batch[image_column]:
+                pixels[position] = to_pixels(image, size, image_size, crop_from, position)
+                position += 1
+    except (OSError, SyntaxError, ValueError) as error:  # what PIL raises for a broken file
+        raise DataError(f"Could not decode {describe_image(dataset, image_column, position)}: {error}") from error
     return ImageTensors(pixels, labels, class_names)
+
+
+def describe_image(dataset: datasets.Dataset, image_column: str, position: int) -> str:
+    """'image N (its file)' of the first image from `position` on that does not decode, for error messages."""
+    raw = dataset.select_columns([image_column]).cast_column(image_column, datasets.Image(decode=False))
+    for index in range(position, min(position + DECODE_BATCH, len(raw))):
+        entry = raw[index][image_column]
+        try:
+            with PILImage.open(entry["path"] if entry.get("bytes") is None else io.BytesIO(entry["bytes"])) as image:
+                image.load()
+        except (OSError, SyntaxError, ValueError):
+            return f"image {index} ({entry.get('path') or 'embedded bytes'})"
+    return f"an image after image {position}"
 
 
 def square_size(

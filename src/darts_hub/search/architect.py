@@ -100,7 +100,7 @@ class Architect:
         alphas = [parameters[name] for name in self.arch_names]
         weights = [parameters[name].detach() for name in self.weight_names]
         if self.order == 1:
-            return list(torch.autograd.grad(self._loss(weights, alphas, valid_batch, validation=True), alphas))
+            return list(_grad_or_zeros(self._loss(weights, alphas, valid_batch, validation=True), alphas))
         if weight_optimizer is None:
             raise ValueError("Second-order architecture steps need the weight optimizer (its lr, momentum, decay).")
         if self.hessian == "exact":
@@ -140,37 +140,43 @@ class Architect:
         lr = weight_optimizer.param_groups[0]["lr"]
         weights_grad = [w.clone().requires_grad_() for w in weights]
         train_loss = self._loss(weights_grad, [a.detach() for a in alphas], train_batch)
-        train_gradients = torch.autograd.grad(train_loss, weights_grad)
+        train_gradients = _grad_or_zeros(train_loss, weights_grad)
         unrolled = [
             w.detach().requires_grad_() for w in self._unrolled_weights(weights, train_gradients, weight_optimizer)
         ]
         valid_loss = self._loss(unrolled, alphas, valid_batch, validation=True)
-        valid_gradients = torch.autograd.grad(valid_loss, alphas + unrolled)
+        valid_gradients = _grad_or_zeros(valid_loss, alphas + unrolled)
         alpha_gradients, vector = valid_gradients[: len(alphas)], valid_gradients[len(alphas) :]
 
         norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(v) for v in vector]))
         epsilon = self.epsilon_scale / norm
         plus = [w + epsilon * v for w, v in zip(weights, vector)]
         minus = [w - epsilon * v for w, v in zip(weights, vector)]
-        gradients_plus = torch.autograd.grad(self._loss(plus, alphas, train_batch), alphas)
-        gradients_minus = torch.autograd.grad(self._loss(minus, alphas, train_batch), alphas)
+        gradients_plus = _grad_or_zeros(self._loss(plus, alphas, train_batch), alphas)
+        gradients_minus = _grad_or_zeros(self._loss(minus, alphas, train_batch), alphas)
         return [
             g - lr * (gp - gm) / (2 * epsilon) for g, gp, gm in zip(alpha_gradients, gradients_plus, gradients_minus)
         ]
 
     def _exact_unrolled_gradients(self, weights, alphas, train_batch, valid_batch, weight_optimizer):
         weights_grad = [w.clone().requires_grad_() for w in weights]
-        train_gradients = torch.autograd.grad(
+        train_gradients = _grad_or_zeros(
             self._loss(weights_grad, alphas, train_batch), weights_grad, create_graph=True
         )
         unrolled = self._unrolled_weights(weights, train_gradients, weight_optimizer)
-        return list(torch.autograd.grad(self._loss(unrolled, alphas, valid_batch, validation=True), alphas))
+        return list(_grad_or_zeros(self._loss(unrolled, alphas, valid_batch, validation=True), alphas))
 
     def state_dict(self) -> dict:
         return {"optimizer": self.optimizer.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
         self.optimizer.load_state_dict(state["optimizer"])
+
+
+def _grad_or_zeros(outputs, inputs, **kwargs):
+    """`torch.autograd.grad` with zeros for inputs that do not reach the loss: a supernet of one or two cells has
+    only reduction cells, so its normal-cell alphas are unused."""
+    return torch.autograd.grad(outputs, inputs, materialize_grads=True, **kwargs)
 
 
 def _average_across_processes(gradients: list[torch.Tensor]) -> list[torch.Tensor]:

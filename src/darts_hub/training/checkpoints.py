@@ -5,7 +5,7 @@ A checkpoint is Accelerate's `save_state` folder, written as `checkpoints/checkp
 and the settings that determine the result) is in place. So a folder named `checkpoint-STEP` is always complete,
 and a kill during a save leaves at most a `.partial` folder that resuming skips.
 
-Resuming checks, before anything is loaded:
+Resuming checks, before anything is loaded or written:
 - `latest` is the newest complete checkpoint of this run (other runs' and partial or corrupt ones are skipped, with a
   warning naming them);
 - the settings recorded in the checkpoint equal the current ones, else the resume is refused with every difference
@@ -135,16 +135,9 @@ def check_checkpoint(checkpoint: Path, settings: dict, num_processes: int, accep
                 raise ResumeError(f"Refusing to resume from {checkpoint}: {error}") from error
 
 
-def resume(
-    accelerator: Accelerator,
-    output_dir: str | Path,
-    resume_from_checkpoint: str | None,
-    run_id: str,
-    settings: dict,
-    accept_inexact: bool = False,
-) -> Path | None:
-    """Load the state named by `--resume_from_checkpoint` ('latest': this run's newest complete checkpoint, if
-    any) after `check_checkpoint`; returns the checkpoint resumed from."""
+def select_checkpoint(output_dir: str | Path, resume_from_checkpoint: str | None, run_id: str) -> Path | None:
+    """The checkpoint named by `--resume_from_checkpoint` ('latest': this run's newest complete checkpoint in
+    `output_dir`, if any), or None to start from scratch."""
     if not resume_from_checkpoint:
         return None
     if resume_from_checkpoint == "latest":
@@ -153,14 +146,10 @@ def resume(
             logger.warning(
                 "No checkpoint of this run in %s: starting from scratch.", Path(output_dir) / CHECKPOINTS_FOLDER
             )
-            return None
-    else:
-        checkpoint = Path(resume_from_checkpoint)
-        if not checkpoint.is_dir():
-            raise FileNotFoundError(f"No checkpoint folder at {checkpoint}.")
-    check_checkpoint(checkpoint, settings, accelerator.num_processes, accept_inexact)
-    logger.info("Resuming from %s", checkpoint)
-    accelerator.load_state(str(checkpoint))
+        return checkpoint
+    checkpoint = Path(resume_from_checkpoint)
+    if not checkpoint.is_dir():
+        raise FileNotFoundError(f"No checkpoint folder at {checkpoint}: pass a checkpoint-N folder, or 'latest'.")
     return checkpoint
 
 
@@ -170,7 +159,7 @@ __all__ = [
     "check_checkpoint",
     "checkpoint_folders",
     "latest_checkpoint",
-    "resume",
     "save_checkpoint",
+    "select_checkpoint",
     "settings_differences",
 ]

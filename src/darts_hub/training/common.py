@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 from accelerate import Accelerator
 from accelerate.utils import ProjectConfiguration, set_seed
+from safetensors import SafetensorError
 from tqdm.auto import tqdm
 from transformers import AutoConfig, PreTrainedConfig
 
@@ -28,8 +29,7 @@ from ..data.images import (
 )
 from ..data.text import batchify, load_text_dataset, split_lines
 from ..hub import create_hub_repo, write_folder_atomically
-from .checkpoints import resume as resume_from
-from .checkpoints import save_checkpoint
+from .checkpoints import check_checkpoint, save_checkpoint, select_checkpoint
 from .publishing import claim_output_dir, complete_run, plan_run, publish_run, read_run_record
 
 
@@ -50,6 +50,38 @@ NOT_RESULT_SETTINGS = {
     "hub_private_repo",
     "dataloader_num_workers",
 }
+
+# Counts and sizes that must be positive when given (checked when the arguments are parsed).
+POSITIVE_SETTINGS = (
+    "epochs",
+    "batch_size",
+    "eval_batch_size",
+    "test_batch_size",
+    "bptt",
+    "image_size",
+    "max_train_samples",
+    "max_steps",
+    "checkpointing_steps",
+    "checkpoints_total_limit",
+    "init_channels",
+    "num_cells",
+    "steps",
+    "multiplier",
+    "hidden_size",
+    "train_init_channels",
+    "train_num_cells",
+    "train_hidden_size",
+    "gradient_accumulation_steps",
+    "learning_rate",
+)
+
+
+def check_positive(args) -> None:
+    """Refuse a count or size that is zero or negative (an `--epochs 0` run would save an untrained model)."""
+    for name in POSITIVE_SETTINGS:
+        value = getattr(args, name, None)
+        if value is not None and not value > 0:
+            raise ValueError(f"--{name} must be positive, got {value}.")
 
 
 @dataclass
@@ -152,14 +184,32 @@ class NetworkArguments:
                 setattr(self, name, value)
 
 
+def load_pretrained(model_class, name_or_path: str, **kwargs):
+    """`model_class.from_pretrained(name_or_path, **kwargs)`; a broken weights file is named in the error."""
+    try:
+        return model_class.from_pretrained(name_or_path, **kwargs)
+    except SafetensorError as error:
+        weights = Path(name_or_path) / "model.safetensors"
+        raise OSError(
+            f"Could not read the weights {weights if weights.is_file() else 'model.safetensors of ' + name_or_path}: "
+            f"{error}. The file is truncated or corrupt: save or download it again."
+        ) from error
+
+
 def load_config(name_or_path: str, flag: str, config_class: type[PreTrainedConfig]) -> PreTrainedConfig:
     """The config of a folder or Hub id named by `flag`, which must be a `config_class`."""
     try:
         config = AutoConfig.from_pretrained(name_or_path)
+        recorded, _ = PreTrainedConfig.get_config_dict(name_or_path)
     except (OSError, ValueError) as error:
         raise FileNotFoundError(f"Could not load the config of {flag} {name_or_path!r}: {error}") from error
     if not isinstance(config, config_class):
         raise ValueError(f"{flag} {name_or_path!r} is a {type(config).__name__}, not a {config_class.__name__}.")
+    if "genotype" not in recorded:
+        raise ValueError(
+            f"The config of {flag} {name_or_path!r} names no genotype, so it does not say which cells to train: add "
+            'a "genotype" (a zoo name such as "DARTS_V2", or the cells as JSON), or pass --genotype instead.'
+        )
     return config
 
 
@@ -207,6 +257,9 @@ class RunArguments:
     def __post_init__(self):
         if self.push_to_hub and not self.hub_model_id:
             raise ValueError("--push_to_hub needs --hub_model_id (user/name).")
+        if self.mixed_precision == "fp16" and not torch.cuda.is_available():
+            raise ValueError("--mixed_precision fp16 needs a GPU; on the CPU use bf16 or no.")
+        check_positive(self)  # the values given; a recipe fills the others with positive ones
 
     def tracker_config(self) -> dict:
         """The settings as logged to trackers and model cards (never the token)."""
@@ -322,20 +375,20 @@ def own_states(states: torch.Tensor | None, accelerator: Accelerator) -> torch.T
 
 
 def resume(accelerator: Accelerator, args: RunArguments, record: dict | None) -> dict:
-    """Claim the output folder (write the run record), then resume as `--resume_from_checkpoint` says, with the
-    checks of `checkpoints.resume`. Returns the run record, on every process."""
+    """Select and check the checkpoint named by `--resume_from_checkpoint` (`checkpoints.check_checkpoint`), then
+    claim the output folder (write the run record) and load the checkpoint. A refused resume writes nothing.
+    Returns the run record, on every process."""
     if accelerator.is_main_process:
+        checkpoint = select_checkpoint(args.output_dir, args.resume_from_checkpoint, record["run_id"])
+        if checkpoint is not None:
+            check_checkpoint(checkpoint, args.result_settings(), accelerator.num_processes, args.accept_inexact_resume)
         claim_output_dir(args.output_dir, record)
     accelerator.wait_for_everyone()
     record = read_run_record(args.output_dir)
-    resume_from(
-        accelerator,
-        args.output_dir,
-        args.resume_from_checkpoint,
-        record["run_id"],
-        args.result_settings(),
-        args.accept_inexact_resume,
-    )
+    checkpoint = select_checkpoint(args.output_dir, args.resume_from_checkpoint, record["run_id"])
+    if checkpoint is not None:
+        logger.info("Resuming from %s", checkpoint)
+        accelerator.load_state(str(checkpoint))
     return record
 
 
@@ -481,7 +534,9 @@ __all__ = [
     "RunArguments",
     "TextDataArguments",
     "batch_transform",
+    "check_positive",
     "load_config",
+    "load_pretrained",
     "load_image_splits",
     "own_states",
     "process_streams",

@@ -25,7 +25,7 @@ from ..data.text import StreamChunks, batchify, encode_lines
 from ..models.darts import DartsConfig
 from ..models.darts.modeling_darts import evaluation_resize
 from ..models.darts_rnn import DartsRNNConfig
-from .common import ImageDataArguments, TextDataArguments, load_image_splits
+from .common import ImageDataArguments, TextDataArguments, check_positive, load_image_splits, load_pretrained
 
 
 def topk_correct(logits: torch.Tensor, labels: torch.Tensor, k: int) -> torch.Tensor:
@@ -105,6 +105,7 @@ class EvaluateArguments(ImageDataArguments, TextDataArguments):
     def __post_init__(self):
         if not self.model_name_or_path:
             raise ValueError("--model_name_or_path is required.")
+        check_positive(self)
 
 
 def evaluate_checkpoint(args: EvaluateArguments) -> dict:
@@ -133,7 +134,7 @@ def evaluate_checkpoint(args: EvaluateArguments) -> dict:
 
 def _evaluate_image_classifier(args: EvaluateArguments) -> dict:
     accelerator = Accelerator(mixed_precision=args.mixed_precision)
-    model = AutoModelForImageClassification.from_pretrained(args.model_name_or_path)
+    model = load_pretrained(AutoModelForImageClassification, args.model_name_or_path)
     config: DartsConfig = model.config
     if args.image_size is None:
         args.image_size = config.image_size
@@ -172,7 +173,7 @@ def _evaluate_image_classifier(args: EvaluateArguments) -> dict:
 
 def load_language_model(name_or_path: str, **config_overrides) -> tuple[PreTrainedModel, dict[str, int]]:
     """A saved language model and its vocabulary (from its tokenizer), which must have one word per embedding row."""
-    model = AutoModelForCausalLM.from_pretrained(name_or_path, **config_overrides)
+    model = load_pretrained(AutoModelForCausalLM, name_or_path, **config_overrides)
     vocabulary = AutoTokenizer.from_pretrained(name_or_path).get_vocab()
     if len(vocabulary) != model.config.vocab_size:
         raise ValueError(
@@ -182,9 +183,17 @@ def load_language_model(name_or_path: str, **config_overrides) -> tuple[PreTrain
     return model, vocabulary
 
 
+# Other names of the text splits (PTB's files are train/valid/test; `datasets` says validation).
+TEXT_SPLIT_NAMES = {"valid": "validation", "val": "validation", "dev": "validation"}
+
+
 def _evaluate_language_model(args: EvaluateArguments) -> dict:
     model, vocabulary = load_language_model(args.model_name_or_path)
-    lines = args.load_lines()[args.split]
+    corpus = args.load_lines()
+    split = TEXT_SPLIT_NAMES.get(args.split, args.split)
+    if split not in corpus:
+        raise ValueError(f"--split {args.split!r}: the corpus has the splits {list(corpus)} (or valid).")
+    lines = corpus[split]
     columns = batchify(encode_lines(lines, vocabulary), args.batch_size or 1)
     metrics = evaluate_perplexity(model, columns, args.bptt)
     return {

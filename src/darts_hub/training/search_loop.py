@@ -184,6 +184,12 @@ def run_search(args: SearchArguments) -> DartsSearchNetwork:
         label2id={name: index for index, name in enumerate(data.class_names)},
     )
     model = DartsSearchNetwork(config)
+    if len(config.reduction_cells) == config.num_cells:
+        logger.warning(
+            "With %d cell(s) every cell is a reduction cell: the normal cell of the result is not searched (its "
+            "alphas get no gradient). Use --num_cells 3 or more to search both cells.",
+            config.num_cells,
+        )
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     weight_optimizer, arch_optimizer, scheduler = make_search_optimizers(model, args)

@@ -33,6 +33,7 @@ from .common import (
     finish_run,
     load_config,
     load_image_splits,
+    load_pretrained,
     resume,
     run_epochs,
     start_run,
@@ -152,7 +153,8 @@ def build_model(args: TrainArguments, class_names: list[str], image_size: int, m
                 f"{args.model_name_or_path} classifies {config.num_labels} classes but the data has "
                 f"{len(class_names)}: pass --ignore_mismatched_sizes to train a new classifier."
             )
-        return DartsForImageClassification.from_pretrained(
+        return load_pretrained(
+            DartsForImageClassification,
             args.model_name_or_path,
             ignore_mismatched_sizes=args.ignore_mismatched_sizes,
             **data_settings,

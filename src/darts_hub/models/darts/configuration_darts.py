@@ -92,6 +92,12 @@ class DartsConfig(PreTrainedConfig):
             raise ValueError(f"drop_path_prob must be in [0, 1), got {self.drop_path_prob}.")
         default_size, default_mean, default_std = STEMS[self.stem]
         self.image_size = self.image_size or default_size
+        if self.stem == "imagenet" and self.image_size < 32:
+            # Its three stride-2 convolutions and the two reductions divide the image by 32.
+            raise ValueError(
+                f"The ImageNet stem needs images of at least 32x32 (224 in the paper), got {self.image_size}: use "
+                "the CIFAR stem for small images, or resize them (--image_size)."
+            )
         self.image_mean = list(
             self.image_mean or (default_mean if self.num_channels == 3 else [0.5] * self.num_channels)
         )

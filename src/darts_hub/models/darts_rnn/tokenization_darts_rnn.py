@@ -2,14 +2,15 @@
 
 The vocabulary follows the original code's order rule, so that token ids match its checkpoints: words in order of
 first appearance over the training, then validation, then test text, with `<eos>` appended to every line. Text is
-split on whitespace; `<eos>` is appended to every encoded line.
+split on whitespace. The tokenizer does not append `<eos>` to what it encodes (a prompt must not end the text before
+generation starts); the corpus streams add it after every line themselves (`data.text.encode_lines`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors
+from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
 
@@ -34,8 +35,8 @@ def vocabulary_in_order(splits: Iterable[Iterable[str]]) -> dict[str, int]:
 def build_tokenizer(splits: Iterable[Iterable[str]] | None = None, vocabulary: dict[str, int] | None = None):
     """A `PreTrainedTokenizerFast` (loadable with `AutoTokenizer`) over the vocabulary of `splits` (or a given one).
 
-    `<eos>` doubles as the padding token (left padding, for batched generation) and is appended to each encoded line.
-    Decoded text has a space before every word, the first included.
+    `<eos>` doubles as the padding token (left padding, for batched generation); it is not appended to encoded text,
+    so that a prompt can be continued. Decoded text has a space before every word, the first included.
     """
     if vocabulary is None:
         if splits is None:
@@ -43,9 +44,6 @@ def build_tokenizer(splits: Iterable[Iterable[str]] | None = None, vocabulary: d
         vocabulary = vocabulary_in_order(splits)
     backend = Tokenizer(models.WordLevel(vocab=vocabulary, unk_token=UNK))
     backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    backend.post_processor = processors.TemplateProcessing(
-        single=f"$A {EOS}", pair=f"$A {EOS} $B {EOS}", special_tokens=[(EOS, vocabulary[EOS])]
-    )
     # Every word decodes with the space before it, so that decoded continuations append to their prompt (the
     # text-generation pipeline's full text is the prompt + the decoded new tokens).
     backend.decoder = decoders.Sequence([decoders.Replace(Regex("^"), " "), decoders.Fuse()])
