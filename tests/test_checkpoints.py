@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -173,3 +174,27 @@ def test_a_kill_9_during_a_save_then_resume_gives_the_uninterrupted_result(stopp
     assert record["status"] == "complete" and all((folder / name).is_file() for name in record["files"])
     history = json.loads((folder / "alphas_history.json").read_text())
     assert history == json.loads((root / "full" / "alphas_history.json").read_text())
+
+
+def test_the_push_publishes_exactly_the_recorded_files_which_the_card_lists(stopped_search, tmp_path, monkeypatch):
+    import darts_hub.hub
+    from darts_hub.training.publishing import publish_run
+
+    folder = resumed_copy(stopped_search, tmp_path)
+    (folder / ".env").write_text("HF_TOKEN=secret")
+    (folder / "notes.txt").write_text("private")
+    commits = []
+    monkeypatch.setattr(
+        darts_hub.hub,
+        "create_commit",
+        lambda **kwargs: commits.append(kwargs) or SimpleNamespace(commit_url="https://hub/commit"),
+    )
+    assert publish_run(folder, "someone/cell") == "https://hub/commit"
+    [commit] = commits
+    published = sorted(operation.path_in_repo for operation in commit["operations"])
+    record = json.loads((folder / "run_record.json").read_text())
+    assert published == sorted([*record["files"], "run_record.json"])
+    assert ".env" not in published and "notes.txt" not in published and "supernet/model.safetensors" in published
+    assert not [name for name in published if name.startswith("checkpoints")]
+    card = (folder / "README.md").read_text()
+    assert card.split("## Files")[1].split() == [item for name in published for item in ("-", f"`{name}`")]

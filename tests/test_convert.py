@@ -229,7 +229,7 @@ def test_a_card_of_other_cells_claims_no_paper_result():
     from darts_hub.models.darts import DartsConfig
 
     other = DartsConfig(genotype="DARTS_V1", init_channels=36, num_cells=20)
-    card = converted_model_card("cifar10", other, 123, "cifar10_model.pt", ["model.safetensors"])
+    card = converted_model_card("cifar10", other, 123, "cifar10_model.pt", [])
     assert not card.data.eval_results and "the paper's results do not apply" in card.text
     assert "123 parameters" in card.text and card.text.startswith("\n# DARTS network converted from cifar10_model.pt")
 

@@ -101,6 +101,21 @@ def test_training_lowers_perplexity_switches_to_asgd_and_keeps_the_best(tmp_path
     )
     evaluated = json.loads((tmp_path / "eval_results_test.json").read_text())
     assert evaluated["perplexity"] == pytest.approx(results["test_perplexity"], rel=1e-5)
+    # ... and the validation perplexity, with the split named as PTB's files name it.
+    run_script(
+        "evaluate",
+        "--model_name_or_path",
+        tmp_path,
+        "--split",
+        "valid",
+        "--batch_size",
+        "8",
+        "--bptt",
+        "20",
+        *as_flags(small_corpus),
+    )
+    evaluated = json.loads((tmp_path / "eval_results_valid.json").read_text())
+    assert evaluated["perplexity"] == pytest.approx(results["valid_perplexity"], rel=1e-5)
     card = ModelCard.load(tmp_path / "README.md")
     assert "Test perplexity" in card.content and f"{results['test_perplexity']:.2f}" in card.text
     assert (tmp_path / "recurrent.png").exists() or (tmp_path / "recurrent.gv").exists()

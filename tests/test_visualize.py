@@ -95,3 +95,21 @@ def test_count_script_prints_the_paper_counts(run_script):
         3_825_768,
         528_359_040,
     )
+
+
+@needs_dot
+def test_a_full_disk_is_named_and_leaves_no_truncated_drawing(tmp_path, monkeypatch):
+    import errno
+
+    from darts_hub import visualize
+
+    def full_disk(path, data):
+        path.open("wb").write(data[:10])  # what a full disk leaves: the start of the file
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(visualize.Path, "write_bytes", full_disk)
+    with pytest.raises(
+        OSError, match=r"Could not write the drawing .*normal.png: No space left on device \(is the disk full\?\)"
+    ):
+        visualize.draw_genotype(get_genotype("DARTS_V2"), tmp_path)
+    assert list(tmp_path.iterdir()) == []

@@ -22,7 +22,7 @@ import torch
 
 from .counting import count_parameters
 from .genotypes import RecurrentGenotype, get_genotype
-from .hub import check_output_dir, converted_model_card, write_folder_atomically
+from .hub import check_output_dir, converted_model_card, save_card, write_folder_atomically
 from .models.darts import DartsConfig, DartsForImageClassification
 from .models.darts_rnn import DartsRNNConfig, DartsRNNForCausalLM, build_tokenizer, vocabulary_in_order
 from .unpickling import Recorded, UnsafePickleError, load_torch_file
@@ -283,10 +283,9 @@ def convert_checkpoint(
         model.save_pretrained(folder)
         if tokenizer is not None:
             tokenizer.save_pretrained(folder)
-        draw_genotype(model.config.get_genotype(), folder)
-        files = sorted(str(path.relative_to(folder)) for path in folder.rglob("*") if path.is_file())
-        card = converted_model_card(kind, model.config, parameters, Path(checkpoint).name, files)
-        card.save(folder / "README.md")
+        drawings = draw_genotype(model.config.get_genotype(), folder)
+        card = converted_model_card(kind, model.config, parameters, Path(checkpoint).name, drawings)
+        save_card(card, folder, published_later=())
 
     files = write_folder_atomically(output_dir, write, overwrite_output_dir)
     return Path(output_dir), files

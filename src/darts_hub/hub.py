@@ -131,9 +131,16 @@ def save_search_result(
     animation = animate_genotypes(
         [(f"epoch {record['epoch']}", record["genotype"]) for record in history], output_dir / "search_progress.gif"
     )
-    card = search_model_card(genotype, history, settings, dataset, drawings, animation)
-    card.save(output_dir / "README.md")
+    save_card(search_model_card(genotype, history, settings, dataset, drawings, animation), output_dir)
     return output_dir
+
+
+def save_card(card: ModelCard, folder: Path, published_later: tuple[str, ...] = ("run_record.json",)) -> None:
+    """Save `card` as the folder's README.md, ending with the list of the files published with it: those in the
+    folder now (the card is written last), the card itself and `published_later` (the run record)."""
+    files = sorted(str(path.relative_to(folder)) for path in folder.rglob("*") if path.is_file())
+    listed = "\n".join(f"- `{name}`" for name in sorted({*files, "README.md", *published_later}))
+    ModelCard(f"{card.content.rstrip()}\n\n## Files\n\n{listed}\n").save(folder / "README.md")
 
 
 def _pictures(drawings) -> str:
@@ -416,7 +423,7 @@ PAPER_RESULTS = {
 }
 
 
-def converted_model_card(kind: str, config, parameters: int, checkpoint_name: str, files: list[str]) -> ModelCard:
+def converted_model_card(kind: str, config, parameters: int, checkpoint_name: str, drawings: list[Path]) -> ModelCard:
     """The README.md of a converted original checkpoint, written from what was converted: its genotype and sizes,
     its parameter count, and the paper's reported results only if the cells are the released DARTS_V2."""
     from .genotypes import get_genotype
@@ -465,8 +472,7 @@ def converted_model_card(kind: str, config, parameters: int, checkpoint_name: st
             f"inputs: {parameters:,} parameters without the auxiliary head (used only in training)."
         )
         auto_class, evaluate = "AutoModelForImageClassification", f"--dataset_name {dataset_id} --split {split}"
-    pictures = _pictures([Path(name) for name in files])
-    listed = "\n".join(f"- `{name}`" for name in [*files, "README.md"])
+    pictures = _pictures(drawings)
     content = f"""---
 {data.to_yaml()}
 ---
@@ -500,10 +506,6 @@ model = {auto_class}.from_pretrained("path/or/repo")
 
 Evaluate: `python scripts/evaluate.py --model_name_or_path path/or/repo {evaluate}`.
 
-## Files
-
-{listed}
-
 ## Citation
 
 ```bibtex
@@ -520,6 +522,7 @@ __all__ = [
     "create_hub_repo",
     "push_folder",
     "save_search_result",
+    "save_card",
     "search_model_card",
     "trained_language_model_card",
     "trained_model_card",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -100,12 +101,22 @@ def render(graph: graphviz.Digraph, path: str | Path, format: str = "png") -> Pa
     path.parent.mkdir(parents=True, exist_ok=True)
     source = path.with_name(path.name + ".gv")
     try:
-        output = graph.render(outfile=path.with_name(f"{path.name}.{format}"), format=format, cleanup=True)
+        drawing = graph.pipe(format=format)
     except graphviz.ExecutableNotFound:
         graph.save(source)
         logger.warning("Wrote the graph source %s instead of a %s drawing: %s.", source, format, INSTALL_HINT)
         return source
-    return Path(output)
+    output = path.with_name(f"{path.name}.{format}")
+    partial = output.with_name(f".{output.name}.partial")
+    try:  # a temporary file renamed when complete: a full disk leaves no truncated drawing
+        partial.write_bytes(drawing)
+        os.replace(partial, output)
+    except OSError as error:
+        partial.unlink(missing_ok=True)
+        raise OSError(
+            f"Could not write the drawing {output}: {error.strerror or error} (is the disk full?)"
+        ) from error
+    return output
 
 
 def draw_genotype(

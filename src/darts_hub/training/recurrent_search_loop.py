@@ -235,6 +235,7 @@ def run_recurrent_search(args: RecurrentSearchArguments) -> DartsRNNSearchModel:
     if accelerator.is_main_process:
 
         def write(folder: Path) -> None:
+            build_tokenizer(vocabulary=vocabulary).save_pretrained(folder)  # first: the card lists the files
             save_search_result(
                 folder,
                 supernet,
@@ -247,7 +248,6 @@ def run_recurrent_search(args: RecurrentSearchArguments) -> DartsRNNSearchModel:
                 settings=args.tracker_config(),
                 dataset=args.dataset_name or args.train_file or "pydoc topics (embedded)",
             )
-            build_tokenizer(vocabulary=vocabulary).save_pretrained(folder)
 
         finish_run(args, run_record, repo_id, write, progress.tick())
     accelerator.end_training()

@@ -27,7 +27,7 @@ from accelerate import Accelerator
 from ..counting import count_parameters
 from ..data.text import ChunkLoader, RandomLengthChunks, batchify, encode_lines
 from ..genotypes import load_genotype
-from ..hub import trained_language_model_card, write_folder_atomically
+from ..hub import save_card, trained_language_model_card, write_folder_atomically
 from ..models.darts_rnn import DartsRNNConfig, DartsRNNForCausalLM, build_tokenizer, vocabulary_in_order
 from ..models.darts_rnn.modeling_darts_rnn import DartsRNNCausalLMOutput, activation_slowness
 from ..models.darts_rnn.tokenization_darts_rnn import EOS
@@ -361,9 +361,10 @@ def save_language_model_results(
     (output_dir / "training_log.json").write_text(json.dumps(history, indent=1) + "\n")
     drawings = draw_genotype(best.config.get_genotype(), output_dir)
     dataset = args.dataset_name or args.train_file or "pydoc topics (embedded)"
-    trained_language_model_card(
+    card = trained_language_model_card(
         best.config, results, args.tracker_config(), dataset, args.dataset_name, drawings
-    ).save(output_dir / "README.md")
+    )
+    save_card(card, output_dir)
 
 
 __all__ = [

@@ -20,7 +20,7 @@ import torch
 from ..counting import count_mult_adds, count_parameters
 from ..data.images import make_loader
 from ..genotypes import load_genotype
-from ..hub import trained_model_card
+from ..hub import save_card, trained_model_card
 from ..models.darts import DartsConfig, DartsForImageClassification
 from ..models.darts.modeling_darts import evaluation_resize
 from ..visualize import draw_genotype
@@ -336,9 +336,10 @@ def save_trained_model(
     }
     (output_dir / "all_results.json").write_text(json.dumps(results, indent=1) + "\n")
     drawings = draw_genotype(network.config.get_genotype(), output_dir)
-    trained_model_card(
+    card = trained_model_card(
         network.config, results, args.tracker_config(), args.dataset_description, args.dataset_name, drawings
-    ).save(output_dir / "README.md")
+    )
+    save_card(card, output_dir)
 
 
 __all__ = ["RECIPES", "TrainArguments", "build_model", "make_scheduler", "run_training", "train_step"]
