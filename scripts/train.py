@@ -21,8 +21,8 @@ import argparse
 
 from transformers import HfArgumentParser
 
+from darts_hub.recipes import LANGUAGE_MODEL_TRAINING
 from darts_hub.training.recurrent_train_loop import (
-    LANGUAGE_MODEL_RECIPES,
     LanguageModelTrainArguments,
     run_language_model_training,
 )
@@ -32,7 +32,7 @@ from darts_hub.training.train_loop import TrainArguments, run_training
 def main():
     recipe_parser = argparse.ArgumentParser(add_help=False)
     recipe_parser.add_argument("--recipe")
-    if recipe_parser.parse_known_args()[0].recipe in LANGUAGE_MODEL_RECIPES:
+    if recipe_parser.parse_known_args()[0].recipe in LANGUAGE_MODEL_TRAINING:
         arguments, run = LanguageModelTrainArguments, run_language_model_training
     else:
         arguments, run = TrainArguments, run_training

@@ -1,7 +1,6 @@
 import json
 import logging
 import shutil
-import time
 from pathlib import Path
 
 import datasets
@@ -196,6 +195,9 @@ def test_search_on_the_digits_learns_and_writes_the_result_folder(tmp_path):
         from PIL import Image
 
         assert Image.open(tmp_path / "search_progress.gif").n_frames == 3
+    else:  # without graphviz: the graph sources instead, and no animation
+        assert (tmp_path / "normal.gv").is_file() and (tmp_path / "reduction.gv").is_file()
+        assert not (tmp_path / "search_progress.gif").exists()
 
 
 def test_resume_mid_epoch_gives_the_uninterrupted_result(tmp_path):
@@ -261,12 +263,10 @@ def test_labels_outside_the_classes_are_refused():
         decode_images(dataset, image, label, class_names=["zero", "one"])
 
 
-def test_hub_dataset_while_offline_fails_fast_with_advice(monkeypatch):
+def test_hub_dataset_while_offline_fails_with_advice(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    start = time.monotonic()
     with pytest.raises(DataError, match="--train_dir"):
         load_image_dataset("uoft-cs/cifar10")
-    assert time.monotonic() - start < 30
 
 
 def test_images_of_different_sizes_need_image_size():

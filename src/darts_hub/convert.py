@@ -25,6 +25,7 @@ from .genotypes import RecurrentGenotype, get_genotype
 from .hub import check_output_dir, converted_model_card, save_card, write_folder_atomically
 from .models.darts import DartsConfig, DartsForImageClassification
 from .models.darts_rnn import DartsRNNConfig, DartsRNNForCausalLM, build_tokenizer, vocabulary_in_order
+from .recipes import IMAGE_TRAINING
 from .unpickling import Recorded, UnsafePickleError, load_torch_file
 from .visualize import draw_genotype
 
@@ -40,28 +41,25 @@ class ConversionError(ValueError):
 
 
 def cnn_config(kind: str, genotype: str = "DARTS_V2") -> DartsConfig:
-    """The architecture of the released CNN checkpoints (the paper's evaluation networks)."""
-    if kind == "cifar10":
-        return DartsConfig(
-            genotype=genotype,
-            init_channels=36,
-            num_cells=20,
-            use_auxiliary_head=True,
-            drop_path_prob=0.2,
-            id2label=dict(enumerate(CIFAR10_CLASSES)),
-            label2id={n: i for i, n in enumerate(CIFAR10_CLASSES)},
-        )
-    if kind == "imagenet":
-        return DartsConfig(
-            genotype=genotype,
-            stem="imagenet",
-            init_channels=48,
-            num_cells=14,
-            num_labels=1000,
-            use_auxiliary_head=True,
-            label_smoothing=0.1,
-        )
-    raise ValueError(f"kind must be one of {KINDS}, got {kind!r}.")
+    """The architecture of the released CNN checkpoints: the paper's evaluation networks (`recipes.IMAGE_TRAINING`)."""
+    if kind not in ("cifar10", "imagenet"):
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}.")
+    recipe = IMAGE_TRAINING["cifar" if kind == "cifar10" else "imagenet"]
+    classes = (
+        {"id2label": dict(enumerate(CIFAR10_CLASSES)), "label2id": {name: i for i, name in enumerate(CIFAR10_CLASSES)}}
+        if kind == "cifar10"
+        else {"num_labels": 1000}
+    )
+    return DartsConfig(
+        genotype=genotype,
+        stem=recipe["stem"],
+        init_channels=recipe["init_channels"],
+        num_cells=recipe["num_cells"],
+        use_auxiliary_head=True,
+        drop_path_prob=recipe["drop_path_prob"],
+        label_smoothing=recipe["label_smoothing"],
+        **classes,
+    )
 
 
 def original_cnn_key(key: str) -> str:

@@ -18,6 +18,7 @@ from ..genotypes import CNN_OPERATIONS, PRIMITIVES, Genotype, derive_genotype
 from ..models.darts.configuration_darts import STEMS, DartsConfig
 from ..models.darts.modeling_darts import init_pytorch_default
 from ..ops import FactorizedReduce, ReLUConvBN, build_operation
+from ..recipes import IMAGE_TRAINING
 
 
 class DartsSearchConfig(PreTrainedConfig):
@@ -240,15 +241,16 @@ class DartsSearchNetwork(PreTrainedModel):
     def derived_config(self, **overrides) -> DartsConfig:
         """The `DartsConfig` of the network the search found, ready to train from scratch.
 
-        Sizes default to the paper's CIFAR-10 evaluation network (36 channels, 20 cells, auxiliary head on 32x32
-        images); the data-dependent settings (classes, channels, image size and statistics) come from the search.
+        Sizes default to the paper's CIFAR-10 evaluation network (`recipes.IMAGE_TRAINING["cifar"]`: 36 channels,
+        20 cells, drop-path 0.2), with the auxiliary head where its geometry fits (`DartsConfig.auxiliary_head_fits`);
+        the data-dependent settings (classes, channels, image size and statistics) come from the search.
         """
+        recipe = IMAGE_TRAINING["cifar"]
         settings = {
             "genotype": self.genotype(),
-            "init_channels": 36,
-            "num_cells": 20,
-            "use_auxiliary_head": self.config.image_size == 32,
-            "drop_path_prob": 0.2,
+            "init_channels": recipe["init_channels"],
+            "num_cells": recipe["num_cells"],
+            "drop_path_prob": recipe["drop_path_prob"],
             "num_channels": self.config.num_channels,
             "image_size": self.config.image_size,
             "image_mean": self.config.image_mean,
@@ -257,7 +259,10 @@ class DartsSearchNetwork(PreTrainedModel):
             "label2id": self.config.label2id,
         }
         settings.update(overrides)
-        return DartsConfig(**settings)
+        config = DartsConfig(**settings)
+        if "use_auxiliary_head" not in overrides:
+            config.use_auxiliary_head = config.auxiliary_head_fits
+        return config
 
 
 __all__ = ["DartsSearchConfig", "DartsSearchNetwork", "MixedOp", "SearchCell"]

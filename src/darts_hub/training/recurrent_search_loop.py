@@ -24,6 +24,7 @@ from ..data.text import ChunkLoader, RandomLengthChunks, StreamChunks, batchify,
 from ..hub import save_search_result
 from ..models.darts_rnn import build_tokenizer, vocabulary_in_order
 from ..models.darts_rnn.modeling_darts_rnn import activation_slowness
+from ..recipes import LANGUAGE_MODEL_TRAINING, PTB_SEARCH
 from ..search.architect import HESSIAN_MODES, Architect
 from ..search.rnn import DartsRNNSearchConfig, DartsRNNSearchModel
 from .common import (
@@ -56,27 +57,44 @@ class RecurrentSearchArguments(TextDataArguments, RunArguments):
     dataset_config_name: str | None = field(default=None, metadata={"help": "The dataset's configuration name."})
     order: int = field(default=1, metadata={"help": "1: first-order DARTS; 2: second order (unrolled step)."})
     hessian: str = field(default="finite_difference", metadata={"help": f"One of {HESSIAN_MODES}."})
-    hidden_size: int = field(default=300, metadata={"help": "Embedding and hidden size of the supernet."})
-    steps: int = field(default=8, metadata={"help": "Nodes of the cell."})
-    dropout: float = field(default=0.75, metadata={"help": "Output dropout."})
-    dropout_h: float = field(default=0.25, metadata={"help": "Hidden-state dropout inside the cell."})
-    dropout_x: float = field(default=0.75, metadata={"help": "Input dropout inside the cell."})
-    dropout_i: float = field(default=0.2, metadata={"help": "Embedding dropout."})
-    dropout_e: float = field(default=0.0, metadata={"help": "Word dropout."})
-    epochs: int = field(default=50, metadata={"help": "Search epochs."})
-    batch_size: int = field(default=256, metadata={"help": "Parallel streams of the training and search text."})
-    eval_batch_size: int = field(default=10, metadata={"help": "Parallel streams for the validation perplexity."})
-    bptt: int = field(default=35, metadata={"help": "Tokens per chunk."})
-    learning_rate: float = field(default=20.0, metadata={"help": "Weight learning rate (SGD)."})
-    weight_decay: float = field(default=5e-7, metadata={"help": "Weight decay of the weights."})
-    grad_clip: float = field(default=0.25, metadata={"help": "Gradient clipping (weight step and unrolled step)."})
+    hidden_size: int = field(
+        default=PTB_SEARCH["hidden_size"], metadata={"help": "Embedding and hidden size of the supernet."}
+    )
+    steps: int = field(default=PTB_SEARCH["steps"], metadata={"help": "Nodes of the cell."})
+    dropout: float = field(default=PTB_SEARCH["dropout"], metadata={"help": "Output dropout."})
+    dropout_h: float = field(
+        default=PTB_SEARCH["dropout_h"], metadata={"help": "Hidden-state dropout inside the cell."}
+    )
+    dropout_x: float = field(default=PTB_SEARCH["dropout_x"], metadata={"help": "Input dropout inside the cell."})
+    dropout_i: float = field(default=PTB_SEARCH["dropout_i"], metadata={"help": "Embedding dropout."})
+    dropout_e: float = field(default=PTB_SEARCH["dropout_e"], metadata={"help": "Word dropout."})
+    epochs: int = field(default=PTB_SEARCH["epochs"], metadata={"help": "Search epochs."})
+    batch_size: int = field(
+        default=PTB_SEARCH["batch_size"], metadata={"help": "Parallel streams of the training and search text."}
+    )
+    eval_batch_size: int = field(
+        default=PTB_SEARCH["eval_batch_size"], metadata={"help": "Parallel streams for the validation perplexity."}
+    )
+    bptt: int = field(default=PTB_SEARCH["bptt"], metadata={"help": "Tokens per chunk."})
+    learning_rate: float = field(default=PTB_SEARCH["learning_rate"], metadata={"help": "Weight learning rate (SGD)."})
+    weight_decay: float = field(default=PTB_SEARCH["weight_decay"], metadata={"help": "Weight decay of the weights."})
+    grad_clip: float = field(
+        default=PTB_SEARCH["grad_clip"], metadata={"help": "Gradient clipping (weight step and unrolled step)."}
+    )
     tar_beta: float = field(
-        default=1e-3,
+        default=PTB_SEARCH["tar_beta"],
         metadata={"help": "Temporal activation regularisation (slowness) weight beta of the weight step; 0: off."},
     )
-    arch_learning_rate: float = field(default=3e-3, metadata={"help": "Learning rate of the alphas (Adam)."})
-    arch_weight_decay: float = field(default=1e-3, metadata={"help": "Weight decay of the alphas."})
-    train_hidden_size: int = field(default=850, metadata={"help": "Sizes of the derived network in config.json."})
+    arch_learning_rate: float = field(
+        default=PTB_SEARCH["arch_learning_rate"], metadata={"help": "Learning rate of the alphas (Adam)."}
+    )
+    arch_weight_decay: float = field(
+        default=PTB_SEARCH["arch_weight_decay"], metadata={"help": "Weight decay of the alphas."}
+    )
+    train_hidden_size: int = field(
+        default=LANGUAGE_MODEL_TRAINING["ptb"]["hidden_size"],
+        metadata={"help": "Sizes of the derived network in config.json."},
+    )
 
     def __post_init__(self):
         super().__post_init__()

@@ -31,6 +31,7 @@ from ..hub import save_card, trained_language_model_card, write_folder_atomicall
 from ..models.darts_rnn import DartsRNNConfig, DartsRNNForCausalLM, build_tokenizer, vocabulary_in_order
 from ..models.darts_rnn.modeling_darts_rnn import DartsRNNCausalLMOutput, activation_slowness
 from ..models.darts_rnn.tokenization_darts_rnn import EOS
+from ..recipes import LANGUAGE_MODEL_TRAINING, LANGUAGE_MODEL_TRAINING_COMMON
 from ..visualize import draw_genotype
 from .common import (
     LoopProgress,
@@ -52,10 +53,6 @@ from .evaluation import evaluate_perplexity, load_language_model
 logger = logging.getLogger(__name__)
 
 # What differs between the original's Penn Treebank and WikiText-2 trainings (the rest are the defaults below).
-LANGUAGE_MODEL_RECIPES = {
-    "ptb": {"hidden_size": 850, "dropout_h": 0.25, "weight_decay": 8e-7},
-    "wikitext2": {"hidden_size": 700, "dropout_h": 0.15, "weight_decay": 5e-7},
-}
 ARCHITECTURE_SETTINGS = ("hidden_size",)
 DROPOUTS = ("dropout", "dropout_h", "dropout_x", "dropout_i", "dropout_e")
 
@@ -72,8 +69,14 @@ class LanguageModelTrainArguments(NetworkArguments, TextDataArguments, RunArgume
     )
     dataset_config_name: str | None = field(default=None, metadata={"help": "The dataset's configuration name."})
     recipe: str = field(default="ptb", metadata={"help": "ptb or wikitext2: the original's hyperparameters."})
-    epochs: int = field(default=8000, metadata={"help": "Epochs (the original trains until convergence: 8000)."})
-    batch_size: int = field(default=64, metadata={"help": "Parallel streams of the training text (per process)."})
+    epochs: int = field(
+        default=LANGUAGE_MODEL_TRAINING_COMMON["epochs"],
+        metadata={"help": "Epochs (the original trains until convergence: 8000)."},
+    )
+    batch_size: int = field(
+        default=LANGUAGE_MODEL_TRAINING_COMMON["batch_size"],
+        metadata={"help": "Parallel streams of the training text (per process)."},
+    )
     gradient_accumulation_steps: int = field(
         default=1,
         metadata={
@@ -81,33 +84,59 @@ class LanguageModelTrainArguments(NetworkArguments, TextDataArguments, RunArgume
             "step (the original's small_batch_size = batch_size / this): less memory, the same step."
         },
     )
-    eval_batch_size: int = field(default=10, metadata={"help": "Parallel streams of the validation perplexity."})
-    test_batch_size: int = field(default=1, metadata={"help": "Parallel streams of the final test perplexity."})
-    bptt: int = field(default=35, metadata={"help": "Mean tokens per training chunk (evaluation: exactly)."})
-    max_seq_len_delta: int = field(default=20, metadata={"help": "Training chunks hold at most bptt + this."})
-    learning_rate: float = field(default=20.0, metadata={"help": "SGD and ASGD learning rate (per bptt tokens)."})
+    eval_batch_size: int = field(
+        default=LANGUAGE_MODEL_TRAINING_COMMON["eval_batch_size"],
+        metadata={"help": "Parallel streams of the validation perplexity."},
+    )
+    test_batch_size: int = field(
+        default=LANGUAGE_MODEL_TRAINING_COMMON["test_batch_size"],
+        metadata={"help": "Parallel streams of the final test perplexity."},
+    )
+    bptt: int = field(
+        default=LANGUAGE_MODEL_TRAINING_COMMON["bptt"],
+        metadata={"help": "Mean tokens per training chunk (evaluation: exactly)."},
+    )
+    max_seq_len_delta: int = field(
+        default=LANGUAGE_MODEL_TRAINING_COMMON["max_seq_len_delta"],
+        metadata={"help": "Training chunks hold at most bptt + this."},
+    )
+    learning_rate: float = field(
+        default=LANGUAGE_MODEL_TRAINING_COMMON["learning_rate"],
+        metadata={"help": "SGD and ASGD learning rate (per bptt tokens)."},
+    )
     weight_decay: float | None = field(default=None, metadata={"help": "Weight decay (ptb 8e-7, wikitext2 5e-7)."})
-    grad_clip: float = field(default=0.25, metadata={"help": "Gradient norm clipping."})
+    grad_clip: float = field(
+        default=LANGUAGE_MODEL_TRAINING_COMMON["grad_clip"], metadata={"help": "Gradient norm clipping."}
+    )
     tar_beta: float = field(
-        default=1e-3, metadata={"help": "Temporal activation regularisation (slowness) weight beta; 0: off."}
+        default=LANGUAGE_MODEL_TRAINING_COMMON["tar_beta"],
+        metadata={"help": "Temporal activation regularisation (slowness) weight beta; 0: off."},
     )
     asgd_patience: int = field(
-        default=5,
+        default=LANGUAGE_MODEL_TRAINING_COMMON["asgd_patience"],
         metadata={
             "help": "Switch to averaged SGD when the validation loss is worse than the best one from before the "
             "last N evaluations (the original's nonmono)."
         },
     )
     hidden_size: int | None = field(default=None, metadata={"help": "Embedding = hidden size (ptb 850, wt2 700)."})
-    dropout: float = field(default=0.75, metadata={"help": "Output (locked) dropout."})
+    dropout: float = field(
+        default=LANGUAGE_MODEL_TRAINING_COMMON["dropout"], metadata={"help": "Output (locked) dropout."}
+    )
     dropout_h: float | None = field(default=None, metadata={"help": "Hidden-state dropout (ptb 0.25, wt2 0.15)."})
-    dropout_x: float = field(default=0.75, metadata={"help": "Input dropout inside the cell."})
-    dropout_i: float = field(default=0.2, metadata={"help": "Embedding (locked) dropout."})
-    dropout_e: float = field(default=0.1, metadata={"help": "Word dropout (whole embedding rows)."})
+    dropout_x: float = field(
+        default=LANGUAGE_MODEL_TRAINING_COMMON["dropout_x"], metadata={"help": "Input dropout inside the cell."}
+    )
+    dropout_i: float = field(
+        default=LANGUAGE_MODEL_TRAINING_COMMON["dropout_i"], metadata={"help": "Embedding (locked) dropout."}
+    )
+    dropout_e: float = field(
+        default=LANGUAGE_MODEL_TRAINING_COMMON["dropout_e"], metadata={"help": "Word dropout (whole embedding rows)."}
+    )
 
     def __post_init__(self):
         super().__post_init__()
-        self.apply_recipe(LANGUAGE_MODEL_RECIPES)
+        self.apply_recipe(LANGUAGE_MODEL_TRAINING)
         if self.bptt < 1:
             raise ValueError(f"--bptt (the sequence length) must be at least 1, got {self.bptt}.")
         if self.gradient_accumulation_steps < 1 or self.batch_size % self.gradient_accumulation_steps:
@@ -368,7 +397,6 @@ def save_language_model_results(
 
 
 __all__ = [
-    "LANGUAGE_MODEL_RECIPES",
     "LanguageModelTrainArguments",
     "averaged_weights",
     "build_language_model",

@@ -19,6 +19,7 @@ from accelerate import Accelerator
 
 from ..data.images import make_loader
 from ..hub import save_search_result
+from ..recipes import CIFAR10_SEARCH, IMAGE_TRAINING
 from ..search.architect import HESSIAN_MODES, Architect
 from ..search.cnn import DartsSearchConfig, DartsSearchNetwork
 from .common import (
@@ -45,32 +46,55 @@ class SearchArguments(ImageDataArguments, RunArguments):
 
     output_dir: str = field(default="darts-search", metadata={"help": "Where the result folder is written."})
     train_portion: float = field(
-        default=0.5, metadata={"help": "Share of the training split that trains the weights; the rest trains alpha."}
+        default=CIFAR10_SEARCH["train_portion"],
+        metadata={"help": "Share of the training split that trains the weights; the rest trains alpha."},
     )
     order: int = field(default=1, metadata={"help": "1: first-order DARTS; 2: second order (unrolled step)."})
     hessian: str = field(
         default="finite_difference",
         metadata={"help": f"Second order only: Hessian-vector product by {' or '.join(HESSIAN_MODES)}."},
     )
-    init_channels: int = field(default=16, metadata={"help": "Channels of the supernet's first cells."})
-    num_cells: int = field(default=8, metadata={"help": "Cells of the supernet."})
-    steps: int = field(default=4, metadata={"help": "Intermediate nodes per cell."})
-    multiplier: int = field(default=4, metadata={"help": "Nodes concatenated into the cell output."})
-    epochs: int = field(default=50, metadata={"help": "Search epochs."})
-    batch_size: int = field(default=64, metadata={"help": "Batch size per process, for both weight and alpha steps."})
-    learning_rate: float = field(default=0.025, metadata={"help": "Initial weight learning rate (SGD)."})
-    learning_rate_min: float = field(default=0.001, metadata={"help": "Final weight learning rate (cosine)."})
-    momentum: float = field(default=0.9, metadata={"help": "SGD momentum."})
-    weight_decay: float = field(default=3e-4, metadata={"help": "Weight decay of the weights."})
-    grad_clip: float = field(default=5.0, metadata={"help": "Gradient norm clipping of the weight step."})
-    arch_learning_rate: float = field(default=3e-4, metadata={"help": "Learning rate of the alphas (Adam)."})
-    arch_weight_decay: float = field(default=1e-3, metadata={"help": "Weight decay of the alphas."})
-    arch_beta1: float = field(default=0.5, metadata={"help": "Adam beta1 of the alphas."})
-    arch_beta2: float = field(default=0.999, metadata={"help": "Adam beta2 of the alphas."})
-    train_init_channels: int = field(
-        default=36, metadata={"help": "Channels of the derived network in the result's config.json."}
+    init_channels: int = field(
+        default=CIFAR10_SEARCH["init_channels"], metadata={"help": "Channels of the supernet's first cells."}
     )
-    train_num_cells: int = field(default=20, metadata={"help": "Cells of the derived network in config.json."})
+    num_cells: int = field(default=CIFAR10_SEARCH["num_cells"], metadata={"help": "Cells of the supernet."})
+    steps: int = field(default=CIFAR10_SEARCH["steps"], metadata={"help": "Intermediate nodes per cell."})
+    multiplier: int = field(
+        default=CIFAR10_SEARCH["multiplier"], metadata={"help": "Nodes concatenated into the cell output."}
+    )
+    epochs: int = field(default=CIFAR10_SEARCH["epochs"], metadata={"help": "Search epochs."})
+    batch_size: int = field(
+        default=CIFAR10_SEARCH["batch_size"],
+        metadata={"help": "Batch size per process, for both weight and alpha steps."},
+    )
+    learning_rate: float = field(
+        default=CIFAR10_SEARCH["learning_rate"], metadata={"help": "Initial weight learning rate (SGD)."}
+    )
+    learning_rate_min: float = field(
+        default=CIFAR10_SEARCH["learning_rate_min"], metadata={"help": "Final weight learning rate (cosine)."}
+    )
+    momentum: float = field(default=CIFAR10_SEARCH["momentum"], metadata={"help": "SGD momentum."})
+    weight_decay: float = field(
+        default=CIFAR10_SEARCH["weight_decay"], metadata={"help": "Weight decay of the weights."}
+    )
+    grad_clip: float = field(
+        default=CIFAR10_SEARCH["grad_clip"], metadata={"help": "Gradient norm clipping of the weight step."}
+    )
+    arch_learning_rate: float = field(
+        default=CIFAR10_SEARCH["arch_learning_rate"], metadata={"help": "Learning rate of the alphas (Adam)."}
+    )
+    arch_weight_decay: float = field(
+        default=CIFAR10_SEARCH["arch_weight_decay"], metadata={"help": "Weight decay of the alphas."}
+    )
+    arch_beta1: float = field(default=CIFAR10_SEARCH["arch_beta1"], metadata={"help": "Adam beta1 of the alphas."})
+    arch_beta2: float = field(default=CIFAR10_SEARCH["arch_beta2"], metadata={"help": "Adam beta2 of the alphas."})
+    train_init_channels: int = field(
+        default=IMAGE_TRAINING["cifar"]["init_channels"],
+        metadata={"help": "Channels of the derived network in the result's config.json."},
+    )
+    train_num_cells: int = field(
+        default=IMAGE_TRAINING["cifar"]["num_cells"], metadata={"help": "Cells of the derived network in config.json."}
+    )
 
     def __post_init__(self):
         super().__post_init__()

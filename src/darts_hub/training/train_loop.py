@@ -23,6 +23,7 @@ from ..genotypes import load_genotype
 from ..hub import save_card, trained_model_card
 from ..models.darts import DartsConfig, DartsForImageClassification
 from ..models.darts.modeling_darts import evaluation_resize
+from ..recipes import IMAGE_TRAINING
 from ..visualize import draw_genotype
 from .common import (
     ImageDataArguments,
@@ -45,42 +46,6 @@ from .evaluation import evaluate
 logger = logging.getLogger(__name__)
 
 # The original training scripts' settings (train.py and train_imagenet.py of the DARTS release).
-RECIPES = {
-    "cifar": {
-        "epochs": 600,
-        "batch_size": 96,
-        "learning_rate": 0.025,
-        "lr_schedule": "cosine",
-        "lr_gamma": 0.97,
-        "momentum": 0.9,
-        "weight_decay": 3e-4,
-        "init_channels": 36,
-        "num_cells": 20,
-        "auxiliary_weight": 0.4,
-        "cutout": 16,
-        "drop_path_prob": 0.2,
-        "grad_clip": 5.0,
-        "label_smoothing": 0.0,
-        "stem": "cifar",
-    },
-    "imagenet": {
-        "epochs": 250,
-        "batch_size": 128,
-        "learning_rate": 0.1,
-        "lr_schedule": "exponential",
-        "lr_gamma": 0.97,
-        "momentum": 0.9,
-        "weight_decay": 3e-5,
-        "init_channels": 48,
-        "num_cells": 14,
-        "auxiliary_weight": 0.4,
-        "cutout": 0,
-        "drop_path_prob": 0.0,
-        "grad_clip": 5.0,
-        "label_smoothing": 0.1,
-        "stem": "imagenet",
-    },
-}
 ARCHITECTURE_SETTINGS = ("init_channels", "num_cells", "stem")
 
 
@@ -125,7 +90,7 @@ class TrainArguments(NetworkArguments, ImageDataArguments, RunArguments):
 
     def __post_init__(self):
         super().__post_init__()
-        self.apply_recipe(RECIPES)
+        self.apply_recipe(IMAGE_TRAINING)
         if self.lr_schedule not in ("cosine", "exponential"):
             raise ValueError(f"--lr_schedule must be cosine or exponential, got {self.lr_schedule!r}.")
 
@@ -342,4 +307,4 @@ def save_trained_model(
     save_card(card, output_dir)
 
 
-__all__ = ["RECIPES", "TrainArguments", "build_model", "make_scheduler", "run_training", "train_step"]
+__all__ = ["TrainArguments", "build_model", "make_scheduler", "run_training", "train_step"]
