@@ -69,7 +69,7 @@ def test_trained_folder_loads_in_transformers_and_the_pipeline(trained):
 
 def test_evaluate_script_reproduces_the_training_accuracy(trained, run_script, tmp_path, monkeypatch):
     from darts_hub.data.images import decode_images
-    from darts_hub.training import common
+    from darts_hub.training import inputs
 
     output_dir, _ = trained
     decoded = []  # only the evaluated split's images are decoded, not the training split's
@@ -78,7 +78,7 @@ def test_evaluate_script_reproduces_the_training_accuracy(trained, run_script, t
         decoded.append(len(dataset))
         return decode_images(dataset, *args, **kwargs)
 
-    monkeypatch.setattr(common, "decode_images", recording_decode)
+    monkeypatch.setattr(inputs, "decode_images", recording_decode)
     printed = json.loads(
         run_script("evaluate", "--model_name_or_path", output_dir, "--output_file", tmp_path / "eval.json")
     )

@@ -25,7 +25,9 @@ from ..data.text import StreamChunks, batchify, encode_lines
 from ..models.darts import DartsConfig
 from ..models.darts.modeling_darts import evaluation_resize
 from ..models.darts_rnn import DartsRNNConfig
-from .common import ImageDataArguments, TextDataArguments, check_positive, load_image_splits, load_pretrained
+from .arguments import ImageDataArguments, TextDataArguments, check_positive
+from .inputs import load_image_splits
+from .sources import load_pretrained
 
 
 def topk_correct(logits: torch.Tensor, labels: torch.Tensor, k: int) -> torch.Tensor:

@@ -27,18 +27,10 @@ from ..models.darts_rnn.modeling_darts_rnn import activation_slowness
 from ..recipes import LANGUAGE_MODEL_TRAINING, PTB_SEARCH
 from ..search.architect import HESSIAN_MODES, Architect
 from ..search.rnn import DartsRNNSearchConfig, DartsRNNSearchModel
-from .common import (
-    RunArguments,
-    TextDataArguments,
-    finish_run,
-    own_states,
-    process_streams,
-    resume,
-    run_epochs,
-    scaled_learning_rate,
-    start_run,
-)
+from .arguments import RunArguments, TextDataArguments
 from .evaluation import evaluate_perplexity
+from .inputs import own_states, process_streams
+from .loop import finish_run, resume, run_epochs, scaled_learning_rate, start_run
 from .search_loop import SearchProgress, endless_batches, search_step
 
 

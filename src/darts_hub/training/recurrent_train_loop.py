@@ -33,21 +33,11 @@ from ..models.darts_rnn.modeling_darts_rnn import DartsRNNCausalLMOutput, activa
 from ..models.darts_rnn.tokenization_darts_rnn import EOS
 from ..recipes import LANGUAGE_MODEL_TRAINING, LANGUAGE_MODEL_TRAINING_COMMON
 from ..visualize import draw_genotype
-from .common import (
-    LoopProgress,
-    NetworkArguments,
-    RunArguments,
-    TextDataArguments,
-    finish_run,
-    load_config,
-    own_states,
-    process_streams,
-    resume,
-    run_epochs,
-    scaled_learning_rate,
-    start_run,
-)
+from .arguments import NetworkArguments, RunArguments, TextDataArguments
 from .evaluation import evaluate_perplexity, load_language_model
+from .inputs import own_states, process_streams
+from .loop import LoopProgress, finish_run, resume, run_epochs, scaled_learning_rate, start_run
+from .sources import load_config
 
 
 logger = logging.getLogger(__name__)

@@ -22,19 +22,10 @@ from ..hub import save_search_result
 from ..recipes import CIFAR10_SEARCH, IMAGE_TRAINING
 from ..search.architect import HESSIAN_MODES, Architect
 from ..search.cnn import DartsSearchConfig, DartsSearchNetwork
-from .common import (
-    ImageDataArguments,
-    LoopProgress,
-    RunArguments,
-    batch_transform,
-    finish_run,
-    load_image_splits,
-    resume,
-    run_epochs,
-    start_run,
-    use_channels_last,
-)
+from .arguments import ImageDataArguments, RunArguments
 from .evaluation import evaluate
+from .inputs import batch_transform, load_image_splits
+from .loop import LoopProgress, finish_run, resume, run_epochs, start_run, use_channels_last
 
 
 logger = logging.getLogger(__name__)

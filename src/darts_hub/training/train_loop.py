@@ -25,22 +25,11 @@ from ..models.darts import DartsConfig, DartsForImageClassification
 from ..models.darts.modeling_darts import evaluation_resize
 from ..recipes import IMAGE_TRAINING
 from ..visualize import draw_genotype
-from .common import (
-    ImageDataArguments,
-    LoopProgress,
-    NetworkArguments,
-    RunArguments,
-    batch_transform,
-    finish_run,
-    load_config,
-    load_image_splits,
-    load_pretrained,
-    resume,
-    run_epochs,
-    start_run,
-    use_channels_last,
-)
+from .arguments import ImageDataArguments, NetworkArguments, RunArguments
 from .evaluation import evaluate
+from .inputs import batch_transform, load_image_splits
+from .loop import LoopProgress, finish_run, resume, run_epochs, start_run, use_channels_last
+from .sources import load_config, load_pretrained
 
 
 logger = logging.getLogger(__name__)

@@ -1,0 +1,43 @@
+"""Where a run's network comes from: a saved config or model, loaded with errors that name what is wrong."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from safetensors import SafetensorError
+from transformers import AutoConfig, PreTrainedConfig
+
+
+def load_pretrained(model_class, name_or_path: str, **kwargs):
+    """`model_class.from_pretrained(name_or_path, **kwargs)`; a broken weights file is named in the error."""
+    try:
+        return model_class.from_pretrained(name_or_path, **kwargs)
+    except SafetensorError as error:
+        weights = Path(name_or_path) / "model.safetensors"
+        raise OSError(
+            f"Could not read the weights {weights if weights.is_file() else 'model.safetensors of ' + name_or_path}: "
+            f"{error}. The file is truncated or corrupt: save or download it again."
+        ) from error
+
+
+def load_config(name_or_path: str, flag: str, config_class: type[PreTrainedConfig]) -> PreTrainedConfig:
+    """The config of a folder or Hub id named by `flag`, which must be a `config_class`."""
+    try:
+        config = AutoConfig.from_pretrained(name_or_path)
+        recorded, _ = PreTrainedConfig.get_config_dict(name_or_path)
+    except (OSError, ValueError) as error:
+        raise FileNotFoundError(f"Could not load the config of {flag} {name_or_path!r}: {error}") from error
+    if not isinstance(config, config_class):
+        raise ValueError(f"{flag} {name_or_path!r} is a {type(config).__name__}, not a {config_class.__name__}.")
+    if "genotype" not in recorded:
+        raise ValueError(
+            f"The config of {flag} {name_or_path!r} names no genotype, so it does not say which cells to train: add "
+            'a "genotype" (a zoo name such as "DARTS_V2", or the cells as JSON), or pass --genotype instead.'
+        )
+    return config
+
+
+__all__ = [
+    "load_config",
+    "load_pretrained",
+]
