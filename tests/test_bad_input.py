@@ -2,7 +2,6 @@
 with a message that names what was wrong and how to fix it, and everything written before stays byte for byte the
 same (the whole workspace, a finished run included, is hashed before and after each case)."""
 
-import hashlib
 import json
 import os
 import shutil
@@ -13,8 +12,8 @@ import datasets
 import numpy as np
 import pytest
 import torch
+from helpers import folder_hash, tiny_search_args
 from PIL import Image
-from test_search import tiny_search_args
 
 from darts_hub.convert import convert_checkpoint
 from darts_hub.data.images import DataError, class_names_of, decode_images, find_columns, load_image_dataset
@@ -38,14 +37,6 @@ class RunsCode:
 
     def __reduce__(self):
         return self.call, (self.argument,)
-
-
-def folder_hash(folder: Path) -> dict[str, str]:
-    return {
-        str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
-        for path in sorted(folder.rglob("*"))
-        if path.is_file()
-    }
 
 
 def image_folder(root: Path, classes: dict[str, int], size=(10, 10)) -> Path:

@@ -22,7 +22,7 @@ from darts_hub.convert import (
 
 
 TESTS = Path(__file__).parent
-KEY_LISTS = TESTS / "data" / "original_checkpoint_keys"
+KEY_LISTS = TESTS / "fixtures" / "original_checkpoint_keys"
 
 
 def synthetic_state_dict(key_list: str, with_num_batches_tracked: bool) -> dict[str, torch.Tensor]:

@@ -1,11 +1,11 @@
 import json
 import logging
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from helpers import needs_dot
 
 from darts_hub.genotypes import DARTS_V2, RECURRENT_DARTS_V2, get_genotype
 from darts_hub.visualize import draw_cell, draw_genotype, genotype_graphs
@@ -13,7 +13,6 @@ from darts_hub.visualize import draw_cell, draw_genotype, genotype_graphs
 
 REPO = Path(__file__).resolve().parents[1]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-needs_dot = pytest.mark.skipif(shutil.which("dot") is None, reason="needs the graphviz `dot` binary")
 
 
 def test_cell_graph_follows_the_genotype():

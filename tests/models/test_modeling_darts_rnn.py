@@ -1,7 +1,8 @@
-from pathlib import Path
+"""The recurrent DARTS language model: the original's size and layout, generation, the word tokenizer."""
 
 import pytest
 import torch
+from helpers import TESTS
 from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokenizer, pipeline
 
 from darts_hub import DartsRNNConfig, DartsRNNForCausalLM, DartsRNNModel, count_parameters
@@ -9,7 +10,7 @@ from darts_hub.genotypes import RECURRENT_DARTS_V2, get_genotype
 from darts_hub.models.darts_rnn import build_tokenizer, vocabulary_in_order
 
 
-KEY_LISTS = Path(__file__).parent / "data" / "original_checkpoint_keys"
+KEY_LISTS = TESTS / "fixtures" / "original_checkpoint_keys"
 
 
 def tiny_lm(seed=1, **kwargs):

@@ -1,3 +1,6 @@
+"""Training a DARTS network from scratch (scripts/train.py): learning, drop-path schedule, the saved folder in
+transformers and the pipeline, evaluate.py, resume, fine-tuning, recipes."""
+
 import json
 
 import numpy as np

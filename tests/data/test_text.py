@@ -1,12 +1,11 @@
+"""Text corpora through `datasets`: the embedded corpus, token streams in the original vocabulary order, chunks."""
+
 import itertools
-import json
-import math
 
 import datasets
 import pytest
 import torch
 
-from darts_hub import DartsRNNConfig, DartsRNNForCausalLM
 from darts_hub.data.images import DataError
 from darts_hub.data.text import (
     RandomLengthChunks,
@@ -19,7 +18,6 @@ from darts_hub.data.text import (
     split_lines,
 )
 from darts_hub.models.darts_rnn import build_tokenizer, vocabulary_in_order
-from darts_hub.training.evaluation import evaluate_perplexity
 
 
 def test_embedded_corpus_is_deterministic_english_text():
@@ -70,20 +68,6 @@ def test_random_length_chunks_cover_the_stream_and_depend_on_seed_and_epoch():
     assert set(search_lengths) == {35, 17} and search_lengths.count(17) < 0.1 * len(search_lengths)
 
 
-def test_perplexity_carries_the_state_over_the_whole_stream():
-    torch.manual_seed(0)
-    model = DartsRNNForCausalLM(DartsRNNConfig(vocab_size=30, hidden_size=16))
-    columns = batchify(torch.randint(0, 30, (121,)), 2)  # 60 steps
-    chunked = evaluate_perplexity(model, columns, bptt=7)
-    logits = model.eval()(columns[:-1].t()).logits
-    whole = torch.nn.functional.cross_entropy(logits.reshape(-1, 30), columns[1:].t().reshape(-1)).item()
-    assert chunked["num_tokens"] == 118
-    assert chunked["loss"] == pytest.approx(whole, rel=1e-5)
-    assert chunked["perplexity"] == pytest.approx(math.exp(whole), rel=1e-5)
-    with pytest.raises(ValueError, match="at least 1"):
-        evaluate_perplexity(model, columns, bptt=0)
-
-
 def test_bad_text_data_is_refused():
     numbers = datasets.Dataset.from_dict({"id": [1, 2], "score": [0.5, 0.1]})
     with pytest.raises(DataError, match=r"text column among \['id', 'score'\].*--text_column_name"):
@@ -114,20 +98,3 @@ def test_local_text_files_and_offline_hub_names(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(DataError, match="--train_file"):
         load_text_dataset("Salesforce/wikitext", "wikitext-2-v1")
-
-
-def test_evaluate_script_reports_perplexity_of_a_language_model(tmp_path, run_script):
-    corpus = load_text_dataset()
-    lines = split_lines(corpus)
-    vocabulary = vocabulary_in_order([lines["train"], lines["validation"], lines["test"]])
-    tokenizer = build_tokenizer(vocabulary=vocabulary)
-    torch.manual_seed(0)
-    model = DartsRNNForCausalLM(DartsRNNConfig(vocab_size=len(vocabulary), hidden_size=16))
-    model.save_pretrained(tmp_path)
-    tokenizer.save_pretrained(tmp_path)
-    results = json.loads(run_script("evaluate", "--model_name_or_path", tmp_path, "--bptt", "35"))
-    expected = evaluate_perplexity(model, batchify(encode_lines(lines["test"], vocabulary), 1), 35)
-    assert results["num_tokens"] == expected["num_tokens"]
-    assert results["perplexity"] == pytest.approx(expected["perplexity"], rel=1e-6)
-    assert results["perplexity"] == pytest.approx(len(vocabulary), rel=0.1)  # an untrained model: near uniform
-    assert json.loads((tmp_path / "eval_results_test.json").read_text()) == results

@@ -1,7 +1,6 @@
 """A run owns its output folder and resumes honestly: never clobbers another run, rotates only its own checkpoints,
 skips partial ones, refuses changed settings, missing random states and crafted pickles; publishes only its files."""
 
-import hashlib
 import json
 import logging
 import os
@@ -14,18 +13,10 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from test_search import flat, tiny_search_args
+from helpers import TESTS, flat, folder_hash, tiny_search_args
 
 from darts_hub.training.checkpoints import CHECKPOINT_RECORD, ResumeError, latest_checkpoint
 from darts_hub.training.search_loop import run_search
-
-
-def folder_hash(folder: Path) -> dict[str, str]:
-    return {
-        str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
-        for path in sorted(folder.rglob("*"))
-        if path.is_file()
-    }
 
 
 @pytest.fixture(scope="module")
@@ -155,7 +146,7 @@ def test_a_kill_9_during_a_save_then_resume_gives_the_uninterrupted_result(stopp
     settings = vars(tiny_search_args(folder, order=1, checkpointing_steps=2))
     flags = [item for key, value in settings.items() if value is not None for item in (f"--{key}", str(value))]
     killed = subprocess.run(
-        [sys.executable, str(Path(__file__).parent / "kill_during_save.py"), where, *flags],
+        [sys.executable, str(TESTS / "kill_during_save.py"), where, *flags],
         capture_output=True,
         text=True,
         timeout=600,

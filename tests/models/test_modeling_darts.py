@@ -1,9 +1,12 @@
+"""DartsConfig and the DARTS image classifier: exact sizes of the paper's networks, state-dict layout of the
+released checkpoints, both stems, auxiliary heads, Auto classes and the pipeline."""
+
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from helpers import TESTS
 from PIL import Image
 from torch import nn
 from transformers import AutoConfig, AutoImageProcessor, AutoModel, AutoModelForImageClassification, pipeline
@@ -14,7 +17,7 @@ from darts_hub.genotypes import DARTS_V2, get_genotype
 from darts_hub.ops import DropPath
 
 
-KEY_LISTS = Path(__file__).parent / "data" / "original_checkpoint_keys"
+KEY_LISTS = TESTS / "fixtures" / "original_checkpoint_keys"
 
 
 def tiny_config(**kwargs):
@@ -32,6 +35,8 @@ def read_key_list(name):
 
 
 CIFAR = dict(init_channels=36, num_cells=20, num_labels=10)
+
+
 IMAGENET = dict(stem="imagenet", init_channels=48, num_cells=14, num_labels=1000)
 
 

@@ -1,0 +1,51 @@
+"""Helpers shared by the tests (plain functions; fixtures are in conftest.py)."""
+
+import hashlib
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from darts_hub.search.cnn import DartsSearchConfig, DartsSearchNetwork
+from darts_hub.training.search_loop import SearchArguments
+
+
+TESTS = Path(__file__).resolve().parent
+
+
+needs_dot = pytest.mark.skipif(shutil.which("dot") is None, reason="needs the graphviz `dot` binary")
+
+
+def folder_hash(folder: Path) -> dict[str, str]:
+    return {
+        str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+    }
+
+
+def tiny_supernet(**kwargs):
+    settings = dict(init_channels=4, num_cells=3, num_labels=3, image_size=8, steps=2, multiplier=2)
+    return DartsSearchNetwork(DartsSearchConfig(**{**settings, **kwargs}))
+
+
+def tiny_search_args(output_dir, **kwargs):
+    settings = dict(
+        output_dir=str(output_dir),
+        max_train_samples=256,
+        epochs=2,
+        batch_size=32,
+        init_channels=4,
+        num_cells=3,
+        steps=2,
+        multiplier=2,
+        train_init_channels=8,
+        train_num_cells=3,
+        seed=0,
+    )
+    return SearchArguments(**{**settings, **kwargs})
+
+
+def flat(tensors):
+    return torch.cat([t.reshape(-1) for t in tensors])

@@ -1,0 +1,74 @@
+"""The convolutional supernet: sizes as the original's, alphas, mixed operations, the derived network."""
+
+import pytest
+import torch
+from helpers import tiny_supernet
+from transformers import AutoModelForImageClassification
+
+from darts_hub import DartsConfig, DartsForImageClassification, count_mult_adds, count_parameters
+from darts_hub.genotypes import PRIMITIVES
+from darts_hub.search.cnn import DartsSearchConfig, DartsSearchNetwork, MixedOp
+
+
+def test_supernet_counts_match_the_original_search_network():
+    model = DartsSearchNetwork(DartsSearchConfig())
+    assert count_parameters(model) == 1_930_618
+    assert sum(p.numel() for p in model.arch_parameters()) == 224 == 2 * 14 * 8
+    assert count_mult_adds(model) == 300_255_744
+    weights = {id(p) for p in model.weight_parameters()}
+    assert not weights & {id(p) for p in model.arch_parameters()}
+    assert len(weights) + 2 == len(list(model.parameters()))
+
+
+def test_alphas_start_small_and_are_saved_with_the_model(tmp_path):
+    torch.manual_seed(0)
+    model = DartsSearchNetwork(DartsSearchConfig())
+    assert 0.7e-3 < model.alphas_normal.std().item() < 1.3e-3
+    assert not torch.equal(model.alphas_normal, model.alphas_reduce)
+    with torch.no_grad():
+        model.alphas_normal.normal_()
+    model.save_pretrained(tmp_path)
+    loaded = AutoModelForImageClassification.from_pretrained(tmp_path)
+    assert isinstance(loaded, DartsSearchNetwork)
+    assert torch.equal(loaded.alphas_normal, model.alphas_normal)
+    assert loaded.genotype() == model.genotype()
+
+
+def test_search_cells_use_affine_free_batchnorm_and_pooling_is_normalised():
+    model = tiny_supernet()
+    for name, module in model.cells.named_modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            assert not module.affine, name
+    edge = model.cells[0].edges[0]
+    assert "none" not in edge.ops
+    assert isinstance(edge.ops["max_pool_3x3"][1], torch.nn.BatchNorm2d)
+
+
+def test_mixed_op_is_the_weighted_sum_and_none_costs_nothing():
+    torch.manual_seed(0)
+    op = MixedOp(list(PRIMITIVES), channels=4, stride=1).eval()
+    x = torch.randn(2, 4, 6, 6)
+    weights = torch.softmax(torch.randn(len(PRIMITIVES)), 0)
+    expected = sum(weights[PRIMITIVES.index(name)] * module(x) for name, module in op.ops.items())
+    torch.testing.assert_close(op(x, weights), expected)
+    only_none = torch.zeros(len(PRIMITIVES))
+    only_none[PRIMITIVES.index("none")] = 1.0
+    assert torch.count_nonzero(op(x, only_none)) == 0
+
+
+def test_derived_config_builds_the_network_found():
+    model = tiny_supernet()
+    config = model.derived_config(init_channels=8, num_cells=3)
+    assert isinstance(config, DartsConfig)
+    assert config.get_genotype() == model.genotype()
+    assert (config.num_channels, config.image_size, config.num_labels) == (3, 8, 3)
+    assert not config.use_auxiliary_head  # the auxiliary head needs 32x32 images
+    network = DartsForImageClassification(config)
+    assert network(torch.randn(2, 3, 8, 8)).logits.shape == (2, 3)
+    paper = DartsSearchNetwork(DartsSearchConfig()).derived_config()
+    assert (paper.init_channels, paper.num_cells, paper.use_auxiliary_head) == (36, 20, True)
+
+
+def test_image_size_too_small_for_the_reductions_fails_early():
+    with pytest.raises(ValueError, match=r"3x3 pixels are too small for 8 cells.*at least 4x4"):
+        DartsSearchConfig(image_size=3)

@@ -1,0 +1,129 @@
+"""The convolutional search loop: it learns on the digits, writes its result folder, resumes exactly, runs on
+several processes and on one or two cells."""
+
+import json
+import logging
+import shutil
+
+import pytest
+import torch
+from helpers import TESTS, flat, tiny_search_args
+from transformers import AutoConfig, AutoModelForImageClassification
+
+from darts_hub import DartsConfig, DartsForImageClassification
+from darts_hub.genotypes import PRIMITIVES, Genotype
+from darts_hub.hub import HubPushError
+from darts_hub.search.cnn import DartsSearchNetwork
+from darts_hub.training.search_loop import SearchArguments, run_search
+
+
+def test_search_on_the_digits_learns_and_writes_the_result_folder(tmp_path):
+    supernet = run_search(tiny_search_args(tmp_path, max_train_samples=None, epochs=3))
+    history = json.loads((tmp_path / "alphas_history.json").read_text())
+    assert [record["epoch"] for record in history] == [1, 2, 3]
+    assert history[-1]["valid_accuracy"] > 0.5  # ten classes: chance is 0.1
+    assert history[-1]["valid_accuracy"] > history[0]["valid_accuracy"]
+    assert len(history[-1]["alphas_normal"]) == 5 and len(history[-1]["alphas_normal"][0]) == len(PRIMITIVES)
+
+    genotype = Genotype.from_json((tmp_path / "genotype.json").read_text())
+    assert genotype == supernet.genotype() == Genotype.from_dict(history[-1]["genotype"])
+    config = AutoConfig.from_pretrained(tmp_path)
+    assert isinstance(config, DartsConfig) and config.get_genotype() == genotype
+    assert (config.num_channels, config.image_size, config.num_labels, config.init_channels) == (3, 8, 10, 8)
+    assert config.id2label[3] == "3"
+    assert DartsForImageClassification(config)(torch.randn(2, 3, 8, 8)).logits.shape == (2, 10)
+    assert isinstance(AutoModelForImageClassification.from_pretrained(tmp_path / "supernet"), DartsSearchNetwork)
+    card = (tmp_path / "README.md").read_text()
+    assert "library_name: darts-hub" in card and json.dumps(genotype.to_dict()) in card
+    if shutil.which("dot"):
+        for name in ("normal.png", "reduction.png", "search_progress.gif"):
+            assert (tmp_path / name).stat().st_size > 1000, name
+        from PIL import Image
+
+        assert Image.open(tmp_path / "search_progress.gif").n_frames == 3
+    else:  # without graphviz: the graph sources instead, and no animation
+        assert (tmp_path / "normal.gv").is_file() and (tmp_path / "reduction.gv").is_file()
+        assert not (tmp_path / "search_progress.gif").exists()
+
+
+def test_resume_mid_epoch_gives_the_uninterrupted_result(tmp_path):
+    uninterrupted = run_search(tiny_search_args(tmp_path / "full", order=2))
+    # 128 weight-training images at batch 32: 4 steps per epoch; stop in the middle of the second epoch.
+    run_search(tiny_search_args(tmp_path / "parts", order=2, max_steps=6, checkpointing_steps=6))
+    assert (tmp_path / "parts" / "checkpoints" / "checkpoint-6").is_dir()
+    resumed = run_search(tiny_search_args(tmp_path / "parts", order=2, resume_from_checkpoint="latest"))
+    for ours, theirs in zip(resumed.arch_parameters(), uninterrupted.arch_parameters()):
+        torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-7)
+    torch.testing.assert_close(
+        flat(resumed.weight_parameters()), flat(uninterrupted.weight_parameters()), rtol=0, atol=1e-6
+    )
+    assert resumed.genotype() == uninterrupted.genotype()
+    full = json.loads((tmp_path / "full" / "alphas_history.json").read_text())
+    parts = json.loads((tmp_path / "parts" / "alphas_history.json").read_text())
+    assert [r["valid_accuracy"] for r in parts] == pytest.approx([r["valid_accuracy"] for r in full])
+    # Checkpoints rotate: at most two are kept.
+    assert len(list((tmp_path / "parts" / "checkpoints").iterdir())) == 2
+
+
+@pytest.mark.parametrize("order", [1, 2])
+def test_two_processes_keep_identical_alphas(tmp_path, order, launch_two_processes):
+    settings = dict(
+        output_dir=tmp_path,
+        max_train_samples=128,
+        epochs=1,
+        batch_size=16,
+        init_channels=4,
+        num_cells=3,
+        steps=2,
+        multiplier=2,
+        order=order,
+    )
+    launch_two_processes(
+        TESTS / "ddp_search.py", "cnn", *[item for k, v in settings.items() for item in (f"--{k}", v)]
+    )
+    ranks = [torch.load(tmp_path / f"alphas-rank{rank}.pt") for rank in (0, 1)]
+    assert [r["world_size"] for r in ranks] == [2, 2]
+    for alpha0, alpha1 in zip(ranks[0]["alphas"], ranks[1]["alphas"]):
+        assert torch.equal(alpha0, alpha1)
+        assert alpha0.abs().max() > 1e-5  # they moved
+
+
+def test_search_with_push_fails_before_searching_when_the_hub_is_unreachable(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    args = tiny_search_args(tmp_path, push_to_hub=True, hub_model_id="someone/cell")
+    with pytest.raises(HubPushError, match="Could not create the Hub repository 'someone/cell'"):
+        run_search(args)
+    assert not (tmp_path / "checkpoints").exists()
+
+
+def test_search_arguments_are_checked():
+    with pytest.raises(ValueError, match="--order must be 1 or 2"):
+        SearchArguments(order=3)
+    with pytest.raises(ValueError, match="--push_to_hub needs --hub_model_id"):
+        SearchArguments(push_to_hub=True)
+    with pytest.raises(ValueError, match="--train_portion"):
+        SearchArguments(train_portion=1.0)
+
+
+def test_a_search_on_streamed_images_finds_what_decoded_images_find(tmp_path):
+    in_memory = run_search(tiny_search_args(tmp_path / "memory", epochs=1))
+    streamed = run_search(
+        tiny_search_args(tmp_path / "streamed", epochs=1, stream_images=True, dataloader_num_workers=1)
+    )
+    for a, b in zip(in_memory.arch_parameters(), streamed.arch_parameters()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("num_cells", [1, 2])
+def test_searches_of_one_or_two_cells_run_in_both_orders(tmp_path, num_cells, caplog):
+    """With one or two cells every cell is a reduction cell: the normal alphas get no gradient (they stay), and the
+    second-order step must not fail on them ("differentiated Tensor not used in the graph")."""
+    for order in (1, 2):
+        with caplog.at_level(logging.WARNING, logger="darts_hub"):
+            supernet = run_search(
+                tiny_search_args(tmp_path / f"order{order}", order=order, num_cells=num_cells, epochs=1)
+            )
+        assert "every cell is a reduction cell" in caplog.text
+        assert supernet.config.reduction_cells == tuple(range(num_cells))
+        genotype = json.loads((tmp_path / f"order{order}" / "genotype.json").read_text())
+        assert len(genotype["normal"]) == len(genotype["reduce"]) == 4  # 2 nodes x 2 edges
