@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from darts_hub.search.cnn import DartsSearchConfig, DartsSearchNetwork
+from darts_hub.search.cnn import DartsSearchConfig, DartsSearchModel
 from darts_hub.training.search_loop import SearchArguments
 
 
@@ -26,8 +26,8 @@ def folder_hash(folder: Path) -> dict[str, str]:
 
 
 def tiny_supernet(**kwargs):
-    settings = dict(init_channels=4, num_cells=3, num_labels=3, image_size=8, steps=2, multiplier=2)
-    return DartsSearchNetwork(DartsSearchConfig(**{**settings, **kwargs}))
+    settings = dict(init_channels=4, num_cells=3, num_labels=3, image_size=8, num_nodes=2, multiplier=2)
+    return DartsSearchModel(DartsSearchConfig(**{**settings, **kwargs}))
 
 
 def tiny_search_args(output_dir, **kwargs):
@@ -38,7 +38,7 @@ def tiny_search_args(output_dir, **kwargs):
         batch_size=32,
         init_channels=4,
         num_cells=3,
-        steps=2,
+        num_nodes=2,
         multiplier=2,
         train_init_channels=8,
         train_num_cells=3,

@@ -21,7 +21,7 @@ from .genotypes import (
 )
 from .models.darts import DartsConfig, DartsForImageClassification, DartsModel
 from .models.darts_rnn import DartsRNNConfig, DartsRNNForCausalLM, DartsRNNModel
-from .search.cnn import DartsSearchConfig, DartsSearchNetwork
+from .search.cnn import DartsSearchConfig, DartsSearchModel
 from .search.rnn import DartsRNNSearchConfig, DartsRNNSearchModel
 
 
@@ -34,8 +34,8 @@ AutoConfig.register(DartsRNNConfig.model_type, DartsRNNConfig, exist_ok=True)
 AutoModel.register(DartsRNNConfig, DartsRNNModel, exist_ok=True)
 AutoModelForCausalLM.register(DartsRNNConfig, DartsRNNForCausalLM, exist_ok=True)
 AutoConfig.register(DartsSearchConfig.model_type, DartsSearchConfig, exist_ok=True)
-AutoModel.register(DartsSearchConfig, DartsSearchNetwork, exist_ok=True)
-AutoModelForImageClassification.register(DartsSearchConfig, DartsSearchNetwork, exist_ok=True)
+AutoModel.register(DartsSearchConfig, DartsSearchModel, exist_ok=True)
+AutoModelForImageClassification.register(DartsSearchConfig, DartsSearchModel, exist_ok=True)
 AutoConfig.register(DartsRNNSearchConfig.model_type, DartsRNNSearchConfig, exist_ok=True)
 AutoModel.register(DartsRNNSearchConfig, DartsRNNSearchModel, exist_ok=True)
 
@@ -53,7 +53,7 @@ __all__ = [
     "DartsRNNSearchConfig",
     "DartsRNNSearchModel",
     "DartsSearchConfig",
-    "DartsSearchNetwork",
+    "DartsSearchModel",
     "Genotype",
     "RecurrentGenotype",
     "count_mult_adds",

@@ -15,7 +15,7 @@ from accelerate import Accelerator
 from .models.darts import DartsConfig, DartsForImageClassification
 from .models.darts_rnn import DartsRNNConfig, DartsRNNForCausalLM
 from .search.architect import Architect
-from .search.cnn import DartsSearchConfig, DartsSearchNetwork
+from .search.cnn import DartsSearchConfig, DartsSearchModel
 from .search.rnn import DartsRNNSearchConfig, DartsRNNSearchModel
 from .training.recurrent_search_loop import (
     RecurrentSearchArguments,
@@ -65,7 +65,7 @@ def benchmark_search_step(
     """One DARTS search step (architecture step + weight step, as in the search loop) at the paper's search size."""
     accelerator = Accelerator(cpu=device == "cpu", mixed_precision=DTYPES[dtype])
     args = SearchArguments(order=order, batch_size=batch_size, init_channels=init_channels, num_cells=num_cells)
-    supernet = DartsSearchNetwork(
+    supernet = DartsSearchModel(
         DartsSearchConfig(init_channels=init_channels, num_cells=num_cells, image_size=image_size)
     )
     memory_format = torch.channels_last if channels_last else torch.contiguous_format

@@ -138,14 +138,6 @@ class Genotype:
                 self, concat_field, _as_concat(getattr(self, concat_field), concat_field, len(edges) // 2 + 2)
             )
 
-    @property
-    def normal_steps(self) -> int:
-        return len(self.normal) // 2
-
-    @property
-    def reduce_steps(self) -> int:
-        return len(self.reduce) // 2
-
     def to_dict(self) -> dict:
         return _to_dict(self)
 
@@ -185,7 +177,7 @@ class RecurrentGenotype:
         object.__setattr__(self, "concat", _as_concat(self.concat, "concat", len(edges) + 1))
 
     @property
-    def steps(self) -> int:
+    def num_nodes(self) -> int:
         return len(self.recurrent)
 
     def to_dict(self) -> dict:
@@ -460,7 +452,7 @@ def _strongest_edges(weights: torch.Tensor, num_edges: int, primitives: Sequence
 def derive_genotype(
     alphas_normal: torch.Tensor,
     alphas_reduce: torch.Tensor,
-    steps: int = 4,
+    num_nodes: int = 4,
     multiplier: int = 4,
     primitives: Sequence[str] = PRIMITIVES,
 ) -> Genotype:
@@ -472,17 +464,17 @@ def derive_genotype(
     """
 
     def parse(alphas: torch.Tensor, name: str) -> list[Edge]:
-        expected = (steps * (steps + 3) // 2, len(primitives))
+        expected = (num_nodes * (num_nodes + 3) // 2, len(primitives))
         if tuple(alphas.shape) != expected:
-            raise ValueError(f"{name} has shape {tuple(alphas.shape)}; {steps} nodes need {expected}.")
+            raise ValueError(f"{name} has shape {tuple(alphas.shape)}; {num_nodes} nodes need {expected}.")
         weights = torch.softmax(alphas.detach().float().cpu(), dim=-1)
         edges, start = [], 0
-        for node in range(steps):
+        for node in range(num_nodes):
             edges += _strongest_edges(weights[start : start + node + 2], 2, primitives)
             start += node + 2
         return edges
 
-    concat = tuple(range(2 + steps - multiplier, steps + 2))
+    concat = tuple(range(2 + num_nodes - multiplier, num_nodes + 2))
     return Genotype(
         normal=parse(alphas_normal, "alphas_normal"),
         normal_concat=concat,
@@ -492,22 +484,22 @@ def derive_genotype(
 
 
 def derive_recurrent_genotype(
-    alphas: torch.Tensor, steps: int = 8, primitives: Sequence[str] = RECURRENT_PRIMITIVES
+    alphas: torch.Tensor, num_nodes: int = 8, primitives: Sequence[str] = RECURRENT_PRIMITIVES
 ) -> RecurrentGenotype:
     """Turn the architecture weights of a recurrent supernet into a discrete cell.
 
     `alphas` has shape `[num_edges, len(primitives)]`, node i (1-based) owning i rows. Per node the single strongest
     edge is kept; the output averages every node.
     """
-    expected = (steps * (steps + 1) // 2, len(primitives))
+    expected = (num_nodes * (num_nodes + 1) // 2, len(primitives))
     if tuple(alphas.shape) != expected:
-        raise ValueError(f"alphas has shape {tuple(alphas.shape)}; {steps} nodes need {expected}.")
+        raise ValueError(f"alphas has shape {tuple(alphas.shape)}; {num_nodes} nodes need {expected}.")
     weights = torch.softmax(alphas.detach().float().cpu(), dim=-1)
     edges, start = [], 0
-    for node in range(steps):
+    for node in range(num_nodes):
         edges += _strongest_edges(weights[start : start + node + 1], 1, primitives)
         start += node + 1
-    return RecurrentGenotype(recurrent=edges, concat=tuple(range(1, steps + 1)))
+    return RecurrentGenotype(recurrent=edges, concat=tuple(range(1, num_nodes + 1)))
 
 
 __all__ = [

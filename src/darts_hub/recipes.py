@@ -14,7 +14,7 @@ def _recipe(**settings) -> MappingProxyType:
 CIFAR10_SEARCH = _recipe(
     init_channels=16,
     num_cells=8,
-    steps=4,
+    num_nodes=4,
     multiplier=4,
     epochs=50,
     batch_size=64,
@@ -33,7 +33,7 @@ CIFAR10_SEARCH = _recipe(
 # Recurrent cell search on Penn Treebank (Sec. 3.1.2, A.1.2): sizes 300, 8 nodes, the original's dropouts.
 PTB_SEARCH = _recipe(
     hidden_size=300,
-    steps=8,
+    num_nodes=8,
     dropout=0.75,
     dropout_h=0.25,
     dropout_x=0.75,

@@ -88,7 +88,7 @@ def test_shared_architect_on_the_recurrent_supernet():
     the original's unclipped one while `exact` also differentiates the clipping, so they are compared unclipped.)"""
     torch.manual_seed(0)
     config = DartsRNNSearchConfig(
-        vocab_size=30, hidden_size=10, steps=3, dropout=0.0, dropout_h=0.0, dropout_x=0.0, dropout_i=0.0
+        vocab_size=30, hidden_size=10, num_nodes=3, dropout=0.0, dropout_h=0.0, dropout_x=0.0, dropout_i=0.0
     )
     model = DartsRNNSearchModel(config).double().train()
     with torch.no_grad():
@@ -116,7 +116,7 @@ def test_shared_architect_on_the_recurrent_supernet():
 def test_unrolled_gradient_clipping_changes_the_second_order_term():
     torch.manual_seed(0)
     config = DartsRNNSearchConfig(
-        vocab_size=30, hidden_size=10, steps=3, dropout=0.0, dropout_h=0.0, dropout_x=0.0, dropout_i=0.0
+        vocab_size=30, hidden_size=10, num_nodes=3, dropout=0.0, dropout_h=0.0, dropout_x=0.0, dropout_i=0.0
     )
     model = DartsRNNSearchModel(config).double().train()
     weight_optimizer = torch.optim.SGD(model.weight_parameters(), lr=20.0)

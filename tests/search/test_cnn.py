@@ -7,11 +7,11 @@ from transformers import AutoModelForImageClassification
 
 from darts_hub import DartsConfig, DartsForImageClassification, count_mult_adds, count_parameters
 from darts_hub.genotypes import PRIMITIVES
-from darts_hub.search.cnn import DartsSearchConfig, DartsSearchNetwork, MixedOp
+from darts_hub.search.cnn import DartsSearchConfig, DartsSearchModel, MixedOp
 
 
 def test_supernet_counts_match_the_original_search_network():
-    model = DartsSearchNetwork(DartsSearchConfig())
+    model = DartsSearchModel(DartsSearchConfig())
     assert count_parameters(model) == 1_930_618
     assert sum(p.numel() for p in model.arch_parameters()) == 224 == 2 * 14 * 8
     assert count_mult_adds(model) == 300_255_744
@@ -22,14 +22,14 @@ def test_supernet_counts_match_the_original_search_network():
 
 def test_alphas_start_small_and_are_saved_with_the_model(tmp_path):
     torch.manual_seed(0)
-    model = DartsSearchNetwork(DartsSearchConfig())
+    model = DartsSearchModel(DartsSearchConfig())
     assert 0.7e-3 < model.alphas_normal.std().item() < 1.3e-3
     assert not torch.equal(model.alphas_normal, model.alphas_reduce)
     with torch.no_grad():
         model.alphas_normal.normal_()
     model.save_pretrained(tmp_path)
     loaded = AutoModelForImageClassification.from_pretrained(tmp_path)
-    assert isinstance(loaded, DartsSearchNetwork)
+    assert isinstance(loaded, DartsSearchModel)
     assert torch.equal(loaded.alphas_normal, model.alphas_normal)
     assert loaded.genotype() == model.genotype()
 
@@ -65,7 +65,7 @@ def test_derived_config_builds_the_network_found():
     assert not config.use_auxiliary_head  # the auxiliary head needs 32x32 images
     network = DartsForImageClassification(config)
     assert network(torch.randn(2, 3, 8, 8)).logits.shape == (2, 3)
-    paper = DartsSearchNetwork(DartsSearchConfig()).derived_config()
+    paper = DartsSearchModel(DartsSearchConfig()).derived_config()
     assert (paper.init_channels, paper.num_cells, paper.use_auxiliary_head) == (36, 20, True)
 
 

@@ -18,14 +18,14 @@ def test_recurrent_supernet_has_the_original_size():
 
 
 def test_alphas_are_saved_and_the_derived_network_builds(tmp_path):
-    model = DartsRNNSearchModel(DartsRNNSearchConfig(vocab_size=40, hidden_size=12, steps=4))
+    model = DartsRNNSearchModel(DartsRNNSearchConfig(vocab_size=40, hidden_size=12, num_nodes=4))
     with torch.no_grad():
         model.alphas["recurrent"].normal_()
     model.save_pretrained(tmp_path)
     loaded = AutoModel.from_pretrained(tmp_path)
     assert torch.equal(loaded.alphas["recurrent"], model.alphas["recurrent"])
     genotype = loaded.genotype()
-    assert isinstance(genotype, RecurrentGenotype) and genotype.steps == 4 and genotype.concat == (1, 2, 3, 4)
+    assert isinstance(genotype, RecurrentGenotype) and genotype.num_nodes == 4 and genotype.concat == (1, 2, 3, 4)
     network = DartsRNNForCausalLM(model.derived_config(hidden_size=16))
     assert network.config.get_genotype() == genotype
     assert network(torch.randint(0, 40, (2, 5))).logits.shape == (2, 5, 40)
@@ -49,7 +49,7 @@ def test_search_cell_node_is_the_weighted_sum_of_highway_updates():
     from darts_hub.models.darts_rnn.modeling_darts_rnn import ACTIVATIONS
 
     torch.manual_seed(0)
-    config = DartsRNNSearchConfig(vocab_size=20, hidden_size=6, steps=2)
+    config = DartsRNNSearchConfig(vocab_size=20, hidden_size=6, num_nodes=2)
     cell = DartsRNNSearchModel(config).cell.eval()
     weights = torch.softmax(torch.randn(3, len(RECURRENT_PRIMITIVES)), -1)
     x, h_prev = torch.randn(4, 6), torch.randn(4, 6)

@@ -19,7 +19,7 @@ def tiny_recurrent_search(output_dir, **kwargs):
         output_dir=str(output_dir),
         epochs=2,
         hidden_size=32,
-        steps=4,
+        num_nodes=4,
         batch_size=128,
         eval_batch_size=8,
         bptt=20,

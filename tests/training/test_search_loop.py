@@ -13,7 +13,7 @@ from transformers import AutoConfig, AutoModelForImageClassification
 from darts_hub import DartsConfig, DartsForImageClassification
 from darts_hub.genotypes import PRIMITIVES, Genotype
 from darts_hub.hub import HubPushError
-from darts_hub.search.cnn import DartsSearchNetwork
+from darts_hub.search.cnn import DartsSearchModel
 from darts_hub.training.search_loop import SearchArguments, run_search
 
 
@@ -32,7 +32,7 @@ def test_search_on_the_digits_learns_and_writes_the_result_folder(tmp_path):
     assert (config.num_channels, config.image_size, config.num_labels, config.init_channels) == (3, 8, 10, 8)
     assert config.id2label[3] == "3"
     assert DartsForImageClassification(config)(torch.randn(2, 3, 8, 8)).logits.shape == (2, 10)
-    assert isinstance(AutoModelForImageClassification.from_pretrained(tmp_path / "supernet"), DartsSearchNetwork)
+    assert isinstance(AutoModelForImageClassification.from_pretrained(tmp_path / "supernet"), DartsSearchModel)
     card = (tmp_path / "README.md").read_text()
     assert "library_name: darts-hub" in card and json.dumps(genotype.to_dict()) in card
     if shutil.which("dot"):
@@ -74,7 +74,7 @@ def test_two_processes_keep_identical_alphas(tmp_path, order, launch_two_process
         batch_size=16,
         init_channels=4,
         num_cells=3,
-        steps=2,
+        num_nodes=2,
         multiplier=2,
         order=order,
     )

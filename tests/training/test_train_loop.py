@@ -14,7 +14,7 @@ from darts_hub import DartsForImageClassification
 from darts_hub.genotypes import DARTS_V1, get_genotype
 from darts_hub.ops import DropPath
 from darts_hub.recipes import IMAGE_TRAINING
-from darts_hub.search.cnn import DartsSearchConfig, DartsSearchNetwork
+from darts_hub.search.cnn import DartsSearchConfig, DartsSearchModel
 from darts_hub.training.train_loop import TrainArguments, run_training
 
 
@@ -119,7 +119,7 @@ def test_resume_mid_training_gives_the_same_weights(tmp_path):
 
 
 def test_training_a_search_result_keeps_its_cells(tmp_path):
-    search = DartsSearchNetwork(DartsSearchConfig(init_channels=4, num_cells=3, image_size=8))
+    search = DartsSearchModel(DartsSearchConfig(init_channels=4, num_cells=3, image_size=8))
     search.derived_config(init_channels=8, num_cells=3).save_pretrained(tmp_path / "search")
     model = run_training(
         tiny_train_args(tmp_path / "out", genotype=None, config_name=str(tmp_path / "search"), epochs=1)

@@ -30,7 +30,7 @@ class DartsSearchConfig(PreTrainedConfig):
         init_channels (`int`, *optional*, defaults to 16): channels of the first cells, doubled at each reduction.
         num_cells (`int`, *optional*, defaults to 8): number of cells.
         num_channels (`int`, *optional*, defaults to 3): channels of the input images.
-        steps (`int`, *optional*, defaults to 4): intermediate nodes per cell.
+        num_nodes (`int`, *optional*, defaults to 4): intermediate nodes per cell.
         multiplier (`int`, *optional*, defaults to 4): how many of the last nodes the cell output concatenates.
         stem_multiplier (`int`, *optional*, defaults to 3): the stem outputs `stem_multiplier * init_channels`.
         primitives (`list[str]`, *optional*): candidate operations; defaults to the paper's eight, `"none"` first.
@@ -44,7 +44,7 @@ class DartsSearchConfig(PreTrainedConfig):
     init_channels: int = 16
     num_cells: int = 8
     num_channels: int = 3
-    steps: int = 4
+    num_nodes: int = 4
     multiplier: int = 4
     stem_multiplier: int = 3
     primitives: list[str] | None = None
@@ -58,8 +58,8 @@ class DartsSearchConfig(PreTrainedConfig):
         unknown = [op for op in self.primitives if op not in ("none",) + CNN_OPERATIONS]
         if unknown:
             raise ValueError(f"Unknown candidate operation(s) {unknown}; known: none, {', '.join(CNN_OPERATIONS)}.")
-        if not 1 <= self.multiplier <= self.steps:
-            raise ValueError(f"multiplier must be in 1..steps ({self.steps}), got {self.multiplier}.")
+        if not 1 <= self.multiplier <= self.num_nodes:
+            raise ValueError(f"multiplier must be in 1..num_nodes ({self.num_nodes}), got {self.multiplier}.")
         if self.init_channels < 2 or self.init_channels % 2:
             raise ValueError(f"init_channels must be even and positive, got {self.init_channels}.")
         reductions = len(self.reduction_cells)
@@ -83,7 +83,7 @@ class DartsSearchConfig(PreTrainedConfig):
     @property
     def num_edges(self) -> int:
         """Edges per cell: node i has i + 2 incoming edges."""
-        return self.steps * (self.steps + 3) // 2
+        return self.num_nodes * (self.num_nodes + 3) // 2
 
 
 class MixedOp(nn.Module):
@@ -135,24 +135,24 @@ class SearchCell(nn.Module):
         self.preprocess1 = ReLUConvBN(prev_channels, channels, 1, 1, 0, affine=False)
         self.edges = nn.ModuleList(
             MixedOp(config.primitives, channels, stride=2 if reduction and source < 2 else 1)
-            for node in range(config.steps)
+            for node in range(config.num_nodes)
             for source in range(node + 2)
         )
-        self.steps, self.multiplier = config.steps, config.multiplier
+        self.num_nodes, self.multiplier = config.num_nodes, config.multiplier
         self.out_channels = channels * config.multiplier
 
     def forward(self, s0: torch.Tensor, s1: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         # weights: [num_edges, num_primitives]
         states = [self.preprocess0(s0), self.preprocess1(s1)]
         edge = 0
-        for _ in range(self.steps):
+        for _ in range(self.num_nodes):
             node = sum(self.edges[edge + j](h, weights[edge + j]) for j, h in enumerate(states))
             edge += len(states)
             states.append(node)
         return torch.cat(states[-self.multiplier :], dim=1)
 
 
-class DartsSearchNetwork(PreTrainedModel):
+class DartsSearchModel(PreTrainedModel):
     """The supernet: CIFAR stem, search cells, global pooling, classifier, and the architecture weights."""
 
     config: DartsSearchConfig
@@ -233,7 +233,7 @@ class DartsSearchNetwork(PreTrainedModel):
         return derive_genotype(
             self.alphas_normal,
             self.alphas_reduce,
-            steps=self.config.steps,
+            num_nodes=self.config.num_nodes,
             multiplier=self.config.multiplier,
             primitives=self.config.primitives,
         )
@@ -265,4 +265,4 @@ class DartsSearchNetwork(PreTrainedModel):
         return config
 
 
-__all__ = ["DartsSearchConfig", "DartsSearchNetwork", "MixedOp", "SearchCell"]
+__all__ = ["DartsSearchConfig", "DartsSearchModel", "MixedOp", "SearchCell"]

@@ -31,7 +31,7 @@ class DartsRNNSearchConfig(PreTrainedConfig):
 
     Args:
         vocab_size (`int`, *optional*, defaults to 10000), hidden_size (`int`, *optional*, defaults to 300),
-        steps (`int`, *optional*, defaults to 8): nodes of the cell (all averaged into the output),
+        num_nodes (`int`, *optional*, defaults to 8): nodes of the cell (all averaged into the output),
         dropout, dropout_h, dropout_x, dropout_i, dropout_e (`float`): as in `DartsRNNConfig`,
         init_range (`float`, *optional*, defaults to 0.04), alpha_init_std (`float`, *optional*, defaults to 1e-3).
     """
@@ -40,7 +40,7 @@ class DartsRNNSearchConfig(PreTrainedConfig):
 
     vocab_size: int = 10000
     hidden_size: int = 300
-    steps: int = 8
+    num_nodes: int = 8
     dropout: float = 0.75
     dropout_h: float = 0.25
     dropout_x: float = 0.75
@@ -52,14 +52,14 @@ class DartsRNNSearchConfig(PreTrainedConfig):
 
     @property
     def num_edges(self) -> int:
-        return self.steps * (self.steps + 1) // 2
+        return self.num_nodes * (self.num_nodes + 1) // 2
 
 
 class DartsRNNSearchCell(DartsRNNCell):
     """The cell with every edge mixed; `step` takes the softmax of the alphas."""
 
     def __init__(self, config: DartsRNNSearchConfig):
-        super().__init__(config, num_nodes=config.steps)
+        super().__init__(config, num_nodes=config.num_nodes)
         self.bn = nn.BatchNorm1d(config.hidden_size, affine=False)
         self.op_columns = [RECURRENT_PRIMITIVES.index(name) for name in RECURRENT_OPERATIONS]
 
@@ -149,7 +149,7 @@ class DartsRNNSearchModel(PreTrainedModel):
         )
 
     def genotype(self) -> RecurrentGenotype:
-        return derive_recurrent_genotype(self.alphas["recurrent"], steps=self.config.steps)
+        return derive_recurrent_genotype(self.alphas["recurrent"], num_nodes=self.config.num_nodes)
 
     def derived_config(self, **overrides) -> DartsRNNConfig:
         """The `DartsRNNConfig` of the found cell with the paper's PTB training sizes (850) unless overridden."""

@@ -41,7 +41,7 @@ POSITIVE_SETTINGS = (
     "checkpoints_total_limit",
     "init_channels",
     "num_cells",
-    "steps",
+    "num_nodes",
     "multiplier",
     "hidden_size",
     "train_init_channels",

@@ -52,7 +52,7 @@ class RecurrentSearchArguments(TextDataArguments, RunArguments):
     hidden_size: int = field(
         default=PTB_SEARCH["hidden_size"], metadata={"help": "Embedding and hidden size of the supernet."}
     )
-    steps: int = field(default=PTB_SEARCH["steps"], metadata={"help": "Nodes of the cell."})
+    num_nodes: int = field(default=PTB_SEARCH["num_nodes"], metadata={"help": "Nodes of the cell."})
     dropout: float = field(default=PTB_SEARCH["dropout"], metadata={"help": "Output dropout."})
     dropout_h: float = field(
         default=PTB_SEARCH["dropout_h"], metadata={"help": "Hidden-state dropout inside the cell."}
@@ -137,7 +137,7 @@ def run_recurrent_search(args: RecurrentSearchArguments) -> DartsRNNSearchModel:
     config = DartsRNNSearchConfig(
         vocab_size=len(vocabulary),
         hidden_size=args.hidden_size,
-        steps=args.steps,
+        num_nodes=args.num_nodes,
         dropout=args.dropout,
         dropout_h=args.dropout_h,
         dropout_x=args.dropout_x,

@@ -21,7 +21,7 @@ from ..data.images import make_loader
 from ..hub import save_search_result
 from ..recipes import CIFAR10_SEARCH, IMAGE_TRAINING
 from ..search.architect import HESSIAN_MODES, Architect
-from ..search.cnn import DartsSearchConfig, DartsSearchNetwork
+from ..search.cnn import DartsSearchConfig, DartsSearchModel
 from .arguments import ImageDataArguments, RunArguments
 from .evaluation import evaluate
 from .inputs import batch_transform, load_image_splits
@@ -49,7 +49,7 @@ class SearchArguments(ImageDataArguments, RunArguments):
         default=CIFAR10_SEARCH["init_channels"], metadata={"help": "Channels of the supernet's first cells."}
     )
     num_cells: int = field(default=CIFAR10_SEARCH["num_cells"], metadata={"help": "Cells of the supernet."})
-    steps: int = field(default=CIFAR10_SEARCH["steps"], metadata={"help": "Intermediate nodes per cell."})
+    num_nodes: int = field(default=CIFAR10_SEARCH["num_nodes"], metadata={"help": "Intermediate nodes per cell."})
     multiplier: int = field(
         default=CIFAR10_SEARCH["multiplier"], metadata={"help": "Nodes concatenated into the cell output."}
     )
@@ -116,7 +116,7 @@ def endless_batches(loader, progress: SearchProgress, accelerator: Accelerator):
             yield batch
 
 
-def make_search_optimizers(supernet: DartsSearchNetwork, args: SearchArguments):
+def make_search_optimizers(supernet: DartsSearchModel, args: SearchArguments):
     """The weight optimizer (SGD with momentum), the architecture optimizer (Adam) and the per-epoch cosine schedule
     of the weight learning rate."""
     weight_optimizer = torch.optim.SGD(
@@ -166,7 +166,7 @@ def search_step(
     return outputs
 
 
-def run_search(args: SearchArguments) -> DartsSearchNetwork:
+def run_search(args: SearchArguments) -> DartsSearchModel:
     """Run a search as configured by `args` and write the result folder (`args.output_dir`).
 
     Returns the supernet (on every process), whose `genotype()` is the result.
@@ -189,7 +189,7 @@ def run_search(args: SearchArguments) -> DartsSearchNetwork:
     config = DartsSearchConfig(
         init_channels=args.init_channels,
         num_cells=args.num_cells,
-        steps=args.steps,
+        num_nodes=args.num_nodes,
         multiplier=args.multiplier,
         num_channels=data.num_channels,
         image_size=data.image_size,
@@ -198,7 +198,7 @@ def run_search(args: SearchArguments) -> DartsSearchNetwork:
         id2label=dict(enumerate(data.class_names)),
         label2id={name: index for index, name in enumerate(data.class_names)},
     )
-    model = DartsSearchNetwork(config)
+    model = DartsSearchModel(config)
     if len(config.reduction_cells) == config.num_cells:
         logger.warning(
             "With %d cell(s) every cell is a reduction cell: the normal cell of the result is not searched (its "

@@ -41,7 +41,7 @@ class DartsRNNCell(nn.Module):
         """The nodes come from the config's genotype, or, for the search cell, `num_nodes` are given."""
         super().__init__()
         self.genotype = config.get_genotype() if num_nodes is None else None
-        num_nodes = self.genotype.steps if num_nodes is None else num_nodes
+        num_nodes = self.genotype.num_nodes if num_nodes is None else num_nodes
         hidden = config.hidden_size
         self.hidden_size = hidden
         self.dropout_x, self.dropout_h = config.dropout_x, config.dropout_h
