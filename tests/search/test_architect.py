@@ -43,12 +43,12 @@ def test_second_order_finite_differences_match_the_exact_unrolled_gradient():
     the maths is checked in float64 with a perturbation small enough to stay on one linear piece."""
     model, weight_optimizer, arch_optimizer = supernet_with_optimizers()
     train, valid = batches()
-    first = flat(Architect(model, arch_optimizer, order=1).arch_gradients(train, valid, weight_optimizer))
+    first = flat(Architect(model, arch_optimizer, order=1).arch_gradients(train, valid, weight_optimizer)[0])
     finite = flat(
-        Architect(model, arch_optimizer, order=2, epsilon_scale=1e-6).arch_gradients(train, valid, weight_optimizer)
+        Architect(model, arch_optimizer, order=2, epsilon_scale=1e-6).arch_gradients(train, valid, weight_optimizer)[0]
     )
     exact = flat(
-        Architect(model, arch_optimizer, order=2, hessian="exact").arch_gradients(train, valid, weight_optimizer)
+        Architect(model, arch_optimizer, order=2, hessian="exact").arch_gradients(train, valid, weight_optimizer)[0]
     )
     cosine = torch.nn.functional.cosine_similarity
     assert cosine(finite, exact, dim=0) > 0.99
@@ -61,11 +61,20 @@ def test_second_order_finite_differences_match_the_exact_unrolled_gradient():
 @pytest.mark.parametrize("order", [1, 2])
 def test_architect_step_moves_only_the_alphas(order):
     model, weight_optimizer, arch_optimizer = supernet_with_optimizers()
+    train, valid = batches()
+    with torch.no_grad():
+        expected = model(**valid).loss  # (in training mode, as the architect's pass; it moves BatchNorm statistics)
     before = {name: tensor.clone() for name, tensor in model.state_dict().items()}
-    Architect(model, arch_optimizer, order=order).step(*batches(), weight_optimizer)
+    validation_outputs = Architect(model, arch_optimizer, order=order).step(train, valid, weight_optimizer)
     for name, tensor in model.state_dict().items():
         changed = not torch.equal(tensor, before[name])
         assert changed == name.startswith("alphas"), name  # weights and BatchNorm statistics untouched
+    # It returns the outputs of the validation pass it differentiated: the current weights (first order) or the
+    # unrolled ones (second order), before the alpha update.
+    if order == 1:
+        torch.testing.assert_close(validation_outputs.loss, expected)
+    else:
+        assert validation_outputs.loss.shape == () and not torch.isclose(validation_outputs.loss, expected)
 
 
 def lm_batches(seed=0):
@@ -99,7 +108,7 @@ def test_shared_architect_on_the_recurrent_supernet():
 
     def gradients(**kwargs):
         architect = Architect(model, arch_optimizer, **kwargs)
-        return torch.cat([g.reshape(-1) for g in architect.arch_gradients(train, valid, weight_optimizer)])
+        return torch.cat([g.reshape(-1) for g in architect.arch_gradients(train, valid, weight_optimizer)[0]])
 
     # With the paper's own perturbation (0.01): the relu candidate makes the cell piecewise smooth, so the finite
     # difference is close to, not equal to, the exact product (cosine 0.9997 for this draw).
@@ -124,6 +133,6 @@ def test_unrolled_gradient_clipping_changes_the_second_order_term():
     train, valid = lm_batches(1)
     clipped = Architect(model, arch_optimizer, order=2, hessian="exact", unrolled_grad_clip=1e-3)
     unclipped = Architect(model, arch_optimizer, order=2, hessian="exact")
-    a = torch.cat([g.reshape(-1) for g in clipped.arch_gradients(train, valid, weight_optimizer)])
-    b = torch.cat([g.reshape(-1) for g in unclipped.arch_gradients(train, valid, weight_optimizer)])
+    a = torch.cat([g.reshape(-1) for g in clipped.arch_gradients(train, valid, weight_optimizer)[0]])
+    b = torch.cat([g.reshape(-1) for g in unclipped.arch_gradients(train, valid, weight_optimizer)[0]])
     assert not torch.allclose(a, b)

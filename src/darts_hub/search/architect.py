@@ -74,7 +74,6 @@ class Architect:
         self.unrolled_grad_clip = unrolled_grad_clip
         self.epsilon_scale = epsilon_scale
         self.autocast = autocast
-        self.validation_outputs = None
         arch_ids = {id(p) for p in model.arch_parameters()}
         self.arch_names = [name for name, p in model.named_parameters() if id(p) in arch_ids]
         self.weight_names = [name for name, p in model.named_parameters() if id(p) not in arch_ids]
@@ -83,40 +82,40 @@ class Architect:
         """One architecture update. `weight_optimizer` (SGD) gives the unrolled step its lr, momentum and decay.
 
         Returns the outputs of the validation pass (a recurrent search carries their `hidden_state` on)."""
-        gradients = self.arch_gradients(train_batch, valid_batch, weight_optimizer)
+        gradients, validation_outputs = self.arch_gradients(train_batch, valid_batch, weight_optimizer)
         gradients = _average_across_processes(gradients)
         parameters = dict(self.model.named_parameters())
         for name, gradient in zip(self.arch_names, gradients):
             parameters[name].grad = gradient.to(parameters[name].dtype)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
-        return self.validation_outputs
+        return validation_outputs
 
     def arch_gradients(
         self, train_batch: Mapping, valid_batch: Mapping, weight_optimizer: torch.optim.Optimizer | None = None
-    ) -> list[torch.Tensor]:
-        """The gradient of the (first- or second-order) architecture objective with respect to each alpha."""
+    ) -> tuple[list[torch.Tensor], object]:
+        """The gradient of the (first- or second-order) architecture objective with respect to each alpha, and the
+        model outputs of the validation pass it differentiates."""
         parameters = dict(self.model.named_parameters())
         alphas = [parameters[name] for name in self.arch_names]
         weights = [parameters[name].detach() for name in self.weight_names]
         if self.order == 1:
-            return list(_grad_or_zeros(self._loss(weights, alphas, valid_batch, validation=True), alphas))
+            outputs = self._forward(weights, alphas, valid_batch)
+            return list(_grad_or_zeros(outputs.loss, alphas)), outputs
         if weight_optimizer is None:
             raise ValueError("Second-order architecture steps need the weight optimizer (its lr, momentum, decay).")
         if self.hessian == "exact":
             return self._exact_unrolled_gradients(weights, alphas, train_batch, valid_batch, weight_optimizer)
         return self._finite_difference_gradients(weights, alphas, train_batch, valid_batch, weight_optimizer)
 
-    def _loss(self, weights, alphas, batch: Mapping, validation: bool = False) -> torch.Tensor:
+    def _forward(self, weights, alphas, batch: Mapping):
+        """The model's outputs on `batch` with the given weights and alphas substituted."""
         tensors = dict(zip(self.weight_names, weights))
         tensors.update(zip(self.arch_names, alphas))
         # Copies of the buffers: these passes must not move the BatchNorm running statistics.
         tensors.update({name: buffer.clone() for name, buffer in self.model.named_buffers()})
         with self.autocast():
-            outputs = functional_call(self.model, tensors, args=(), kwargs=dict(batch))
-        if validation:
-            self.validation_outputs = outputs
-        return outputs.loss
+            return functional_call(self.model, tensors, args=(), kwargs=dict(batch))
 
     def _unrolled_weights(self, weights, gradients, weight_optimizer) -> list[torch.Tensor]:
         """w' = w - lr * (momentum * v + g + weight_decay * w), read from the weight optimizer (eq. 6)."""
@@ -139,32 +138,34 @@ class Architect:
     def _finite_difference_gradients(self, weights, alphas, train_batch, valid_batch, weight_optimizer):
         lr = weight_optimizer.param_groups[0]["lr"]
         weights_grad = [w.clone().requires_grad_() for w in weights]
-        train_loss = self._loss(weights_grad, [a.detach() for a in alphas], train_batch)
+        train_loss = self._forward(weights_grad, [a.detach() for a in alphas], train_batch).loss
         train_gradients = _grad_or_zeros(train_loss, weights_grad)
         unrolled = [
             w.detach().requires_grad_() for w in self._unrolled_weights(weights, train_gradients, weight_optimizer)
         ]
-        valid_loss = self._loss(unrolled, alphas, valid_batch, validation=True)
-        valid_gradients = _grad_or_zeros(valid_loss, alphas + unrolled)
+        validation_outputs = self._forward(unrolled, alphas, valid_batch)
+        valid_gradients = _grad_or_zeros(validation_outputs.loss, alphas + unrolled)
         alpha_gradients, vector = valid_gradients[: len(alphas)], valid_gradients[len(alphas) :]
 
         norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(v) for v in vector]))
         epsilon = self.epsilon_scale / norm
         plus = [w + epsilon * v for w, v in zip(weights, vector)]
         minus = [w - epsilon * v for w, v in zip(weights, vector)]
-        gradients_plus = _grad_or_zeros(self._loss(plus, alphas, train_batch), alphas)
-        gradients_minus = _grad_or_zeros(self._loss(minus, alphas, train_batch), alphas)
-        return [
+        gradients_plus = _grad_or_zeros(self._forward(plus, alphas, train_batch).loss, alphas)
+        gradients_minus = _grad_or_zeros(self._forward(minus, alphas, train_batch).loss, alphas)
+        gradients = [
             g - lr * (gp - gm) / (2 * epsilon) for g, gp, gm in zip(alpha_gradients, gradients_plus, gradients_minus)
         ]
+        return gradients, validation_outputs
 
     def _exact_unrolled_gradients(self, weights, alphas, train_batch, valid_batch, weight_optimizer):
         weights_grad = [w.clone().requires_grad_() for w in weights]
         train_gradients = _grad_or_zeros(
-            self._loss(weights_grad, alphas, train_batch), weights_grad, create_graph=True
+            self._forward(weights_grad, alphas, train_batch).loss, weights_grad, create_graph=True
         )
         unrolled = self._unrolled_weights(weights, train_gradients, weight_optimizer)
-        return list(_grad_or_zeros(self._loss(unrolled, alphas, valid_batch, validation=True), alphas))
+        validation_outputs = self._forward(unrolled, alphas, valid_batch)
+        return list(_grad_or_zeros(validation_outputs.loss, alphas)), validation_outputs
 
     def state_dict(self) -> dict:
         return {"optimizer": self.optimizer.state_dict()}

@@ -191,7 +191,7 @@ def run_recurrent_search(args: RecurrentSearchArguments) -> DartsRNNSearchModel:
         }
         # As the original, the scaled rate also drives the unrolled step of a second-order architecture step.
         with scaled_learning_rate(weight_optimizer, inputs.shape[1] / args.bptt):
-            outputs = search_step(
+            outputs, validation_outputs = search_step(
                 model,
                 architect,
                 weight_optimizer,
@@ -203,7 +203,7 @@ def run_recurrent_search(args: RecurrentSearchArguments) -> DartsRNNSearchModel:
                 regulariser=slowness,
             )
         hidden["train"] = accelerator.gather(outputs.hidden_state.detach())
-        hidden["valid"] = accelerator.gather(architect.validation_outputs.hidden_state.detach())
+        hidden["valid"] = accelerator.gather(validation_outputs.hidden_state.detach())
         return outputs
 
     def end_of_epoch(epoch, train_loss, train_accuracy):

@@ -147,8 +147,9 @@ def search_step(
 ):
     """One step of Alg. 1: the architecture step on a validation batch, then the weight step on a training batch,
     whose loss gains `regulariser(outputs)` if given (the recurrent search's activation regularisation, which the
-    architecture step does not see, as in the original). Returns the weight step's model outputs."""
-    architect.step(train_batch, valid_batch, weight_optimizer)
+    architecture step does not see, as in the original). Returns the model outputs of the weight step and of the
+    architecture step's validation pass."""
+    validation_outputs = architect.step(train_batch, valid_batch, weight_optimizer)
     # The weight step takes the architecture as given: no alpha gradients are computed (nor their inputs kept).
     alphas = architect.model.arch_parameters()
     for alpha in alphas:
@@ -163,7 +164,7 @@ def search_step(
     accelerator.clip_grad_norm_(weight_parameters, grad_clip)
     weight_optimizer.step()
     weight_optimizer.zero_grad(set_to_none=True)
-    return outputs
+    return outputs, validation_outputs
 
 
 def run_search(args: SearchArguments) -> DartsSearchModel:
@@ -229,7 +230,7 @@ def run_search(args: SearchArguments) -> DartsSearchModel:
         valid_images, valid_labels = next(valid_batches)
         train_batch = {"pixel_values": transform(images, train=True), "labels": labels}
         valid_batch = {"pixel_values": transform(valid_images, train=True), "labels": valid_labels}
-        return search_step(
+        outputs, _ = search_step(
             model,
             architect,
             weight_optimizer,
@@ -239,6 +240,7 @@ def run_search(args: SearchArguments) -> DartsSearchModel:
             accelerator,
             args.grad_clip,
         )
+        return outputs
 
     def end_of_epoch(epoch, train_loss, train_accuracy):
         scheduler.step()
