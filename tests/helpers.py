@@ -49,3 +49,13 @@ def tiny_search_args(output_dir, **kwargs):
 
 def flat(tensors):
     return torch.cat([t.reshape(-1) for t in tensors])
+
+
+class RunsCode:
+    """Pickles as a call of `call(argument)`: what an attacker puts in a checkpoint."""
+
+    def __init__(self, call, argument):
+        self.call, self.argument = call, argument
+
+    def __reduce__(self):
+        return self.call, (self.argument,)

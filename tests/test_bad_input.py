@@ -12,7 +12,7 @@ import datasets
 import numpy as np
 import pytest
 import torch
-from helpers import folder_hash, tiny_search_args
+from helpers import RunsCode, folder_hash, tiny_search_args
 from PIL import Image
 
 from darts_hub.convert import convert_checkpoint
@@ -29,14 +29,6 @@ from darts_hub.training.recurrent_train_loop import LanguageModelTrainArguments
 from darts_hub.training.search_loop import SearchArguments, run_search
 from darts_hub.training.train_loop import TrainArguments, run_training
 from darts_hub.unpickling import UnsafePickleError
-
-
-class RunsCode:
-    def __init__(self, call, argument):
-        self.call, self.argument = call, argument
-
-    def __reduce__(self):
-        return self.call, (self.argument,)
 
 
 def image_folder(root: Path, classes: dict[str, int], size=(10, 10)) -> Path:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import RunsCode
 from huggingface_hub import ModelCard
 from transformers import AutoModelForCausalLM, AutoModelForImageClassification, AutoTokenizer
 
@@ -149,6 +150,14 @@ def test_ptb_pickle_converts_without_running_it(tmp_path, original_ptb_pickles):
         assert ModelCard.load(folder / "README.md").data.eval_results[0].metric_value == 55.68
 
 
+def test_a_state_dict_converted_as_ptb_is_refused_by_name(tmp_path):
+    checkpoint = save(synthetic_state_dict("cifar10_darts_v2.txt", False), tmp_path / "cifar10_model.pt", legacy=False)
+    with pytest.raises(
+        ConversionError, match=r"cifar10_model.pt holds a dict, not the original recurrent model object"
+    ):
+        convert_ptb(checkpoint)
+
+
 def test_ptb_vocabulary_and_genotype_must_fit(tmp_path, original_ptb_pickles):
     paths, _ = original_ptb_pickles
     small = tmp_path / "small"
@@ -161,14 +170,6 @@ def test_ptb_vocabulary_and_genotype_must_fit(tmp_path, original_ptb_pickles):
         convert_ptb(paths[0], genotype="DARTS_V1")
     model, tokenizer = convert_ptb(paths[0])
     assert tokenizer is None and model.config.vocab_size == 9
-
-
-class RunsCode:
-    def __init__(self, call, argument):
-        self.call, self.argument = call, argument
-
-    def __reduce__(self):
-        return self.call, (self.argument,)
 
 
 @pytest.mark.parametrize("call", [os.system, eval])

@@ -11,20 +11,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import RunsCode
 
 from darts_hub import unpickling
 from darts_hub.convert import convert_checkpoint
 from darts_hub.unpickling import UnsafePickleError, load_torch_file
-
-
-class RunsCode:
-    """Pickles as a call of `call(argument)`: what an attacker puts in a checkpoint."""
-
-    def __init__(self, call, argument):
-        self.call, self.argument = call, argument
-
-    def __reduce__(self):
-        return self.call, (self.argument,)
 
 
 def touch_payload(marker: Path) -> bytes:

@@ -215,13 +215,13 @@ def convert_ptb(path: str | Path, vocab_from: str | Path | None = None, genotype
     """`ptb_model.pt` -> (`DartsRNNForCausalLM`, tokenizer or None). The genotype is read from the file (and must
     equal `genotype` if given); sizes come from the tensors; the vocabulary, if given, must fit the embedding."""
     root = load_pickled_model(path)
+    if not isinstance(root, Recorded):
+        raise ConversionError(f"{path} holds a {type(root).__name__}, not the original recurrent model object.")
     original = _flatten(root)
     if "encoder.weight" not in original:
         raise ConversionError(f"{path} has no encoder.weight: it is not the original recurrent model.")
     if "decoder.weight" in original and not torch.equal(original["decoder.weight"], original["encoder.weight"]):
         raise ConversionError("decoder.weight differs from encoder.weight: the original model ties them.")
-    if not isinstance(root, Recorded):
-        raise ConversionError(f"{path} holds a {type(root).__name__}, not the original recurrent model object.")
     cells = [node for node in _walk(root) if type(node).__name__ == "DARTSCell"]
     found = None
     if cells and "genotype" in cells[0].state:

@@ -67,6 +67,11 @@ def push_folder(folder: str | Path, repo_id: str, files: list[str], token: str |
     return commit.commit_url
 
 
+def files_in(folder: Path) -> list[str]:
+    """The files below `folder`, as sorted relative paths."""
+    return sorted(str(path.relative_to(folder)) for path in folder.rglob("*") if path.is_file())
+
+
 def check_output_dir(output_dir: str | Path, overwrite: bool) -> None:
     """Refuse to write into a folder that already holds files (another run's, or the user's) unless `overwrite`."""
     output_dir = Path(output_dir)
@@ -90,7 +95,7 @@ def write_folder_atomically(
     staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", suffix=".partial", dir=output_dir.parent))
     try:
         write(staging)
-        files = sorted(str(path.relative_to(staging)) for path in staging.rglob("*") if path.is_file())
+        files = files_in(staging)
         if output_dir.is_dir() and not any(output_dir.iterdir()):
             output_dir.rmdir()
         if not output_dir.exists():
@@ -138,8 +143,7 @@ def save_search_result(
 def save_card(card: ModelCard, folder: Path, published_later: tuple[str, ...] = ("run_record.json",)) -> None:
     """Save `card` as the folder's README.md, ending with the list of the files published with it: those in the
     folder now (the card is written last), the card itself and `published_later` (the run record)."""
-    files = sorted(str(path.relative_to(folder)) for path in folder.rglob("*") if path.is_file())
-    listed = "\n".join(f"- `{name}`" for name in sorted({*files, "README.md", *published_later}))
+    listed = "\n".join(f"- `{name}`" for name in sorted({*files_in(folder), "README.md", *published_later}))
     ModelCard(f"{card.content.rstrip()}\n\n## Files\n\n{listed}\n").save(folder / "README.md")
 
 
@@ -520,6 +524,7 @@ __all__ = [
     "check_output_dir",
     "converted_model_card",
     "create_hub_repo",
+    "files_in",
     "push_folder",
     "save_search_result",
     "save_card",

@@ -10,7 +10,7 @@ mirror could run any code. Here every pickle of the file goes through one `Restr
 - BUILD (setting an object's state) only fills placeholders and ordered dicts created by this same load, never a class,
   a function or any other object, so a pickle cannot rebind an attribute of an allowed class for the process.
 - storage bytes are read, never unpickled; their declared sizes are checked against the file before anything is
-  allocated, and tensor views are bounds-checked by `Tensor.set_`.
+  allocated, and every tensor view is bounds-checked before `Tensor.set_` (which would grow the storage to fit).
 
 The legacy format is five pickles in a row (magic number, protocol version, system information, the object, the
 storage keys) followed by the storages' bytes (each an int64 element count then the data); the zip format is an
@@ -218,7 +218,7 @@ class RestrictedUnpickler(pickle._Unpickler):
         target = self.stack[-1]
         if isinstance(target, Recorded):
             target.record_state(state)
-        elif type(target) in (np.ndarray, np.dtype) or isinstance(target, np.dtype):
+        elif type(target) is np.ndarray or isinstance(target, np.dtype):
             # Arrays and dtypes made by `_numpy_array` / `_numpy_dtype` in this load; no Python objects inside.
             if type(target) is np.ndarray and not (
                 isinstance(state, tuple)
@@ -242,8 +242,8 @@ class RestrictedUnpickler(pickle._Unpickler):
 class _StorageReader:
     """The persistent-id handler of one file: builds each storage once, its size checked against the file."""
 
-    def __init__(self, path: Path, available_bytes: int, read_bytes=None):
-        self.path, self.available_bytes, self.read_bytes = path, available_bytes, read_bytes
+    def __init__(self, available_bytes: int, read_bytes=None):
+        self.available_bytes, self.read_bytes = available_bytes, read_bytes
         self.storages: dict[str, LoadedStorage] = {}
         self.views: dict[str, LoadedStorage] = {}
 
@@ -286,7 +286,9 @@ class _StorageReader:
         start, stop = offset * storage.dtype.itemsize, (offset + size) * storage.dtype.itemsize
         if not (0 <= start <= stop <= storage.untyped.nbytes()):
             raise UnsafePickleError(f"a storage view {view!r} lies outside its storage")
-        return self.views.setdefault(str(view_key), LoadedStorage(storage.untyped[start:stop], storage.dtype))
+        if str(view_key) not in self.views:
+            self.views[str(view_key)] = LoadedStorage(storage.untyped[start:stop], storage.dtype)
+        return self.views[str(view_key)]
 
 
 def _restricted_load(file, stand_ins=frozenset(), persistent_load=None):
@@ -309,7 +311,7 @@ def _load_legacy(path: Path, stand_ins) -> object:
             if not isinstance(system, dict) or not system.get("little_endian", False):
                 raise UnsafePickleError("it was not written on a little-endian machine (or does not say so)")
             position = 3
-            reader = _StorageReader(path, size)
+            reader = _StorageReader(size)
             result = _restricted_load(file, stand_ins, reader)
             position = 4
             keys = _restricted_load(file)
@@ -365,7 +367,7 @@ def _load_zip(path: Path, stand_ins) -> object:
                 )
             return archive.read(info)
 
-        reader = _StorageReader(path, path.stat().st_size, read_bytes)
+        reader = _StorageReader(path.stat().st_size, read_bytes)
         try:
             return _restricted_load(io.BytesIO(archive.read(pickles[0])), stand_ins, reader)
         except UnsafePickleError as error:

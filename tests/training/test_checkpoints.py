@@ -13,7 +13,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from helpers import TESTS, flat, folder_hash, tiny_search_args
+from helpers import TESTS, RunsCode, flat, folder_hash, tiny_search_args
 
 from darts_hub.training.checkpoints import CHECKPOINT_RECORD, ResumeError, latest_checkpoint
 from darts_hub.training.search_loop import run_search
@@ -126,12 +126,11 @@ def test_a_crafted_pickle_in_a_checkpoint_is_refused_before_it_runs(stopped_sear
     folder = resumed_copy(stopped_search, tmp_path)
     marker = tmp_path / "ran"
 
-    class RunsCode:
-        def __reduce__(self):
-            return os.system, (f"touch {marker}",)
-
     # Accelerate reads custom_checkpoint_*.pkl with weights_only=False: this one would run.
-    torch.save({"epoch": RunsCode()}, folder / "checkpoints" / "checkpoint-6" / "custom_checkpoint_0.pkl")
+    torch.save(
+        {"epoch": RunsCode(os.system, f"touch {marker}")},
+        folder / "checkpoints" / "checkpoint-6" / "custom_checkpoint_0.pkl",
+    )
     with pytest.raises(ResumeError, match=r"custom_checkpoint_0.pkl: refusing to load the global posix.system"):
         run_search(tiny_search_args(folder, resume_from_checkpoint="latest"))
     assert not marker.exists()

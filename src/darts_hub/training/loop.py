@@ -61,8 +61,9 @@ def resume(accelerator: Accelerator, args: RunArguments, record: dict | None) ->
             check_checkpoint(checkpoint, args.result_settings(), accelerator.num_processes, args.accept_inexact_resume)
         claim_output_dir(args.output_dir, record)
     accelerator.wait_for_everyone()
-    record = read_run_record(args.output_dir)
-    checkpoint = select_checkpoint(args.output_dir, args.resume_from_checkpoint, record["run_id"])
+    if not accelerator.is_main_process:  # the run id is known once the main process has written the record
+        record = read_run_record(args.output_dir)
+        checkpoint = select_checkpoint(args.output_dir, args.resume_from_checkpoint, record["run_id"])
     if checkpoint is not None:
         logger.info("Resuming from %s", checkpoint)
         accelerator.load_state(str(checkpoint))
