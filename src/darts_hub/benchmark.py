@@ -14,16 +14,13 @@ from accelerate import Accelerator
 
 from .models.darts import DartsConfig, DartsForImageClassification
 from .models.darts_rnn import DartsRNNConfig, DartsRNNForCausalLM
+from .recipes import CIFAR10_SEARCH, LANGUAGE_MODEL_TRAINING, LANGUAGE_MODEL_TRAINING_COMMON, PTB_SEARCH
 from .search.architect import Architect
 from .search.cnn import DartsSearchConfig, DartsSearchModel
 from .search.rnn import DartsRNNSearchConfig, DartsRNNSearchModel
-from .training.recurrent_search_loop import (
-    RecurrentSearchArguments,
-    make_recurrent_search_optimizers,
-    slowness_regulariser,
-)
-from .training.recurrent_train_loop import LanguageModelTrainArguments, language_model_step
-from .training.search_loop import SearchArguments, make_search_optimizers, search_step
+from .training.recurrent_search_loop import slowness_regulariser
+from .training.recurrent_train_loop import language_model_step
+from .training.search_loop import search_optimizers, search_step
 from .training.train_loop import train_step
 
 
@@ -64,13 +61,21 @@ def benchmark_search_step(
 ) -> dict:
     """One DARTS search step (architecture step + weight step, as in the search loop) at the paper's search size."""
     accelerator = Accelerator(cpu=device == "cpu", mixed_precision=DTYPES[dtype])
-    args = SearchArguments(order=order, batch_size=batch_size, init_channels=init_channels, num_cells=num_cells)
     supernet = DartsSearchModel(
         DartsSearchConfig(init_channels=init_channels, num_cells=num_cells, image_size=image_size)
     )
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     supernet = supernet.to(memory_format=memory_format)
-    weight_optimizer, arch_optimizer, _ = make_search_optimizers(supernet, args)
+    recipe = CIFAR10_SEARCH
+    weight_optimizer, arch_optimizer = search_optimizers(
+        supernet,
+        recipe["learning_rate"],
+        recipe["weight_decay"],
+        recipe["arch_learning_rate"],
+        recipe["arch_weight_decay"],
+        momentum=recipe["momentum"],
+        arch_betas=(recipe["arch_beta1"], recipe["arch_beta2"]),
+    )
     model, weight_optimizer = accelerator.prepare(supernet, weight_optimizer)
     architect = Architect(supernet, arch_optimizer, order=order, autocast=accelerator.autocast)
     weight_parameters = supernet.weight_parameters()
@@ -91,7 +96,7 @@ def benchmark_search_step(
             train_batch,
             valid_batch,
             accelerator,
-            args.grad_clip,
+            recipe["grad_clip"],
         )
 
     timings = _timed(step, steps, warmup, accelerator.device)
@@ -207,12 +212,18 @@ def benchmark_recurrent_search_step(
     `search_step` as the convolutional search, with the recurrent search's optimizers, clipping (0.25) and activation
     regularisation."""
     accelerator = Accelerator(cpu=device == "cpu", mixed_precision=DTYPES[dtype])
-    args = RecurrentSearchArguments(order=order, batch_size=batch_size, bptt=bptt, hidden_size=hidden_size)
+    recipe = PTB_SEARCH
     supernet = DartsRNNSearchModel(DartsRNNSearchConfig(vocab_size=vocab_size, hidden_size=hidden_size))
-    weight_optimizer, arch_optimizer = make_recurrent_search_optimizers(supernet, args)
+    weight_optimizer, arch_optimizer = search_optimizers(
+        supernet,
+        recipe["learning_rate"],
+        recipe["weight_decay"],
+        recipe["arch_learning_rate"],
+        recipe["arch_weight_decay"],
+    )
     model, weight_optimizer = accelerator.prepare(supernet, weight_optimizer)
     architect = Architect(
-        supernet, arch_optimizer, order=order, unrolled_grad_clip=args.grad_clip, autocast=accelerator.autocast
+        supernet, arch_optimizer, order=order, unrolled_grad_clip=recipe["grad_clip"], autocast=accelerator.autocast
     )
 
     def batch():
@@ -222,7 +233,7 @@ def benchmark_recurrent_search_step(
 
     train_batch, valid_batch = {**batch(), "output_hidden_states": True}, batch()
     weight_parameters = supernet.weight_parameters()
-    slowness = slowness_regulariser(args.tar_beta)
+    slowness = slowness_regulariser(recipe["tar_beta"])
     timings = _timed(
         lambda: search_step(
             model,
@@ -232,7 +243,7 @@ def benchmark_recurrent_search_step(
             train_batch,
             valid_batch,
             accelerator,
-            args.grad_clip,
+            recipe["grad_clip"],
             slowness,
         ),
         steps,
@@ -258,15 +269,27 @@ def benchmark_recurrent_train_step(
     """One training step of the DARTS_V2 PTB language model (the ptb recipe: dropouts, TAR, clipping, SGD at lr 20)
     on a chunk of `bptt` tokens, through the training loop's `language_model_step`."""
     accelerator = Accelerator(cpu=device == "cpu", mixed_precision=DTYPES[dtype])
-    args = LanguageModelTrainArguments(genotype="DARTS_V2", batch_size=batch_size, bptt=bptt, hidden_size=hidden_size)
-    model = DartsRNNForCausalLM(DartsRNNConfig(vocab_size=vocab_size, hidden_size=hidden_size))
-    optimizer = torch.optim.SGD(model.parameters(), args.learning_rate, weight_decay=args.weight_decay)
+    recipe = {**LANGUAGE_MODEL_TRAINING_COMMON, **LANGUAGE_MODEL_TRAINING["ptb"]}
+    model = DartsRNNForCausalLM(
+        DartsRNNConfig(vocab_size=vocab_size, hidden_size=hidden_size, dropout_h=recipe["dropout_h"])
+    )
+    optimizer = torch.optim.SGD(model.parameters(), recipe["learning_rate"], weight_decay=recipe["weight_decay"])
     model, optimizer = accelerator.prepare(model, optimizer)
     model.train()
     tokens = torch.randint(0, vocab_size, (batch_size, bptt + 1), device=accelerator.device)
     hidden = torch.zeros(batch_size, hidden_size, device=accelerator.device)
     timings = _timed(
-        lambda: language_model_step(model, optimizer, tokens[:, :-1], tokens[:, 1:], hidden, accelerator, args),
+        lambda: language_model_step(
+            model,
+            optimizer,
+            tokens[:, :-1],
+            tokens[:, 1:],
+            hidden,
+            accelerator,
+            bptt=bptt,
+            grad_clip=recipe["grad_clip"],
+            tar_beta=recipe["tar_beta"],
+        ),
         steps,
         warmup,
         accelerator.device,

@@ -72,3 +72,31 @@ def test_derived_config_builds_the_network_found():
 def test_image_size_too_small_for_the_reductions_fails_early():
     with pytest.raises(ValueError, match=r"3x3 pixels are too small for 8 cells.*at least 4x4"):
         DartsSearchConfig(image_size=3)
+
+
+@pytest.mark.parametrize("num_cells", [1, 2, 5, 8])
+def test_supernet_and_derived_network_share_the_backbone(num_cells):
+    # Same stem, same reduction positions and, cell by cell, the same input and output sizes: the supernet differs
+    # from the network it derives only inside its cells.
+    supernet = DartsSearchModel(DartsSearchConfig(init_channels=4, num_cells=num_cells, image_size=8))
+    network = DartsForImageClassification(
+        supernet.derived_config(init_channels=4, num_cells=num_cells, use_auxiliary_head=False)
+    ).darts
+    assert {k: v.shape for k, v in supernet.stem.state_dict().items()} == {
+        k: v.shape for k, v in network.stem.state_dict().items()
+    }
+    assert len(supernet.cells) == len(network.cells) == num_cells
+    for search_cell, cell in zip(supernet.cells, network.cells):
+        assert search_cell.reduction == cell.reduction
+        assert type(search_cell.preprocess0) is type(cell.preprocess0)
+        for name in ("preprocess0", "preprocess1"):
+            search_shapes = [p.shape for p in getattr(search_cell, name).parameters()]
+            shapes = [p.shape for p in getattr(cell, name).parameters() if p.dim() > 1]  # affine-free in search
+            assert search_shapes == shapes
+        assert search_cell.out_channels == cell.out_channels
+    assert supernet.classifier.in_features == network.num_features
+    pixels = torch.randn(2, 3, 8, 8)
+    assert network(pixels).last_hidden_state.shape[1:] == (
+        network.num_features,
+        *([8 // 2 ** len(network.config.reduction_cells)] * 2),
+    )

@@ -149,9 +149,6 @@ def test_gradient_accumulation_tar_and_learning_rate_scaling_make_the_expected_s
     model = DartsRNNForCausalLM(DartsRNNConfig(vocab_size=40, hidden_size=12, **NO_DROPOUT))
     inputs, targets = torch.randint(0, 40, (2, 4, 10))
     hidden = torch.randn(4, 12) * 0.1
-    args = LanguageModelTrainArguments(
-        genotype="DARTS_V2", learning_rate=2.0, bptt=20, grad_clip=1e9, tar_beta=0.5, **NO_DROPOUT
-    )
     # The expected step: SGD at lr x 10/20 on the gradient of cross-entropy + beta x slowness over all 4 streams.
     expected = copy.deepcopy(model)
     outputs = expected(input_ids=inputs, hidden_state=hidden, output_hidden_states=True)
@@ -160,11 +157,21 @@ def test_gradient_accumulation_tar_and_learning_rate_scaling_make_the_expected_s
     with torch.no_grad():
         for parameter in expected.parameters():
             parameter -= 2.0 * 10 / 20 * parameter.grad
-    for accumulation in (1, 2):
-        args.gradient_accumulation_steps = accumulation
+    for groups in (1, 2):
         trained = copy.deepcopy(model)
-        optimizer = torch.optim.SGD(trained.parameters(), lr=args.learning_rate)
-        step = language_model_step(trained, optimizer, inputs, targets, hidden, Accelerator(cpu=True), args)
+        optimizer = torch.optim.SGD(trained.parameters(), lr=2.0)
+        step = language_model_step(
+            trained,
+            optimizer,
+            inputs,
+            targets,
+            hidden,
+            Accelerator(cpu=True),
+            bptt=20,
+            grad_clip=1e9,
+            tar_beta=0.5,
+            num_groups=groups,
+        )
         assert optimizer.param_groups[0]["lr"] == 2.0  # the scaled rate was for this step only
         assert step.loss.item() == pytest.approx(loss.item(), rel=1e-5)  # reported without the regulariser
         torch.testing.assert_close(step.hidden_state, outputs.hidden_state.detach())

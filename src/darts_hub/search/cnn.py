@@ -15,9 +15,9 @@ from transformers import initialization as init
 from transformers.modeling_outputs import ImageClassifierOutputWithNoAttention
 
 from ..genotypes import CNN_OPERATIONS, PRIMITIVES, Genotype, derive_genotype
-from ..models.darts.configuration_darts import STEMS, DartsConfig
-from ..models.darts.modeling_darts import init_pytorch_default
-from ..ops import FactorizedReduce, ReLUConvBN, build_operation
+from ..models.darts.configuration_darts import STEMS, DartsConfig, reduction_positions
+from ..models.darts.modeling_darts import cell_input_layers, cifar_stem, init_pytorch_default, stack_cells
+from ..ops import build_operation
 from ..recipes import IMAGE_TRAINING
 
 
@@ -78,7 +78,7 @@ class DartsSearchConfig(PreTrainedConfig):
 
     @property
     def reduction_cells(self) -> tuple[int, ...]:
-        return tuple(sorted({self.num_cells // 3, 2 * self.num_cells // 3}))
+        return reduction_positions(self.num_cells)
 
     @property
     def num_edges(self) -> int:
@@ -128,11 +128,9 @@ class SearchCell(nn.Module):
     ):
         super().__init__()
         self.reduction = reduction
-        if reduction_prev:
-            self.preprocess0 = FactorizedReduce(prev_prev_channels, channels, affine=False)
-        else:
-            self.preprocess0 = ReLUConvBN(prev_prev_channels, channels, 1, 1, 0, affine=False)
-        self.preprocess1 = ReLUConvBN(prev_channels, channels, 1, 1, 0, affine=False)
+        self.preprocess0, self.preprocess1 = cell_input_layers(
+            prev_prev_channels, prev_channels, channels, reduction_prev, affine=False
+        )
         self.edges = nn.ModuleList(
             MixedOp(config.primitives, channels, stride=2 if reduction and source < 2 else 1)
             for node in range(config.num_nodes)
@@ -153,7 +151,8 @@ class SearchCell(nn.Module):
 
 
 class DartsSearchModel(PreTrainedModel):
-    """The supernet: CIFAR stem, search cells, global pooling, classifier, and the architecture weights."""
+    """The supernet: the derived network's backbone (CIFAR stem, `stack_cells`) with search cells, global pooling, a
+    classifier, and the architecture weights."""
 
     config: DartsSearchConfig
     config_class = DartsSearchConfig
@@ -163,24 +162,18 @@ class DartsSearchModel(PreTrainedModel):
 
     def __init__(self, config: DartsSearchConfig):
         super().__init__(config)
-        channels = config.init_channels
-        stem_channels = config.stem_multiplier * channels
-        self.stem = nn.Sequential(
-            nn.Conv2d(config.num_channels, stem_channels, 3, padding=1, bias=False), nn.BatchNorm2d(stem_channels)
+        stem_channels = config.stem_multiplier * config.init_channels
+        self.stem = cifar_stem(config.num_channels, stem_channels)
+        self.cells = stack_cells(
+            config.init_channels,
+            config.reduction_cells,
+            config.num_cells,
+            stem_channels,
+            reduced_stem=False,
+            make_cell=lambda *sizes: SearchCell(config, *sizes),
         )
-        prev_prev_channels = prev_channels = stem_channels
-        reduction_prev = False
-        self.cells = nn.ModuleList()
-        for index in range(config.num_cells):
-            reduction = index in config.reduction_cells
-            if reduction:
-                channels *= 2
-            cell = SearchCell(config, prev_prev_channels, prev_channels, channels, reduction, reduction_prev)
-            self.cells.append(cell)
-            reduction_prev = reduction
-            prev_prev_channels, prev_channels = prev_channels, cell.out_channels
         self.pooler = nn.AdaptiveAvgPool2d(1)
-        self.classifier = nn.Linear(prev_channels, config.num_labels)
+        self.classifier = nn.Linear(self.cells[-1].out_channels, config.num_labels)
         shape = (config.num_edges, len(config.primitives))
         self.alphas = nn.ParameterDict({"normal": torch.empty(shape), "reduce": torch.empty(shape)})
         # Under DistributedDataParallel the alphas are left to the architect, which averages their gradients itself

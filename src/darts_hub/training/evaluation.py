@@ -26,7 +26,7 @@ from ..models.darts import DartsConfig
 from ..models.darts.modeling_darts import evaluation_resize
 from ..models.darts_rnn import DartsRNNConfig
 from .arguments import ImageDataArguments, TextDataArguments, check_positive
-from .inputs import load_image_splits
+from .inputs import open_image_splits
 from .sources import load_pretrained
 
 
@@ -141,7 +141,8 @@ def _evaluate_image_classifier(args: EvaluateArguments) -> dict:
     if args.image_size is None:
         args.image_size = config.image_size
     crop_from = evaluation_resize(config)
-    data = load_image_splits(args, accelerator, splits=(args.split,), eval_crop_from=crop_from)[args.split]
+    images = open_image_splits(args, accelerator, splits=(args.split,))
+    data = images.decode(args.split, args.image_size, crop_from=crop_from)
     if len(data.class_names) != config.num_labels:
         raise ValueError(
             f"The {args.split} split has {len(data.class_names)} classes, the model {config.num_labels}: "

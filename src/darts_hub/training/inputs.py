@@ -3,8 +3,9 @@ process's columns of a text stream and of the recurrent states."""
 
 from __future__ import annotations
 
-import functools
+from dataclasses import dataclass
 
+import datasets
 import torch
 from accelerate import Accelerator
 
@@ -21,42 +22,48 @@ from ..data.text import batchify
 from .arguments import ImageDataArguments
 
 
-def load_image_splits(
-    args: ImageDataArguments,
-    accelerator: Accelerator,
-    splits: tuple[str, ...] = ("train",),
-    eval_size: int | None = None,
-    eval_crop_from: int | None = None,
-) -> dict[str, ImageTensors | StreamedImages]:
-    """Decode the requested splits (with --stream_images: prepare them to be decoded while read), all with the
-    training split's classes (the training images are decoded only if requested), the main process first so that a
-    download or cache build happens once. Splits other than train are decoded at `eval_size` (default:
-    --image_size, else the training images' size), resized to `eval_crop_from` and centre-cropped if that is given
-    (the ImageNet evaluation)."""
+@dataclass
+class ImageSplits:
+    """An image dataset opened once for a run: its splits, the image and label columns, and the training split's
+    classes, with which every split is decoded."""
+
+    dataset: datasets.DatasetDict
+    image_column: str
+    label_column: str
+    class_names: list[str]
+    stream_workers: int | None = None  # with --stream_images: decoded while read, by this many workers
+
+    def decode(
+        self, split: str, image_size: int | None = None, crop_from: int | None = None
+    ) -> ImageTensors | StreamedImages:
+        """The `split` decoded (or prepared to be decoded while read) at `image_size` (default: the images' own
+        size), resized to `crop_from` and centre-cropped if given (the ImageNet evaluation)."""
+        columns = (self.dataset[split], self.image_column, self.label_column, image_size, self.class_names)
+        if self.stream_workers is None:
+            return decode_images(*columns, crop_from=crop_from)
+        return StreamedImages(*columns, crop_from=crop_from, num_workers=self.stream_workers)
+
+
+def open_image_splits(args: ImageDataArguments, accelerator: Accelerator, splits: tuple[str, ...]) -> ImageSplits:
+    """Open the run's image dataset (the main process first, so that a download or cache build happens once),
+    check that it has `splits`, keep at most `--max_train_samples` training images, and find the columns and the
+    classes."""
     with accelerator.main_process_first():
         dataset = load_image_dataset(args.dataset_name, args.dataset_config_name, args.train_dir, args.validation_dir)
-        missing = [split for split in splits if split not in dataset]
-        if missing:
-            raise KeyError(f"The dataset has no split {missing}; its splits are {list(dataset)}.")
-        train = dataset["train"]
-        if args.max_train_samples is not None:
-            train = train.select(range(min(args.max_train_samples, len(train))))
-        image_column, label_column = find_columns(train, args.image_column_name, args.label_column_name)
-        class_names = class_names_of(train, label_column)
-        if args.stream_images:
-            decode = functools.partial(StreamedImages, num_workers=args.dataloader_num_workers)
-        else:
-            decode = decode_images
-        decoded = {}
-        if "train" in splits:
-            decoded["train"] = decode(train, image_column, label_column, args.image_size, class_names)
-        image_size = eval_size or args.image_size or (decoded["train"].image_size if decoded else None)
-        for split in splits:
-            if split != "train":
-                decoded[split] = decode(
-                    dataset[split], image_column, label_column, image_size, class_names, crop_from=eval_crop_from
-                )
-    return decoded
+    missing = [split for split in splits if split not in dataset]
+    if missing:
+        raise KeyError(f"The dataset has no split {missing}; its splits are {list(dataset)}.")
+    train = dataset["train"]
+    if args.max_train_samples is not None:
+        dataset["train"] = train = train.select(range(min(args.max_train_samples, len(train))))
+    image_column, label_column = find_columns(train, args.image_column_name, args.label_column_name)
+    return ImageSplits(
+        dataset,
+        image_column,
+        label_column,
+        class_names_of(train, label_column),
+        args.dataloader_num_workers if args.stream_images else None,
+    )
 
 
 def batch_transform(
@@ -99,7 +106,8 @@ def own_states(states: torch.Tensor | None, accelerator: Accelerator) -> torch.T
 
 __all__ = [
     "batch_transform",
-    "load_image_splits",
+    "ImageSplits",
+    "open_image_splits",
     "own_states",
     "process_streams",
 ]

@@ -1,11 +1,31 @@
-"""The loop every search and training shares: a run's start (accelerator, seed, output folder), resume, the epochs
-of steps with progress, checkpoints and `--max_steps`, and the end (final files, record, push)."""
+"""The loop every search and training shares, as one object a task's file drives top to bottom:
+
+```python
+run = Run(args, "darts-search")                   # accelerator, seed, the output folder checked, the Hub repo
+...                                               # data, model, optimizers (prepared by run.accelerator)
+run.resume(scheduler, architect)                  # checkpointed state registered; a checkpoint checked and loaded
+for epoch in run.epochs(args.epochs):
+    for images, labels in run.batches(train_loader, epoch, "search epoch"):
+        outputs = search_step(...)                # a plain function: it returns what it computed
+        run.record_step(outputs.loss, outputs.logits, labels)
+    if run.stopped_within_epoch:                  # --max_steps
+        break
+    train_loss, train_accuracy = run.epoch_metrics()
+    ...                                           # evaluate, log
+    run.end_epoch(record)                         # the epoch's record kept, a checkpoint written
+run.finish(write)                                 # the final files, the run record, the push
+```
+
+`batches` counts the steps, shows the progress bar, writes a checkpoint every `--checkpointing_steps` and stops at
+`--max_steps`; a resumed run skips the batches it already did, also in the middle of an epoch.
+"""
 
 from __future__ import annotations
 
 import logging
 import math
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -23,62 +43,212 @@ from .publishing import claim_output_dir, complete_run, plan_run, publish_run, r
 logger = logging.getLogger(__name__)
 
 
-def start_run(args: RunArguments, task: str) -> tuple[Accelerator, str | None, dict]:
-    """Accelerator, logging and seed; the check that this run may write into the output folder (`publishing.
-    plan_run`), and, when pushing, the Hub repository (created first, so that a bad name or token fails before any work). Returns
-    the accelerator, the repository id and (on the main process) the run record, not yet written: `resume` writes
-    it, once the data and the model are built."""
-    output_dir = Path(args.output_dir)
-    accelerator = Accelerator(
-        mixed_precision=args.mixed_precision,
-        log_with=None if args.report_to == "none" else args.report_to,
-        project_config=ProjectConfiguration(project_dir=str(output_dir), logging_dir=str(output_dir / "logs")),
-    )
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.WARNING)
-    logging.getLogger("darts_hub").setLevel(logging.INFO if accelerator.is_main_process else logging.WARNING)
-    set_seed(args.seed)
-    repo_id, record = None, None
-    if accelerator.is_main_process:
-        record = plan_run(
-            output_dir, task, args.result_settings(), bool(args.resume_from_checkpoint), args.overwrite_output_dir
+class RunState:
+    """Plain values a run carries from step to step (recurrent states, the optimiser phase, ...), saved in every
+    checkpoint (Accelerate's `register_for_checkpointing`), so that a resumed run continues exactly."""
+
+    def __init__(self, **values):
+        vars(self).update(values)
+
+    def state_dict(self) -> dict:
+        return {name: value for name, value in vars(self).items() if not name.startswith("_")}
+
+    def load_state_dict(self, state: dict) -> None:
+        vars(self).update(state)
+
+
+class LoopProgress(RunState):
+    """Where a run stands (epoch, step, the running loss and accuracy of the epoch), its per-epoch history and its
+    running time (summed over resumes)."""
+
+    def __init__(self):
+        super().__init__(
+            epoch=0, step_in_epoch=0, global_step=0, running=[0.0, 0.0, 0.0], history=[], runtime_seconds=0.0
         )
-        if args.push_to_hub:
-            repo_id = create_hub_repo(args.hub_model_id, token=args.hub_token, private=args.hub_private_repo)
-    return accelerator, repo_id, record
+        self._clock = time.perf_counter()
+
+    def state_dict(self) -> dict:
+        self.tick()
+        return super().state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self._clock = time.perf_counter()
+
+    def tick(self) -> float:
+        """Add the time since the last tick (or start, or resume) to `runtime_seconds`; returns it."""
+        now = time.perf_counter()
+        self.runtime_seconds += now - self._clock
+        self._clock = now
+        return self.runtime_seconds
 
 
-def use_channels_last(args: RunArguments, accelerator: Accelerator) -> bool:
-    return accelerator.device.type == "cpu" if args.channels_last is None else args.channels_last
+class Run:
+    """One search or training: its accelerator, progress, checkpoints and output folder.
 
+    Creating it sets up the accelerator, logging and seed, checks that the run may write into `--output_dir`
+    (`publishing.plan_run`, which writes nothing) and, when pushing, creates the Hub repository first, so that a
+    bad name or token fails before any work. The run record is written by `resume`, once the data and the model
+    are built.
+    """
 
-def resume(accelerator: Accelerator, args: RunArguments, record: dict | None) -> dict:
-    """Select and check the checkpoint named by `--resume_from_checkpoint` (`checkpoints.check_checkpoint`), then
-    claim the output folder (write the run record) and load the checkpoint. A refused resume writes nothing.
-    Returns the run record, on every process."""
-    if accelerator.is_main_process:
-        checkpoint = select_checkpoint(args.output_dir, args.resume_from_checkpoint, record["run_id"])
+    def __init__(self, args: RunArguments, task: str):
+        self.args, self.task = args, task
+        output_dir = Path(args.output_dir)
+        self.accelerator = Accelerator(
+            mixed_precision=args.mixed_precision,
+            log_with=None if args.report_to == "none" else args.report_to,
+            project_config=ProjectConfiguration(project_dir=str(output_dir), logging_dir=str(output_dir / "logs")),
+        )
+        logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.WARNING)
+        logging.getLogger("darts_hub").setLevel(logging.INFO if self.is_main_process else logging.WARNING)
+        set_seed(args.seed)
+        self.progress = LoopProgress()
+        self.num_epochs = 0
+        self.stopped_within_epoch = False
+        self._last_loss = math.nan
+        self.repo_id, self.record = None, None
+        if self.is_main_process:
+            self.record = plan_run(
+                output_dir, task, args.result_settings(), bool(args.resume_from_checkpoint), args.overwrite_output_dir
+            )
+            if args.push_to_hub:
+                self.repo_id = create_hub_repo(args.hub_model_id, token=args.hub_token, private=args.hub_private_repo)
+
+    @property
+    def is_main_process(self) -> bool:
+        return self.accelerator.is_main_process
+
+    @property
+    def channels_last(self) -> bool:
+        """Whether images and convolution weights use the channels-last layout: `--channels_last`, by default on
+        the CPU only."""
+        if self.args.channels_last is None:
+            return self.accelerator.device.type == "cpu"
+        return self.args.channels_last
+
+    def resume(self, *states) -> None:
+        """Register `states` (schedulers, the architect, `RunState`s) and the progress for checkpointing; select and
+        check the checkpoint named by `--resume_from_checkpoint` (`checkpoints.check_checkpoint`), then claim the
+        output folder (write the run record), load the checkpoint and start the trackers. A refused resume writes
+        nothing."""
+        accelerator, args = self.accelerator, self.args
+        accelerator.register_for_checkpointing(*states, self.progress)
+        if self.is_main_process:
+            checkpoint = select_checkpoint(args.output_dir, args.resume_from_checkpoint, self.record["run_id"])
+            if checkpoint is not None:
+                check_checkpoint(
+                    checkpoint, args.result_settings(), accelerator.num_processes, args.accept_inexact_resume
+                )
+            claim_output_dir(args.output_dir, self.record)
+        accelerator.wait_for_everyone()
+        if not self.is_main_process:  # the run id is known once the main process has written the record
+            self.record = read_run_record(args.output_dir)
+            checkpoint = select_checkpoint(args.output_dir, args.resume_from_checkpoint, self.record["run_id"])
         if checkpoint is not None:
-            check_checkpoint(checkpoint, args.result_settings(), accelerator.num_processes, args.accept_inexact_resume)
-        claim_output_dir(args.output_dir, record)
-    accelerator.wait_for_everyone()
-    if not accelerator.is_main_process:  # the run id is known once the main process has written the record
-        record = read_run_record(args.output_dir)
-        checkpoint = select_checkpoint(args.output_dir, args.resume_from_checkpoint, record["run_id"])
-    if checkpoint is not None:
-        logger.info("Resuming from %s", checkpoint)
-        accelerator.load_state(str(checkpoint))
-    return record
+            logger.info("Resuming from %s", checkpoint)
+            accelerator.load_state(str(checkpoint))
+        if self.is_main_process:
+            accelerator.init_trackers(self.task, config=args.tracker_config())
 
+    def epochs(self, num_epochs: int) -> Iterator[int]:
+        """The epochs still to run (all of them, or from the resumed one on); stops after an epoch that reached
+        `--max_steps`."""
+        self.num_epochs = num_epochs
+        for epoch in range(self.progress.epoch, num_epochs):
+            yield epoch
+            if self._reached_max_steps():
+                return
 
-def finish_run(args: RunArguments, record: dict, repo_id: str | None, write, runtime_seconds: float) -> list[str]:
-    """Main process only: `write(folder)` the final files (into a temporary folder, then moved into the output
-    folder), mark the run complete with their list, and push them if asked. A failed push raises `HubPushError`
-    (the folder stays complete); returns the files written."""
-    files = write_folder_atomically(args.output_dir, write, overwrite=True)
-    complete_run(args.output_dir, record, files, runtime_seconds)
-    if repo_id is not None:
-        publish_run(args.output_dir, repo_id, token=args.hub_token)
-    return files
+    def batches(self, loader, epoch: int, description: str) -> Iterator:
+        """The epoch's batches of `loader` (reshuffled per epoch; those a resumed run already did skipped), with a
+        progress bar. After each batch the step is counted, a checkpoint is written every
+        `--checkpointing_steps`, and at `--max_steps` the epoch stops (`stopped_within_epoch` if batches were
+        left)."""
+        progress = self.progress
+        loader.set_epoch(epoch)
+        steps_per_epoch = len(loader)  # after set_epoch: random-length text chunks differ per epoch
+        skipped = progress.step_in_epoch
+        bar = tqdm(
+            self.accelerator.skip_first_batches(loader, skipped) if skipped else loader,
+            total=steps_per_epoch,
+            initial=skipped,
+            desc=f"{description} {epoch + 1}/{self.num_epochs}",
+            disable=not self.accelerator.is_local_main_process,
+        )
+        for batch in bar:
+            yield batch
+            progress.step_in_epoch += 1
+            progress.global_step += 1
+            bar.set_postfix(loss=f"{self._last_loss:.3f}")
+            if self.args.checkpointing_steps and progress.global_step % self.args.checkpointing_steps == 0:
+                self.save_checkpoint()
+            if self._reached_max_steps():
+                self.stopped_within_epoch = progress.step_in_epoch < steps_per_epoch
+                return
+
+    def record_step(self, loss: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> None:
+        """Add a step's loss and accuracy to the epoch's running figures, per label (an image's class, or every
+        next token of a text chunk)."""
+        self._last_loss = loss.item()
+        running = self.progress.running
+        running[0] += self._last_loss * labels.numel()
+        running[1] += (logits.argmax(-1) == labels).sum().item()
+        running[2] += labels.numel()
+
+    def epoch_metrics(self) -> tuple[float, float]:
+        """The epoch's training loss and accuracy over all processes. A diverged run stops here, before the epoch's
+        checkpoint, with everything saved so far kept."""
+        loss_sum, correct, count = self.accelerator.reduce(
+            torch.tensor(self.progress.running, device=self.accelerator.device), reduction="sum"
+        ).tolist()
+        if not math.isfinite(loss_sum):
+            raise FloatingPointError(
+                f"The training loss of epoch {self.progress.epoch + 1} is {loss_sum / count}: the run diverged. "
+                "Everything saved so far is kept (the epoch's checkpoint is not written); lower --learning_rate and "
+                "start again or --resume_from_checkpoint an earlier checkpoint."
+            )
+        return loss_sum / count, correct / count
+
+    def end_epoch(self, record: dict) -> None:
+        """Keep the epoch's `record` in the history, log its numbers to the trackers, move to the next epoch and
+        write a checkpoint."""
+        progress = self.progress
+        progress.history.append(record)
+        numbers = {key: value for key, value in record.items() if key != "epoch" and isinstance(value, (int, float))}
+        self.accelerator.log(numbers, step=progress.global_step)
+        progress.epoch, progress.step_in_epoch, progress.running = progress.epoch + 1, 0, [0.0, 0.0, 0.0]
+        self.save_checkpoint()
+
+    def save_checkpoint(self) -> None:
+        args = self.args
+        save_checkpoint(
+            self.accelerator,
+            args.output_dir,
+            self.progress.global_step,
+            args.checkpoints_total_limit,
+            self.record["run_id"],
+            args.result_settings(),
+        )
+
+    def finish(self, write) -> list[str]:
+        """On the main process: `write(folder)` the final files (into a temporary folder, then moved into the
+        output folder), mark the run complete with their list, and push them if asked (a failed push raises
+        `HubPushError`; the folder stays complete). Then end the trackers. Returns the files written (on the other
+        processes: none)."""
+        self.accelerator.wait_for_everyone()
+        files = []
+        if self.is_main_process:
+            runtime = self.progress.tick()
+            files = write_folder_atomically(self.args.output_dir, write, overwrite=True)
+            complete_run(self.args.output_dir, self.record, files, runtime)
+            if self.repo_id is not None:
+                publish_run(self.args.output_dir, self.repo_id, token=self.args.hub_token)
+        self.accelerator.end_training()
+        return files
+
+    def _reached_max_steps(self) -> bool:
+        return self.args.max_steps is not None and self.progress.global_step >= self.args.max_steps
 
 
 @contextmanager
@@ -95,122 +265,4 @@ def scaled_learning_rate(optimizer, scale: float):
             group["lr"] = rate
 
 
-class LoopProgress:
-    """Where a run stands (epoch, step, the running loss and accuracy of the epoch) and its per-epoch history;
-    registered for checkpointing, so that a run resumes exactly, also in the middle of an epoch."""
-
-    def __init__(self):
-        self.epoch = 0
-        self.step_in_epoch = 0
-        self.global_step = 0
-        self.running = [0.0, 0.0, 0.0]  # loss sum, correct, count (this process)
-        self.history: list[dict] = []
-        self.runtime_seconds = 0.0  # summed over resumes
-        self._clock = time.perf_counter()
-
-    def state_dict(self) -> dict:
-        self.tick()
-        return {name: value for name, value in vars(self).items() if not name.startswith("_")}
-
-    def load_state_dict(self, state: dict) -> None:
-        vars(self).update(state)
-        self._clock = time.perf_counter()
-
-    def tick(self) -> float:
-        """Add the time since the last tick (or start, or resume) to `runtime_seconds`; returns it."""
-        now = time.perf_counter()
-        self.runtime_seconds += now - self._clock
-        self._clock = now
-        return self.runtime_seconds
-
-
-def run_epochs(
-    accelerator: Accelerator,
-    args: RunArguments,
-    model,
-    loader,
-    epochs: int,
-    progress: LoopProgress,
-    step,
-    end_of_epoch,
-    description: str,
-    start_of_epoch=None,
-    record: dict | None = None,
-) -> None:
-    """The skeleton of both loops: epochs of steps over `loader` (skipping what a resumed run already did), a
-    progress bar, the epoch's running loss and accuracy, checkpoints every `--checkpointing_steps` and after every
-    epoch, and `--max_steps`.
-
-    `step(images, labels, epoch)` does one optimisation step and returns the model outputs (with `loss`, `logits`);
-    `end_of_epoch(epoch, train_loss, train_accuracy)` evaluates and records the epoch; `start_of_epoch(epoch)`, if
-    given, runs before the epoch's (remaining) steps. Checkpoints carry the run id and settings of `record`.
-    """
-
-    def checkpoint():
-        save_checkpoint(
-            accelerator,
-            args.output_dir,
-            progress.global_step,
-            args.checkpoints_total_limit,
-            record["run_id"],
-            args.result_settings(),
-        )
-
-    for epoch in range(progress.epoch, epochs):
-        loader.set_epoch(epoch)
-        steps_per_epoch = len(loader)  # after set_epoch: random-length text chunks differ per epoch
-        model.train()
-        if start_of_epoch is not None:
-            start_of_epoch(epoch)
-        skipped = progress.step_in_epoch
-        batches = accelerator.skip_first_batches(loader, skipped) if skipped else loader
-        bar = tqdm(
-            batches,
-            total=steps_per_epoch,
-            initial=skipped,
-            desc=f"{description} {epoch + 1}/{epochs}",
-            disable=not accelerator.is_local_main_process,
-        )
-        stop = False
-        for images, labels in bar:
-            outputs = step(images, labels, epoch)
-            loss = outputs.loss.item()
-            # Per label: an image's class, or every next token of a text chunk.
-            progress.running[0] += loss * labels.numel()
-            progress.running[1] += (outputs.logits.argmax(-1) == labels).sum().item()
-            progress.running[2] += labels.numel()
-            progress.step_in_epoch += 1
-            progress.global_step += 1
-            bar.set_postfix(loss=f"{loss:.3f}")
-            if args.checkpointing_steps and progress.global_step % args.checkpointing_steps == 0:
-                checkpoint()
-            stop = args.max_steps is not None and progress.global_step >= args.max_steps
-            if stop:
-                break
-        if stop and progress.step_in_epoch < steps_per_epoch:
-            return
-        loss_sum, correct, count = accelerator.reduce(
-            torch.tensor(progress.running, device=accelerator.device), reduction="sum"
-        ).tolist()
-        if not math.isfinite(loss_sum):
-            raise FloatingPointError(
-                f"The training loss of {description} {epoch + 1} is {loss_sum / count}: the run diverged. Everything "
-                "saved so far is kept (the epoch's checkpoint is not written); lower --learning_rate and start again "
-                "or --resume_from_checkpoint an earlier checkpoint."
-            )
-        end_of_epoch(epoch, loss_sum / count, correct / count)
-        progress.epoch, progress.step_in_epoch, progress.running = epoch + 1, 0, [0.0, 0.0, 0.0]
-        checkpoint()
-        if stop:
-            return
-
-
-__all__ = [
-    "LoopProgress",
-    "finish_run",
-    "resume",
-    "run_epochs",
-    "scaled_learning_rate",
-    "start_run",
-    "use_channels_last",
-]
+__all__ = ["LoopProgress", "Run", "RunState", "scaled_learning_rate"]

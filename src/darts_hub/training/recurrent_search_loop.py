@@ -30,8 +30,8 @@ from ..search.rnn import DartsRNNSearchConfig, DartsRNNSearchModel
 from .arguments import RunArguments, TextDataArguments
 from .evaluation import evaluate_perplexity
 from .inputs import own_states, process_streams
-from .loop import finish_run, resume, run_epochs, scaled_learning_rate, start_run
-from .search_loop import SearchProgress, endless_batches, search_step
+from .loop import Run, RunState, scaled_learning_rate
+from .search_loop import EndlessBatches, search_optimizers, search_step
 
 
 logger = logging.getLogger(__name__)
@@ -96,17 +96,6 @@ class RecurrentSearchArguments(TextDataArguments, RunArguments):
             raise ValueError(f"--bptt (the sequence length) must be at least 1, got {self.bptt}.")
 
 
-def make_recurrent_search_optimizers(supernet: DartsRNNSearchModel, args: RecurrentSearchArguments):
-    """The weight optimizer (SGD) and the architecture optimizer (Adam) of the recurrent search."""
-    weight_optimizer = torch.optim.SGD(
-        supernet.weight_parameters(), args.learning_rate, weight_decay=args.weight_decay
-    )
-    arch_optimizer = torch.optim.Adam(
-        supernet.arch_parameters(), lr=args.arch_learning_rate, betas=(0.9, 0.999), weight_decay=args.arch_weight_decay
-    )
-    return weight_optimizer, arch_optimizer
-
-
 def slowness_regulariser(beta: float):
     """The weight step's temporal activation regularisation, as a `search_step` regulariser: beta x the slowness of
     the cell's outputs (the model is called with `output_hidden_states=True`)."""
@@ -117,17 +106,10 @@ def slowness_regulariser(beta: float):
     return regularise
 
 
-class RecurrentSearchProgress(SearchProgress):
-    """The search's progress plus the recurrent states carried between chunks."""
-
-    def __init__(self):
-        super().__init__()
-        self.hidden: dict[str, torch.Tensor | None] = {"train": None, "valid": None}
-
-
 def run_recurrent_search(args: RecurrentSearchArguments) -> DartsRNNSearchModel:
     """Run a recurrent search and write the result folder (with the word tokenizer); returns the supernet."""
-    accelerator, repo_id, run_record = start_run(args, "darts-rnn-search")
+    run = Run(args, "darts-rnn-search")
+    accelerator = run.accelerator
     lines = args.load_lines()
     vocabulary = vocabulary_in_order([lines["train"], lines["validation"], lines["test"]])
     train_columns = process_streams(encode_lines(lines["train"], vocabulary), args.batch_size, accelerator)
@@ -145,7 +127,9 @@ def run_recurrent_search(args: RecurrentSearchArguments) -> DartsRNNSearchModel:
         dropout_e=args.dropout_e,
     )
     model = DartsRNNSearchModel(config)
-    weight_optimizer, arch_optimizer = make_recurrent_search_optimizers(model, args)
+    weight_optimizer, arch_optimizer = search_optimizers(
+        model, args.learning_rate, args.weight_decay, args.arch_learning_rate, args.arch_weight_decay
+    )
     # The original search's chunks: bptt tokens, or half as many with probability 0.05 (the rate scaled to match).
     train_chunks = RandomLengthChunks(train_columns, args.bptt, max_delta=0, seed=args.seed, std=0.0)
     # Not prepared: the processes read their own columns of the same chunks, in step.
@@ -160,65 +144,59 @@ def run_recurrent_search(args: RecurrentSearchArguments) -> DartsRNNSearchModel:
         unrolled_grad_clip=args.grad_clip,
         autocast=accelerator.autocast,
     )
-    progress = RecurrentSearchProgress()
-    accelerator.register_for_checkpointing(architect, progress)
-    run_record = resume(accelerator, args, run_record)
-    if accelerator.is_main_process:
-        accelerator.init_trackers("darts-rnn-search", config=args.tracker_config())
+    valid_batches = EndlessBatches(valid_loader, accelerator)
+    # The recurrent states of all streams (of all processes), carried from chunk to chunk.
+    states = RunState(train=None, valid=None)
+    run.resume(architect, valid_batches, states)
 
-    valid_batches = endless_batches(valid_loader, progress, accelerator)
     weight_parameters = supernet.weight_parameters()
-
     slowness = slowness_regulariser(args.tar_beta)
-
-    def start_of_epoch(epoch):
-        if progress.step_in_epoch == 0:  # a new pass over the training text starts from a zero state
-            progress.hidden["train"] = None
-
-    def step(inputs, targets, epoch):
-        valid_inputs, valid_targets = next(valid_batches)
-        hidden = progress.hidden
-        train_batch = {
-            "input_ids": inputs,
-            "targets": targets,
-            "hidden_state": own_states(hidden["train"], accelerator),
-            "output_hidden_states": True,
-        }
-        valid_batch = {
-            "input_ids": valid_inputs,
-            "targets": valid_targets,
-            "hidden_state": own_states(hidden["valid"], accelerator),
-        }
-        # As the original, the scaled rate also drives the unrolled step of a second-order architecture step.
-        with scaled_learning_rate(weight_optimizer, inputs.shape[1] / args.bptt):
-            outputs, validation_outputs = search_step(
-                model,
-                architect,
-                weight_optimizer,
-                weight_parameters,
-                train_batch,
-                valid_batch,
-                accelerator,
-                args.grad_clip,
-                regulariser=slowness,
-            )
-        hidden["train"] = accelerator.gather(outputs.hidden_state.detach())
-        hidden["valid"] = accelerator.gather(validation_outputs.hidden_state.detach())
-        return outputs
-
-    def end_of_epoch(epoch, train_loss, train_accuracy):
+    for epoch in run.epochs(args.epochs):
+        model.train()
+        if run.progress.step_in_epoch == 0:  # a new pass over the training text starts from a zero state
+            states.train = None
+        for inputs, targets in run.batches(train_loader, epoch, "search epoch"):
+            valid_inputs, valid_targets = next(valid_batches)
+            train_batch = {
+                "input_ids": inputs,
+                "targets": targets,
+                "hidden_state": own_states(states.train, accelerator),
+                "output_hidden_states": True,
+            }
+            valid_batch = {
+                "input_ids": valid_inputs,
+                "targets": valid_targets,
+                "hidden_state": own_states(states.valid, accelerator),
+            }
+            # As the original, the scaled rate also drives the unrolled step of a second-order architecture step.
+            with scaled_learning_rate(weight_optimizer, inputs.shape[1] / args.bptt):
+                outputs, validation_outputs = search_step(
+                    model,
+                    architect,
+                    weight_optimizer,
+                    weight_parameters,
+                    train_batch,
+                    valid_batch,
+                    accelerator,
+                    args.grad_clip,
+                    regulariser=slowness,
+                )
+            states.train = accelerator.gather(outputs.hidden_state.detach())
+            states.valid = accelerator.gather(validation_outputs.hidden_state.detach())
+            run.record_step(outputs.loss, outputs.logits, targets)
+        if run.stopped_within_epoch:
+            break
+        train_loss, _ = run.epoch_metrics()
         valid = evaluate_perplexity(supernet, eval_columns, args.bptt)
-        genotype = supernet.genotype()
         record = {
             "epoch": epoch + 1,
-            "step": progress.global_step,
+            "step": run.progress.global_step,
             "train_loss": train_loss,
             "valid_loss": valid["loss"],
             "valid_perplexity": valid["perplexity"],
-            "genotype": genotype.to_dict(),
+            "genotype": supernet.genotype().to_dict(),
             "alphas_recurrent": torch.softmax(supernet.alphas["recurrent"].detach().float(), -1).cpu().tolist(),
         }
-        progress.history.append(record)
         logger.info(
             "epoch %d: train loss %.4f | valid perplexity %.2f | genotype %s",
             epoch + 1,
@@ -226,47 +204,25 @@ def run_recurrent_search(args: RecurrentSearchArguments) -> DartsRNNSearchModel:
             valid["perplexity"],
             json.dumps(record["genotype"]),
         )
-        accelerator.log({"train_loss": train_loss, "valid_perplexity": valid["perplexity"]}, step=progress.global_step)
+        run.end_epoch(record)
 
-    run_epochs(
-        accelerator,
-        args,
-        model,
-        train_loader,
-        args.epochs,
-        progress,
-        step,
-        end_of_epoch,
-        "search epoch",
-        start_of_epoch,
-        record=run_record,
-    )
+    def write(folder: Path) -> None:
+        build_tokenizer(vocabulary=vocabulary).save_pretrained(folder)  # first: the card lists the files
+        save_search_result(
+            folder,
+            supernet,
+            run.progress.history,
+            derived_sizes={
+                "hidden_size": args.train_hidden_size,
+                "eos_token_id": vocabulary["<eos>"],
+                "pad_token_id": vocabulary["<eos>"],
+            },
+            settings=args.tracker_config(),
+            dataset=args.dataset_name or args.train_file or "pydoc topics (embedded)",
+        )
 
-    if accelerator.is_main_process:
-
-        def write(folder: Path) -> None:
-            build_tokenizer(vocabulary=vocabulary).save_pretrained(folder)  # first: the card lists the files
-            save_search_result(
-                folder,
-                supernet,
-                progress.history,
-                derived_sizes={
-                    "hidden_size": args.train_hidden_size,
-                    "eos_token_id": vocabulary["<eos>"],
-                    "pad_token_id": vocabulary["<eos>"],
-                },
-                settings=args.tracker_config(),
-                dataset=args.dataset_name or args.train_file or "pydoc topics (embedded)",
-            )
-
-        finish_run(args, run_record, repo_id, write, progress.tick())
-    accelerator.end_training()
+    run.finish(write)
     return supernet
 
 
-__all__ = [
-    "RecurrentSearchArguments",
-    "make_recurrent_search_optimizers",
-    "run_recurrent_search",
-    "slowness_regulariser",
-]
+__all__ = ["RecurrentSearchArguments", "run_recurrent_search", "slowness_regulariser"]

@@ -36,7 +36,7 @@ from ..visualize import draw_genotype
 from .arguments import NetworkArguments, RunArguments, TextDataArguments
 from .evaluation import evaluate_perplexity, load_language_model
 from .inputs import own_states, process_streams
-from .loop import LoopProgress, finish_run, resume, run_epochs, scaled_learning_rate, start_run
+from .loop import Run, RunState, scaled_learning_rate
 from .sources import load_config
 
 
@@ -167,14 +167,18 @@ def language_model_step(
     targets: torch.Tensor,
     hidden: torch.Tensor,
     accelerator: Accelerator,
-    args: LanguageModelTrainArguments,
+    bptt: int,
+    grad_clip: float,
+    tar_beta: float,
+    num_groups: int = 1,
 ) -> DartsRNNCausalLMOutput:
     """One optimisation step on a chunk `[batch, steps]` starting from the states `hidden` `[batch, hidden]`: the
-    streams in `gradient_accumulation_steps` groups (each group's loss weighted by its share, gradients synchronised
-    once), cross-entropy plus `tar_beta` x activation slowness, clipping, and a step at the learning rate scaled by
-    steps / bptt. Returns the mean cross-entropy, the logits and the new states (detached)."""
+    streams in `num_groups` groups (each group's loss weighted by its share, gradients synchronised once: less
+    memory, the same step), cross-entropy plus `tar_beta` x activation slowness, clipping at `grad_clip`, and a step
+    at the learning rate scaled by steps / bptt. Returns the mean cross-entropy, the logits and the new states
+    (detached)."""
     batch = inputs.shape[0]
-    group_size = batch // args.gradient_accumulation_steps
+    group_size = batch // num_groups
     losses, logits, states = [], [], []
     for start in range(0, batch, group_size):
         streams = slice(start, start + group_size)
@@ -184,13 +188,13 @@ def language_model_step(
                 outputs = model(input_ids=inputs[streams], hidden_state=hidden[streams], output_hidden_states=True)
             group_logits = outputs.logits.float()
             loss = torch.nn.functional.cross_entropy(group_logits.flatten(0, 1), targets[streams].flatten())
-            regularised = loss + args.tar_beta * activation_slowness(outputs.hidden_states[-1].float())
+            regularised = loss + tar_beta * activation_slowness(outputs.hidden_states[-1].float())
             accelerator.backward(regularised * group_size / batch)
         losses.append(loss.detach())
         logits.append(group_logits.detach())
         states.append(outputs.hidden_state.detach())
-    accelerator.clip_grad_norm_(model.parameters(), args.grad_clip)
-    with scaled_learning_rate(optimizer, inputs.shape[1] / args.bptt):
+    accelerator.clip_grad_norm_(model.parameters(), grad_clip)
+    with scaled_learning_rate(optimizer, inputs.shape[1] / bptt):
         optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     return DartsRNNCausalLMOutput(
@@ -225,23 +229,12 @@ def should_switch_to_asgd(validation_losses: list[float], patience: int) -> bool
     return len(earlier) > patience and newest > min(earlier[: len(earlier) - patience])
 
 
-class LanguageModelProgress(LoopProgress):
-    """The run's progress plus what the recipe carries: the states of all streams (of all processes), the
-    optimiser phase ("sgd", then "asgd"), the SGD-phase validation losses, and the best validation loss."""
-
-    def __init__(self):
-        super().__init__()
-        self.hidden: torch.Tensor | None = None
-        self.phase = "sgd"
-        self.validation_losses: list[float] = []
-        self.best_loss = math.inf
-
-
 def run_language_model_training(args: LanguageModelTrainArguments) -> DartsRNNForCausalLM:
     """Train as configured by `args`; writes the best model with its tokenizer (whenever validation improves), then
     the training log, results (validation and test perplexity of the best model), cell drawing and model card, to
     `args.output_dir` (and pushes them when asked). Returns the trained model (its last weights)."""
-    accelerator, repo_id, run_record = start_run(args, "darts-rnn-train")
+    run = Run(args, "darts-rnn-train")
+    accelerator = run.accelerator
     output_dir = Path(args.output_dir)
     lines = args.load_lines()
     model, vocabulary = build_language_model(args, lines)
@@ -255,47 +248,58 @@ def run_language_model_training(args: LanguageModelTrainArguments) -> DartsRNNFo
     network = accelerator.unwrap_model(model)
     # Not prepared: the processes read their own columns of the same chunks, in step.
     loader = ChunkLoader(RandomLengthChunks(train_columns, args.bptt, args.max_seq_len_delta, args.seed))
-    progress = LanguageModelProgress()
-    accelerator.register_for_checkpointing(progress)
-    run_record = resume(accelerator, args, run_record)
+    # What the recipe carries: the states of all streams (of all processes), the optimiser phase ("sgd", then
+    # "asgd"), the SGD phase's validation losses, and the best validation loss.
+    state = RunState(hidden=None, phase="sgd", validation_losses=[], best_loss=math.inf)
+    run.resume(state)
     tokenizer = build_tokenizer(vocabulary=vocabulary)
-    if accelerator.is_main_process:
+    if run.is_main_process:
         write_folder_atomically(output_dir, tokenizer.save_pretrained, overwrite=True)
-        accelerator.init_trackers("darts-rnn-train", config=args.tracker_config())
 
     def evaluation_weights():
-        return averaged_weights(asgd) if progress.phase == "asgd" else nullcontext()
+        return averaged_weights(asgd) if state.phase == "asgd" else nullcontext()
 
-    def start_of_epoch(epoch):
-        if progress.step_in_epoch == 0:  # a new pass over the training text starts from a zero state
-            progress.hidden = None
-
-    def step(inputs, targets, epoch):
-        hidden = own_states(progress.hidden, accelerator)
-        if hidden is None:
-            hidden = train_columns.new_zeros(args.batch_size, network.config.hidden_size, dtype=torch.float)
-        optimizer = asgd if progress.phase == "asgd" else sgd
-        outputs = language_model_step(model, optimizer, inputs, targets, hidden, accelerator, args)
-        progress.hidden = accelerator.gather(outputs.hidden_state)
-        return outputs
-
-    def end_of_epoch(epoch, train_loss, train_accuracy):
-        phase = progress.phase
+    for epoch in run.epochs(args.epochs):
+        model.train()
+        if run.progress.step_in_epoch == 0:  # a new pass over the training text starts from a zero state
+            state.hidden = None
+        for inputs, targets in run.batches(loader, epoch, "epoch"):
+            hidden = own_states(state.hidden, accelerator)
+            if hidden is None:
+                hidden = train_columns.new_zeros(args.batch_size, network.config.hidden_size, dtype=torch.float)
+            outputs = language_model_step(
+                model,
+                asgd if state.phase == "asgd" else sgd,
+                inputs,
+                targets,
+                hidden,
+                accelerator,
+                args.bptt,
+                args.grad_clip,
+                args.tar_beta,
+                args.gradient_accumulation_steps,
+            )
+            state.hidden = accelerator.gather(outputs.hidden_state)
+            run.record_step(outputs.loss, outputs.logits, targets)
+        if run.stopped_within_epoch:
+            break
+        train_loss, _ = run.epoch_metrics()
+        phase = state.phase
         with evaluation_weights():
             valid = evaluate_perplexity(network, valid_columns, args.bptt)
-            improved = valid["loss"] < progress.best_loss
+            improved = valid["loss"] < state.best_loss
             if improved:
-                progress.best_loss = valid["loss"]
-                if accelerator.is_main_process:
+                state.best_loss = valid["loss"]
+                if run.is_main_process:
                     write_folder_atomically(output_dir, network.save_pretrained, overwrite=True)
         if phase == "sgd":
-            progress.validation_losses.append(valid["loss"])
-            if should_switch_to_asgd(progress.validation_losses, args.asgd_patience):
-                progress.phase = "asgd"
+            state.validation_losses.append(valid["loss"])
+            if should_switch_to_asgd(state.validation_losses, args.asgd_patience):
+                state.phase = "asgd"
                 logger.info("Validation stopped improving: switching to averaged SGD.")
         record = {
             "epoch": epoch + 1,
-            "step": progress.global_step,
+            "step": run.progress.global_step,
             "optimizer": phase,
             "train_loss": train_loss,
             "train_perplexity": math.exp(train_loss),
@@ -303,7 +307,6 @@ def run_language_model_training(args: LanguageModelTrainArguments) -> DartsRNNFo
             "valid_perplexity": valid["perplexity"],
             "saved": improved,
         }
-        progress.history.append(record)
         logger.info(
             "epoch %d (%s): train perplexity %.2f | valid perplexity %.2f%s",
             epoch + 1,
@@ -312,39 +315,22 @@ def run_language_model_training(args: LanguageModelTrainArguments) -> DartsRNNFo
             valid["perplexity"],
             " (best: saved)" if improved else "",
         )
-        accelerator.log({"train_loss": train_loss, "valid_perplexity": valid["perplexity"]}, step=progress.global_step)
-        if accelerator.is_main_process:
-            (output_dir / "training_log.json").write_text(json.dumps(progress.history, indent=1) + "\n")
+        run.end_epoch(record)
+        if run.is_main_process:
+            (output_dir / "training_log.json").write_text(json.dumps(run.progress.history, indent=1) + "\n")
 
-    run_epochs(
-        accelerator,
-        args,
-        model,
-        loader,
-        args.epochs,
-        progress,
-        step,
-        end_of_epoch,
-        "epoch",
-        start_of_epoch,
-        record=run_record,
-    )
+    def write(folder: Path) -> None:
+        if math.isinf(state.best_loss):  # stopped by --max_steps before the first evaluation
+            with evaluation_weights():
+                network.save_pretrained(folder)
+        else:  # the best model, saved in the output folder when it was reached
+            DartsRNNForCausalLM.from_pretrained(output_dir).save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
+        save_language_model_results(
+            args, folder, run.progress.history, valid_columns, test_columns, run.progress.runtime_seconds
+        )
 
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        runtime = progress.tick()
-
-        def write(folder: Path) -> None:
-            if math.isinf(progress.best_loss):  # stopped by --max_steps before the first evaluation
-                with evaluation_weights():
-                    network.save_pretrained(folder)
-            else:  # the best model, saved in the output folder when it was reached
-                DartsRNNForCausalLM.from_pretrained(output_dir).save_pretrained(folder)
-            tokenizer.save_pretrained(folder)
-            save_language_model_results(args, folder, progress.history, valid_columns, test_columns, runtime)
-
-        finish_run(args, run_record, repo_id, write, runtime)
-    accelerator.end_training()
+    run.finish(write)
     return network
 
 

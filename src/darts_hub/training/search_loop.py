@@ -24,8 +24,8 @@ from ..search.architect import HESSIAN_MODES, Architect
 from ..search.cnn import DartsSearchConfig, DartsSearchModel
 from .arguments import ImageDataArguments, RunArguments
 from .evaluation import evaluate
-from .inputs import batch_transform, load_image_splits
-from .loop import LoopProgress, finish_run, resume, run_epochs, start_run, use_channels_last
+from .inputs import batch_transform, open_image_splits
+from .loop import Run, RunState
 
 
 logger = logging.getLogger(__name__)
@@ -97,41 +97,54 @@ class SearchArguments(ImageDataArguments, RunArguments):
             raise ValueError(f"--train_portion must be between 0 and 1, got {self.train_portion}.")
 
 
-class SearchProgress(LoopProgress):
-    """The loop's progress plus how many architecture-validation batches were drawn."""
+class EndlessBatches(RunState):
+    """Batches of `loader` without end (the architecture steps' validation batches): one pass after another,
+    reshuffled per pass, not per step. Checkpointed: a resumed run draws the batch it would have drawn next."""
 
-    def __init__(self):
-        super().__init__()
-        self.valid_batches = 0
+    def __init__(self, loader, accelerator: Accelerator):
+        super().__init__(drawn=0)
+        self._loader, self._accelerator, self._iterator = loader, accelerator, None
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        if self._iterator is None:
+            self._iterator = self._passes()
+        return next(self._iterator)
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self._iterator = None  # the next batch is drawn from the restored position
+
+    def _passes(self):
+        batches_per_pass = len(self._loader)
+        while True:
+            passes, offset = divmod(self.drawn, batches_per_pass)
+            self._loader.set_epoch(passes)
+            for batch in self._accelerator.skip_first_batches(self._loader, offset) if offset else self._loader:
+                self.drawn += 1
+                yield batch
 
 
-def endless_batches(loader, progress: SearchProgress, accelerator: Accelerator):
-    """Validation batches without end, one persistent iterator per pass (reshuffled per pass, not per step)."""
-    batches_per_pass = len(loader)
-    while True:
-        passes, offset = divmod(progress.valid_batches, batches_per_pass)
-        loader.set_epoch(passes)
-        for batch in accelerator.skip_first_batches(loader, offset) if offset else loader:
-            progress.valid_batches += 1
-            yield batch
-
-
-def make_search_optimizers(supernet: DartsSearchModel, args: SearchArguments):
-    """The weight optimizer (SGD with momentum), the architecture optimizer (Adam) and the per-epoch cosine schedule
-    of the weight learning rate."""
+def search_optimizers(
+    supernet,
+    learning_rate: float,
+    weight_decay: float,
+    arch_learning_rate: float,
+    arch_weight_decay: float,
+    momentum: float = 0.0,
+    arch_betas: tuple[float, float] = (0.9, 0.999),
+) -> tuple[torch.optim.SGD, torch.optim.Adam]:
+    """The two optimizers of a search (convolutional or recurrent): SGD for the operation weights, Adam for the
+    alphas."""
     weight_optimizer = torch.optim.SGD(
-        supernet.weight_parameters(), args.learning_rate, momentum=args.momentum, weight_decay=args.weight_decay
+        supernet.weight_parameters(), learning_rate, momentum=momentum, weight_decay=weight_decay
     )
     arch_optimizer = torch.optim.Adam(
-        supernet.arch_parameters(),
-        lr=args.arch_learning_rate,
-        betas=(args.arch_beta1, args.arch_beta2),
-        weight_decay=args.arch_weight_decay,
+        supernet.arch_parameters(), lr=arch_learning_rate, betas=arch_betas, weight_decay=arch_weight_decay
     )
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
-        weight_optimizer, T_max=args.epochs, eta_min=args.learning_rate_min
-    )
-    return weight_optimizer, arch_optimizer, scheduler
+    return weight_optimizer, arch_optimizer
 
 
 def search_step(
@@ -172,15 +185,15 @@ def run_search(args: SearchArguments) -> DartsSearchModel:
 
     Returns the supernet (on every process), whose `genotype()` is the result.
     """
-    accelerator, repo_id, record = start_run(args, "darts-search")
-    channels_last = use_channels_last(args, accelerator)
+    run = Run(args, "darts-search")
+    accelerator = run.accelerator
 
     # Data: the training split, divided into weight-training and architecture-validation parts.
-    data = load_image_splits(args, accelerator)["train"]
+    data = open_image_splits(args, accelerator, splits=("train",)).decode("train", args.image_size)
     num_weight_samples = int(math.floor(args.train_portion * len(data.labels)))
     if num_weight_samples < 1 or num_weight_samples >= len(data.labels):
         raise ValueError(f"{len(data.labels)} images cannot be split with --train_portion {args.train_portion}.")
-    transform = batch_transform(args, data, channels_last)
+    transform = batch_transform(args, data, run.channels_last)
     indices = torch.arange(len(data.labels))
     weight_data, arch_data = data.subset(indices[:num_weight_samples]), data.subset(indices[num_weight_samples:])
     train_loader = make_loader(weight_data, args.batch_size, args.seed, stream=0)
@@ -206,9 +219,20 @@ def run_search(args: SearchArguments) -> DartsSearchModel:
             "alphas get no gradient). Use --num_cells 3 or more to search both cells.",
             config.num_cells,
         )
-    if channels_last:
+    if run.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    weight_optimizer, arch_optimizer, scheduler = make_search_optimizers(model, args)
+    weight_optimizer, arch_optimizer = search_optimizers(
+        model,
+        args.learning_rate,
+        args.weight_decay,
+        args.arch_learning_rate,
+        args.arch_weight_decay,
+        momentum=args.momentum,
+        arch_betas=(args.arch_beta1, args.arch_beta2),
+    )
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
+        weight_optimizer, T_max=args.epochs, eta_min=args.learning_rate_min
+    )
     model, weight_optimizer, train_loader, valid_loader, eval_loader = accelerator.prepare(
         model, weight_optimizer, train_loader, valid_loader, eval_loader
     )
@@ -217,82 +241,59 @@ def run_search(args: SearchArguments) -> DartsSearchModel:
     architect = Architect(
         supernet, arch_optimizer, order=args.order, hessian=args.hessian, autocast=accelerator.autocast
     )
-    progress = SearchProgress()
-    accelerator.register_for_checkpointing(scheduler, architect, progress)
-    record = resume(accelerator, args, record)
-    if accelerator.is_main_process:
-        accelerator.init_trackers("darts-search", config=args.tracker_config())
+    valid_batches = EndlessBatches(valid_loader, accelerator)
+    run.resume(scheduler, architect, valid_batches)
 
-    valid_batches = endless_batches(valid_loader, progress, accelerator)
     weight_parameters = supernet.weight_parameters()
-
-    def step(images, labels, epoch):
-        valid_images, valid_labels = next(valid_batches)
-        train_batch = {"pixel_values": transform(images, train=True), "labels": labels}
-        valid_batch = {"pixel_values": transform(valid_images, train=True), "labels": valid_labels}
-        outputs, _ = search_step(
-            model,
-            architect,
-            weight_optimizer,
-            weight_parameters,
-            train_batch,
-            valid_batch,
-            accelerator,
-            args.grad_clip,
-        )
-        return outputs
-
-    def end_of_epoch(epoch, train_loss, train_accuracy):
+    for epoch in run.epochs(args.epochs):
+        model.train()
+        for images, labels in run.batches(train_loader, epoch, "search epoch"):
+            valid_images, valid_labels = next(valid_batches)
+            outputs, _ = search_step(
+                model,
+                architect,
+                weight_optimizer,
+                weight_parameters,
+                {"pixel_values": transform(images, train=True), "labels": labels},
+                {"pixel_values": transform(valid_images, train=True), "labels": valid_labels},
+                accelerator,
+                args.grad_clip,
+            )
+            run.record_step(outputs.loss, outputs.logits, labels)
+        if run.stopped_within_epoch:
+            break
+        train_loss, train_accuracy = run.epoch_metrics()
         scheduler.step()
         valid = evaluate(model, eval_loader, transform, accelerator, description="arch-validation")
-        _record_epoch(accelerator, supernet, progress, epoch, train_loss, train_accuracy, valid)
+        run.end_epoch(epoch_record(supernet, epoch, run.progress.global_step, train_loss, train_accuracy, valid))
 
-    run_epochs(
-        accelerator,
-        args,
-        model,
-        train_loader,
-        args.epochs,
-        progress,
-        step,
-        end_of_epoch,
-        "search epoch",
-        record=record,
-    )
+    def write(folder: Path) -> None:
+        save_search_result(
+            folder,
+            supernet,
+            run.progress.history,
+            derived_sizes={"init_channels": args.train_init_channels, "num_cells": args.train_num_cells},
+            settings=args.tracker_config(),
+            dataset=args.dataset_description,
+        )
 
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-
-        def write(folder: Path) -> None:
-            save_search_result(
-                folder,
-                supernet,
-                progress.history,
-                derived_sizes={"init_channels": args.train_init_channels, "num_cells": args.train_num_cells},
-                settings=args.tracker_config(),
-                dataset=args.dataset_description,
-            )
-
-        finish_run(args, record, repo_id, write, progress.tick())
-    accelerator.end_training()
+    run.finish(write)
     return supernet
 
 
-def _record_epoch(accelerator, supernet, progress, epoch, train_loss, train_accuracy, valid) -> None:
-    """Record the genotype, the softmax of the alphas and the metrics of an epoch, and log them."""
-    genotype = supernet.genotype()
+def epoch_record(supernet, epoch: int, step: int, train_loss, train_accuracy, valid: dict) -> dict:
+    """An epoch of the search: its metrics, the genotype and the softmax of the alphas (logged here)."""
     record = {
         "epoch": epoch + 1,
-        "step": progress.global_step,
+        "step": step,
         "train_loss": train_loss,
         "train_accuracy": train_accuracy,
         "valid_loss": valid["loss"],
         "valid_accuracy": valid["accuracy"],
-        "genotype": genotype.to_dict(),
+        "genotype": supernet.genotype().to_dict(),
         "alphas_normal": torch.softmax(supernet.alphas_normal.detach().float(), -1).cpu().tolist(),
         "alphas_reduce": torch.softmax(supernet.alphas_reduce.detach().float(), -1).cpu().tolist(),
     }
-    progress.history.append(record)
     logger.info(
         "epoch %d: train loss %.4f acc %.4f | arch-valid loss %.4f acc %.4f | genotype %s",
         epoch + 1,
@@ -305,17 +306,7 @@ def _record_epoch(accelerator, supernet, progress, epoch, train_loss, train_accu
     for cell in ("normal", "reduce"):
         rows = "\n".join(" ".join(f"{p:.3f}" for p in row) for row in record[f"alphas_{cell}"])
         logger.info("softmax(alphas_%s), one row per edge, columns %s:\n%s", cell, supernet.config.primitives, rows)
-    accelerator.log(
-        {key: record[key] for key in ("train_loss", "train_accuracy", "valid_loss", "valid_accuracy")},
-        step=progress.global_step,
-    )
+    return record
 
 
-__all__ = [
-    "SearchArguments",
-    "SearchProgress",
-    "endless_batches",
-    "make_search_optimizers",
-    "run_search",
-    "search_step",
-]
+__all__ = ["EndlessBatches", "SearchArguments", "epoch_record", "run_search", "search_optimizers", "search_step"]

@@ -27,8 +27,8 @@ from ..recipes import IMAGE_TRAINING
 from ..visualize import draw_genotype
 from .arguments import ImageDataArguments, NetworkArguments, RunArguments
 from .evaluation import evaluate
-from .inputs import batch_transform, load_image_splits
-from .loop import LoopProgress, finish_run, resume, run_epochs, start_run, use_channels_last
+from .inputs import batch_transform, open_image_splits
+from .loop import Run
 from .sources import load_config, load_pretrained
 
 
@@ -127,11 +127,12 @@ def build_model(args: TrainArguments, class_names: list[str], image_size: int, m
     return DartsForImageClassification(config)
 
 
-def make_scheduler(optimizer, args: TrainArguments):
-    """The per-epoch learning-rate schedule: cosine to 0 (CIFAR) or x lr_gamma every epoch (ImageNet)."""
-    if args.lr_schedule == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=args.epochs, eta_min=0.0)
-    return torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=args.lr_gamma)
+def make_scheduler(optimizer, schedule: str, epochs: int, gamma: float):
+    """The per-epoch learning-rate schedule: "cosine" to 0 over `epochs` (CIFAR) or "exponential", x `gamma` every
+    epoch (ImageNet)."""
+    if schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs, eta_min=0.0)
+    return torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=gamma)
 
 
 def train_step(model, optimizer, pixel_values, labels, accelerator, grad_clip: float):
@@ -148,80 +149,70 @@ def train_step(model, optimizer, pixel_values, labels, accelerator, grad_clip: f
 def run_training(args: TrainArguments) -> DartsForImageClassification:
     """Train as configured by `args`; writes the model, its image processor, logs, metrics, drawings and model card
     to `args.output_dir` (and pushes them when asked). Returns the trained model."""
-    accelerator, repo_id, record = start_run(args, "darts-train")
-    channels_last = use_channels_last(args, accelerator)
-    train_data = load_image_splits(args, accelerator)["train"]
+    run = Run(args, "darts-train")
+    accelerator = run.accelerator
+    images = open_image_splits(args, accelerator, splits=("train", args.eval_split))
+    train_data = images.decode("train", args.image_size)
     mean, std = train_data.statistics()
     model = build_model(args, train_data.class_names, train_data.image_size, mean, std)
-    eval_data = load_image_splits(
-        args,
-        accelerator,
-        splits=(args.eval_split,),
-        eval_size=train_data.image_size,
-        eval_crop_from=evaluation_resize(model.config),
-    )[args.eval_split]
+    eval_data = images.decode(args.eval_split, train_data.image_size, crop_from=evaluation_resize(model.config))
     # The recipe's cutout (16 pixels) is meant for 32x32 images: other sizes get the same fraction of the image.
     cutout = args.cutout if "cutout" in args.explicit else args.cutout * train_data.image_size // 32
     transform = batch_transform(
         args,
         train_data,
-        channels_last,
+        run.channels_last,
         cutout=cutout,
         mean=mean,
         std=std,
         random_resized_crop=args.random_resized_crop,
         color_jitter=args.color_jitter,
     )
-    if channels_last:
+    if run.channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.SGD(
         model.parameters(), args.learning_rate, momentum=args.momentum, weight_decay=args.weight_decay
     )
-    scheduler = make_scheduler(optimizer, args)
+    scheduler = make_scheduler(optimizer, args.lr_schedule, args.epochs, args.lr_gamma)
     train_loader = make_loader(train_data, args.batch_size, args.seed)
     eval_loader = make_loader(eval_data, args.batch_size)
     model, optimizer, train_loader, eval_loader = accelerator.prepare(model, optimizer, train_loader, eval_loader)
     network = accelerator.unwrap_model(model)
-    progress = LoopProgress()
-    accelerator.register_for_checkpointing(scheduler, progress)
-    record = resume(accelerator, args, record)
-    if accelerator.is_main_process:
-        accelerator.init_trackers("darts-train", config=args.tracker_config())
+    run.resume(scheduler)
 
-    timing = {"augmentation": 0.0, "step": 0.0}
-
-    def start_of_epoch(epoch):
+    for epoch in run.epochs(args.epochs):
+        model.train()
         # The drop-path probability grows linearly with the epoch (the original schedule).
-        network.set_drop_path_prob(args.drop_path_prob * epoch / args.epochs)
-
-    def step(images, labels, epoch):
-        began = time.perf_counter()
-        pixel_values = transform(images, train=True)
-        augmented = time.perf_counter()
-        outputs = train_step(model, optimizer, pixel_values, labels, accelerator, args.grad_clip)
-        timing["augmentation"] += augmented - began
-        timing["step"] += time.perf_counter() - augmented
-        return outputs
-
-    def end_of_epoch(epoch, train_loss, train_accuracy):
+        drop_path_prob = args.drop_path_prob * epoch / args.epochs
+        network.set_drop_path_prob(drop_path_prob)
+        seconds = {"augmentation": 0.0, "model": 0.0}
+        for images, labels in run.batches(train_loader, epoch, "epoch"):
+            began = time.perf_counter()
+            pixel_values = transform(images, train=True)
+            augmented = time.perf_counter()
+            outputs = train_step(model, optimizer, pixel_values, labels, accelerator, args.grad_clip)
+            seconds["augmentation"] += augmented - began
+            seconds["model"] += time.perf_counter() - augmented
+            run.record_step(outputs.loss, outputs.logits, labels)
+        if run.stopped_within_epoch:
+            break
+        train_loss, train_accuracy = run.epoch_metrics()
         learning_rate = scheduler.get_last_lr()[0]
         scheduler.step()
         metrics = evaluate(model, eval_loader, transform, accelerator, description=args.eval_split)
         record = {
             "epoch": epoch + 1,
-            "step": progress.global_step,
+            "step": run.progress.global_step,
             "learning_rate": learning_rate,
-            "drop_path_prob": args.drop_path_prob * epoch / args.epochs,
+            "drop_path_prob": drop_path_prob,
             "train_loss": train_loss,
             "train_accuracy": train_accuracy,
             f"{args.eval_split}_loss": metrics["loss"],
             f"{args.eval_split}_accuracy": metrics["accuracy"],
             f"{args.eval_split}_top5_accuracy": metrics["top5_accuracy"],
-            "augmentation_seconds": timing["augmentation"],
-            "model_seconds": timing["step"],
+            "augmentation_seconds": seconds["augmentation"],
+            "model_seconds": seconds["model"],
         }
-        timing.update(augmentation=0.0, step=0.0)
-        progress.history.append(record)
         logger.info(
             "epoch %d: train loss %.4f acc %.4f | %s loss %.4f acc %.4f | augmentation %.1fs, model %.1fs",
             epoch + 1,
@@ -230,42 +221,18 @@ def run_training(args: TrainArguments) -> DartsForImageClassification:
             args.eval_split,
             metrics["loss"],
             metrics["accuracy"],
-            record["augmentation_seconds"],
-            record["model_seconds"],
+            seconds["augmentation"],
+            seconds["model"],
         )
-        accelerator.log({k: v for k, v in record.items() if k != "epoch"}, step=progress.global_step)
+        run.end_epoch(record)
 
-    run_epochs(
-        accelerator,
-        args,
-        model,
-        train_loader,
-        args.epochs,
-        progress,
-        step,
-        end_of_epoch,
-        "epoch",
-        start_of_epoch,
-        record=record,
-    )
-
-    accelerator.wait_for_everyone()
-    if progress.history and progress.step_in_epoch == 0:
-        last = progress.history[-1]
-        final = {key: last[f"{args.eval_split}_{key}"] for key in ("loss", "accuracy", "top5_accuracy")}
+    history = run.progress.history
+    if history and run.progress.step_in_epoch == 0:
+        final = {key: history[-1][f"{args.eval_split}_{key}"] for key in ("loss", "accuracy", "top5_accuracy")}
         final["num_samples"] = len(eval_data.labels)
     else:  # stopped by --max_steps within an epoch
         final = evaluate(model, eval_loader, transform, accelerator, description=args.eval_split)
-    if accelerator.is_main_process:
-        runtime = progress.tick()
-        finish_run(
-            args,
-            record,
-            repo_id,
-            lambda folder: save_trained_model(args, folder, network, progress.history, final, runtime),
-            runtime,
-        )
-    accelerator.end_training()
+    run.finish(lambda folder: save_trained_model(args, folder, network, history, final, run.progress.runtime_seconds))
     return network
 
 

@@ -21,6 +21,12 @@ STEMS = {
 }
 
 
+def reduction_positions(num_cells: int) -> tuple[int, ...]:
+    """Indices of the reduction cells of a stack of `num_cells`: at 1/3 and 2/3 of the depth (one index when they
+    coincide), for the derived network and the search supernet alike."""
+    return tuple(sorted({num_cells // 3, 2 * num_cells // 3}))
+
+
 class DartsConfig(PreTrainedConfig):
     r"""
     Configuration of a network built by stacking DARTS cells (Sec. 3.2 of the paper): a stem, `num_cells` cells of
@@ -118,7 +124,7 @@ class DartsConfig(PreTrainedConfig):
     @property
     def reduction_cells(self) -> tuple[int, ...]:
         """Indices of the reduction cells: at 1/3 and 2/3 of the depth."""
-        return tuple(sorted({self.num_cells // 3, 2 * self.num_cells // 3}))
+        return reduction_positions(self.num_cells)
 
     @property
     def auxiliary_head_fits(self) -> bool:
@@ -137,4 +143,4 @@ class DartsConfig(PreTrainedConfig):
         return 2 * self.num_cells // 3
 
 
-__all__ = ["DartsConfig"]
+__all__ = ["DartsConfig", "reduction_positions"]

@@ -25,6 +25,55 @@ from ...ops import DropPath, FactorizedReduce, ReLUConvBN, build_operation
 from .configuration_darts import DartsConfig
 
 
+def cell_input_layers(
+    prev_prev_channels: int, prev_channels: int, channels: int, reduction_prev: bool, affine: bool = True
+) -> tuple[nn.Module, nn.Module]:
+    """The layers that bring a cell's two inputs to `channels` (a derived cell's and a search cell's alike): a 1x1
+    ReLU-conv-BN each, or, when the previous cell was a reduction, a `FactorizedReduce` for the older input c_{k-2},
+    which is still at twice the resolution."""
+    if reduction_prev:
+        preprocess0 = FactorizedReduce(prev_prev_channels, channels, affine=affine)
+    else:
+        preprocess0 = ReLUConvBN(prev_prev_channels, channels, 1, 1, 0, affine=affine)
+    return preprocess0, ReLUConvBN(prev_channels, channels, 1, 1, 0, affine=affine)
+
+
+def cifar_stem(num_channels: int, out_channels: int) -> nn.Sequential:
+    """The CIFAR stem of the derived network and of the search supernet: one 3x3 convolution keeping the
+    resolution, then BatchNorm."""
+    return nn.Sequential(nn.Conv2d(num_channels, out_channels, 3, padding=1, bias=False), nn.BatchNorm2d(out_channels))
+
+
+def stack_cells(
+    init_channels: int,
+    reduction_cells: tuple[int, ...],
+    num_cells: int,
+    stem_channels: int,
+    reduced_stem: bool,
+    make_cell,
+) -> nn.ModuleList:
+    """The stack of cells, the one backbone of the derived network and of the search supernet: every cell takes the
+    outputs of the two before it (the stem's output twice for the first), and a reduction cell doubles the
+    channels. `make_cell(prev_prev_channels, prev_channels, channels, reduction, reduction_prev)` builds one cell
+    (a module with `out_channels`); `reduced_stem`: the stem's last layer halved the resolution (the ImageNet stem),
+    so the first cell reduces its older input."""
+    channels, prev_prev_channels, prev_channels, reduction_prev = (
+        init_channels,
+        stem_channels,
+        stem_channels,
+        reduced_stem,
+    )
+    cells = nn.ModuleList()
+    for index in range(num_cells):
+        reduction = index in reduction_cells
+        if reduction:
+            channels *= 2
+        cells.append(make_cell(prev_prev_channels, prev_channels, channels, reduction, reduction_prev))
+        reduction_prev = reduction
+        prev_prev_channels, prev_channels = prev_channels, cells[-1].out_channels
+    return cells
+
+
 class DartsCell(nn.Module):
     """One cell: preprocess both inputs to `channels`, compute every node as the sum of its two edges, concatenate.
 
@@ -43,11 +92,9 @@ class DartsCell(nn.Module):
         drop_path_prob: float = 0.0,
     ):
         super().__init__()
-        if reduction_prev:
-            self.preprocess0 = FactorizedReduce(prev_prev_channels, channels)
-        else:
-            self.preprocess0 = ReLUConvBN(prev_prev_channels, channels, 1, 1, 0)
-        self.preprocess1 = ReLUConvBN(prev_channels, channels, 1, 1, 0)
+        self.preprocess0, self.preprocess1 = cell_input_layers(
+            prev_prev_channels, prev_channels, channels, reduction_prev
+        )
         edges = genotype.reduce if reduction else genotype.normal
         self.concat = genotype.reduce_concat if reduction else genotype.normal_concat
         self.inputs = tuple(index for _, index in edges)
@@ -200,12 +247,7 @@ class DartsModel(DartsPreTrainedModel):
         channels = config.init_channels
         if config.stem == "cifar":
             stem_channels = config.stem_multiplier * channels
-            self.stem = nn.Sequential(
-                nn.Conv2d(config.num_channels, stem_channels, 3, padding=1, bias=False),
-                nn.BatchNorm2d(stem_channels),
-            )
-            prev_prev_channels = prev_channels = stem_channels
-            reduction_prev = False
+            self.stem = cifar_stem(config.num_channels, stem_channels)
         else:
             self.stem0 = nn.Sequential(
                 nn.Conv2d(config.num_channels, channels // 2, 3, stride=2, padding=1, bias=False),
@@ -219,22 +261,17 @@ class DartsModel(DartsPreTrainedModel):
                 nn.Conv2d(channels, channels, 3, stride=2, padding=1, bias=False),
                 nn.BatchNorm2d(channels),
             )
-            prev_prev_channels = prev_channels = channels
-            reduction_prev = True
-
+            stem_channels = channels
         genotype = config.get_genotype()
-        self.cells = nn.ModuleList()
-        for index in range(config.num_cells):
-            reduction = index in config.reduction_cells
-            if reduction:
-                channels *= 2
-            cell = DartsCell(
-                genotype, prev_prev_channels, prev_channels, channels, reduction, reduction_prev, config.drop_path_prob
-            )
-            self.cells.append(cell)
-            reduction_prev = reduction
-            prev_prev_channels, prev_channels = prev_channels, cell.out_channels
-        self.num_features = prev_channels
+        self.cells = stack_cells(
+            config.init_channels,
+            config.reduction_cells,
+            config.num_cells,
+            stem_channels,
+            reduced_stem=config.stem == "imagenet",
+            make_cell=lambda *sizes: DartsCell(genotype, *sizes, drop_path_prob=config.drop_path_prob),
+        )
+        self.num_features = self.cells[-1].out_channels
         self.auxiliary_channels = self.cells[config.auxiliary_cell].out_channels
         self.pooler = nn.AdaptiveAvgPool2d(1)
         self.post_init()
@@ -343,7 +380,10 @@ def image_processor_for(config: DartsConfig) -> ViTImageProcessor | BitImageProc
 
 
 __all__ = [
+    "cell_input_layers",
+    "cifar_stem",
     "evaluation_resize",
+    "stack_cells",
     "init_pytorch_default",
     "DartsForImageClassification",
     "DartsImageClassifierOutput",
