@@ -15,7 +15,8 @@ import json
 
 from transformers import HfArgumentParser
 
-from darts_hub.training.evaluation import EvaluateArguments, evaluate_checkpoint
+from darts_hub.training.arguments import EvaluateArguments
+from darts_hub.training.evaluate_checkpoint import evaluate_checkpoint
 
 
 def main():

@@ -10,7 +10,8 @@ animation, model card). Every flag is listed by --help.
 
 from transformers import HfArgumentParser
 
-from darts_hub.training.search_loop import SearchArguments, run_search
+from darts_hub.training.arguments import SearchArguments
+from darts_hub.training.search_images import run_search
 
 
 def main():

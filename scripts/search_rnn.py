@@ -11,7 +11,8 @@ word tokenizer, drawings, animation, model card). Every flag is listed by --help
 
 from transformers import HfArgumentParser
 
-from darts_hub.training.recurrent_search_loop import RecurrentSearchArguments, run_recurrent_search
+from darts_hub.training.arguments import RecurrentSearchArguments
+from darts_hub.training.search_text import run_recurrent_search
 
 
 def main():

@@ -22,11 +22,9 @@ import argparse
 from transformers import HfArgumentParser
 
 from darts_hub.recipes import LANGUAGE_MODEL_TRAINING
-from darts_hub.training.recurrent_train_loop import (
-    LanguageModelTrainArguments,
-    run_language_model_training,
-)
-from darts_hub.training.train_loop import TrainArguments, run_training
+from darts_hub.training.arguments import LanguageModelTrainArguments, TrainArguments
+from darts_hub.training.train_images import run_training
+from darts_hub.training.train_text import run_language_model_training
 
 
 def main():

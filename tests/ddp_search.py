@@ -8,8 +8,9 @@ from pathlib import Path
 import torch
 from transformers import HfArgumentParser
 
-from darts_hub.training.recurrent_search_loop import RecurrentSearchArguments, run_recurrent_search
-from darts_hub.training.search_loop import SearchArguments, run_search
+from darts_hub.training.arguments import RecurrentSearchArguments, SearchArguments
+from darts_hub.training.search_images import run_search
+from darts_hub.training.search_text import run_recurrent_search
 
 
 SEARCHES = {"cnn": (SearchArguments, run_search), "rnn": (RecurrentSearchArguments, run_recurrent_search)}

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from darts_hub.search.cnn import DartsSearchConfig, DartsSearchModel
-from darts_hub.training.search_loop import SearchArguments
+from darts_hub.training.arguments import SearchArguments
 
 
 TESTS = Path(__file__).resolve().parent

@@ -10,7 +10,8 @@ from transformers import HfArgumentParser
 
 import darts_hub.hub
 import darts_hub.training.checkpoints
-from darts_hub.training.search_loop import SearchArguments, run_search
+from darts_hub.training.arguments import SearchArguments
+from darts_hub.training.search_images import run_search
 
 
 def kill_at(module, should_kill):

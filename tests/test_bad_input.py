@@ -22,12 +22,17 @@ from darts_hub.genotypes import load_genotype
 from darts_hub.hub import HubPushError
 from darts_hub.models.darts import DartsConfig, DartsForImageClassification
 from darts_hub.models.darts_rnn import DartsRNNConfig
+from darts_hub.training.arguments import (
+    EvaluateArguments,
+    LanguageModelTrainArguments,
+    RecurrentSearchArguments,
+    SearchArguments,
+    TrainArguments,
+)
 from darts_hub.training.checkpoints import ResumeError
-from darts_hub.training.evaluation import EvaluateArguments, evaluate_checkpoint
-from darts_hub.training.recurrent_search_loop import RecurrentSearchArguments
-from darts_hub.training.recurrent_train_loop import LanguageModelTrainArguments
-from darts_hub.training.search_loop import SearchArguments, run_search
-from darts_hub.training.train_loop import TrainArguments, run_training
+from darts_hub.training.evaluate_checkpoint import evaluate_checkpoint
+from darts_hub.training.search_images import run_search
+from darts_hub.training.train_images import run_training
 from darts_hub.unpickling import UnsafePickleError
 
 

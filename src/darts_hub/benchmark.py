@@ -18,10 +18,10 @@ from .recipes import CIFAR10_SEARCH, LANGUAGE_MODEL_TRAINING, LANGUAGE_MODEL_TRA
 from .search.architect import Architect
 from .search.cnn import DartsSearchConfig, DartsSearchModel
 from .search.rnn import DartsRNNSearchConfig, DartsRNNSearchModel
-from .training.recurrent_search_loop import slowness_regulariser
-from .training.recurrent_train_loop import language_model_step
-from .training.search_loop import search_optimizers, search_step
-from .training.train_loop import train_step
+from .training.search_images import search_optimizers, search_step
+from .training.search_text import slowness_regulariser
+from .training.train_images import train_step
+from .training.train_text import language_model_step
 
 
 DTYPES = {"float32": "no", "bfloat16": "bf16", "float16": "fp16"}

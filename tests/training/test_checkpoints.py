@@ -16,7 +16,7 @@ import torch
 from helpers import TESTS, RunsCode, flat, folder_hash, tiny_search_args
 
 from darts_hub.training.checkpoints import CHECKPOINT_RECORD, ResumeError, latest_checkpoint
-from darts_hub.training.search_loop import run_search
+from darts_hub.training.search_images import run_search
 
 
 @pytest.fixture(scope="module")

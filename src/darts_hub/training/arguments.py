@@ -1,5 +1,6 @@
-"""The command-line settings shared by the search, training and evaluation scripts (dataclasses for
-`HfArgumentParser`), and the checks made when they are parsed."""
+"""The command-line settings of the search, training and evaluation scripts (dataclasses for `HfArgumentParser`;
+defaults from `recipes`), and the checks made when they are parsed. Only settings live here: the tasks that read
+them are in `search_images.py`, `search_text.py`, `train_images.py`, `train_text.py` and `evaluate_checkpoint.py`."""
 
 from __future__ import annotations
 
@@ -9,6 +10,14 @@ import torch
 
 from ..data.images import DIGITS
 from ..data.text import load_text_dataset, split_lines
+from ..recipes import (
+    CIFAR10_SEARCH,
+    IMAGE_TRAINING,
+    LANGUAGE_MODEL_TRAINING,
+    LANGUAGE_MODEL_TRAINING_COMMON,
+    PTB_SEARCH,
+)
+from ..search.architect import HESSIAN_MODES
 
 
 # Settings that do not change what a run computes: a resume may change them freely.
@@ -217,12 +226,303 @@ class RunArguments:
         return {key: value for key, value in self.tracker_config().items() if key not in NOT_RESULT_SETTINGS}
 
 
+@dataclass
+class SearchArguments(ImageDataArguments, RunArguments):
+    """Settings of a convolutional architecture search. Defaults are the paper's CIFAR-10 search (Sec. 3.1)."""
+
+    output_dir: str = field(default="darts-search", metadata={"help": "Where the result folder is written."})
+    train_portion: float = field(
+        default=CIFAR10_SEARCH["train_portion"],
+        metadata={"help": "Share of the training split that trains the weights; the rest trains alpha."},
+    )
+    order: int = field(default=1, metadata={"help": "1: first-order DARTS; 2: second order (unrolled step)."})
+    hessian: str = field(
+        default="finite_difference",
+        metadata={"help": f"Second order only: Hessian-vector product by {' or '.join(HESSIAN_MODES)}."},
+    )
+    init_channels: int = field(
+        default=CIFAR10_SEARCH["init_channels"], metadata={"help": "Channels of the supernet's first cells."}
+    )
+    num_cells: int = field(default=CIFAR10_SEARCH["num_cells"], metadata={"help": "Cells of the supernet."})
+    num_nodes: int = field(default=CIFAR10_SEARCH["num_nodes"], metadata={"help": "Intermediate nodes per cell."})
+    multiplier: int = field(
+        default=CIFAR10_SEARCH["multiplier"], metadata={"help": "Nodes concatenated into the cell output."}
+    )
+    epochs: int = field(default=CIFAR10_SEARCH["epochs"], metadata={"help": "Search epochs."})
+    batch_size: int = field(
+        default=CIFAR10_SEARCH["batch_size"],
+        metadata={"help": "Batch size per process, for both weight and alpha steps."},
+    )
+    learning_rate: float = field(
+        default=CIFAR10_SEARCH["learning_rate"], metadata={"help": "Initial weight learning rate (SGD)."}
+    )
+    learning_rate_min: float = field(
+        default=CIFAR10_SEARCH["learning_rate_min"], metadata={"help": "Final weight learning rate (cosine)."}
+    )
+    momentum: float = field(default=CIFAR10_SEARCH["momentum"], metadata={"help": "SGD momentum."})
+    weight_decay: float = field(
+        default=CIFAR10_SEARCH["weight_decay"], metadata={"help": "Weight decay of the weights."}
+    )
+    grad_clip: float = field(
+        default=CIFAR10_SEARCH["grad_clip"], metadata={"help": "Gradient norm clipping of the weight step."}
+    )
+    arch_learning_rate: float = field(
+        default=CIFAR10_SEARCH["arch_learning_rate"], metadata={"help": "Learning rate of the alphas (Adam)."}
+    )
+    arch_weight_decay: float = field(
+        default=CIFAR10_SEARCH["arch_weight_decay"], metadata={"help": "Weight decay of the alphas."}
+    )
+    arch_beta1: float = field(default=CIFAR10_SEARCH["arch_beta1"], metadata={"help": "Adam beta1 of the alphas."})
+    arch_beta2: float = field(default=CIFAR10_SEARCH["arch_beta2"], metadata={"help": "Adam beta2 of the alphas."})
+    train_init_channels: int = field(
+        default=IMAGE_TRAINING["cifar"]["init_channels"],
+        metadata={"help": "Channels of the derived network in the result's config.json."},
+    )
+    train_num_cells: int = field(
+        default=IMAGE_TRAINING["cifar"]["num_cells"], metadata={"help": "Cells of the derived network in config.json."}
+    )
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.order not in (1, 2):
+            raise ValueError(f"--order must be 1 or 2, got {self.order}.")
+        if self.hessian not in HESSIAN_MODES:
+            raise ValueError(f"--hessian must be one of {HESSIAN_MODES}, got {self.hessian!r}.")
+        if not 0.0 < self.train_portion < 1.0:
+            raise ValueError(f"--train_portion must be between 0 and 1, got {self.train_portion}.")
+
+
+@dataclass
+class RecurrentSearchArguments(TextDataArguments, RunArguments):
+    """Settings of a recurrent cell search. Defaults are the paper's Penn Treebank search."""
+
+    output_dir: str = field(default="darts-rnn-search", metadata={"help": "Where the result folder is written."})
+    dataset_name: str | None = field(
+        default=None,
+        metadata={"help": "A Hub text dataset (e.g. Salesforce/wikitext). Default: the embedded pydoc corpus."},
+    )
+    dataset_config_name: str | None = field(default=None, metadata={"help": "The dataset's configuration name."})
+    order: int = field(default=1, metadata={"help": "1: first-order DARTS; 2: second order (unrolled step)."})
+    hessian: str = field(default="finite_difference", metadata={"help": f"One of {HESSIAN_MODES}."})
+    hidden_size: int = field(
+        default=PTB_SEARCH["hidden_size"], metadata={"help": "Embedding and hidden size of the supernet."}
+    )
+    num_nodes: int = field(default=PTB_SEARCH["num_nodes"], metadata={"help": "Nodes of the cell."})
+    dropout: float = field(default=PTB_SEARCH["dropout"], metadata={"help": "Output dropout."})
+    dropout_h: float = field(
+        default=PTB_SEARCH["dropout_h"], metadata={"help": "Hidden-state dropout inside the cell."}
+    )
+    dropout_x: float = field(default=PTB_SEARCH["dropout_x"], metadata={"help": "Input dropout inside the cell."})
+    dropout_i: float = field(default=PTB_SEARCH["dropout_i"], metadata={"help": "Embedding dropout."})
+    dropout_e: float = field(default=PTB_SEARCH["dropout_e"], metadata={"help": "Word dropout."})
+    epochs: int = field(default=PTB_SEARCH["epochs"], metadata={"help": "Search epochs."})
+    batch_size: int = field(
+        default=PTB_SEARCH["batch_size"], metadata={"help": "Parallel streams of the training and search text."}
+    )
+    eval_batch_size: int = field(
+        default=PTB_SEARCH["eval_batch_size"], metadata={"help": "Parallel streams for the validation perplexity."}
+    )
+    bptt: int = field(default=PTB_SEARCH["bptt"], metadata={"help": "Tokens per chunk."})
+    learning_rate: float = field(default=PTB_SEARCH["learning_rate"], metadata={"help": "Weight learning rate (SGD)."})
+    weight_decay: float = field(default=PTB_SEARCH["weight_decay"], metadata={"help": "Weight decay of the weights."})
+    grad_clip: float = field(
+        default=PTB_SEARCH["grad_clip"], metadata={"help": "Gradient clipping (weight step and unrolled step)."}
+    )
+    tar_beta: float = field(
+        default=PTB_SEARCH["tar_beta"],
+        metadata={"help": "Temporal activation regularisation (slowness) weight beta of the weight step; 0: off."},
+    )
+    arch_learning_rate: float = field(
+        default=PTB_SEARCH["arch_learning_rate"], metadata={"help": "Learning rate of the alphas (Adam)."}
+    )
+    arch_weight_decay: float = field(
+        default=PTB_SEARCH["arch_weight_decay"], metadata={"help": "Weight decay of the alphas."}
+    )
+    train_hidden_size: int = field(
+        default=LANGUAGE_MODEL_TRAINING["ptb"]["hidden_size"],
+        metadata={"help": "Sizes of the derived network in config.json."},
+    )
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.order not in (1, 2):
+            raise ValueError(f"--order must be 1 or 2, got {self.order}.")
+        if self.bptt < 1:
+            raise ValueError(f"--bptt (the sequence length) must be at least 1, got {self.bptt}.")
+
+
+@dataclass
+class TrainArguments(NetworkArguments, ImageDataArguments, RunArguments):
+    """Settings of training a DARTS network. Unset hyperparameters come from the `--recipe`."""
+
+    output_dir: str = field(default="darts-trained", metadata={"help": "Where the trained model is written."})
+    ignore_mismatched_sizes: bool = field(
+        default=False, metadata={"help": "With --model_name_or_path: new classifier if the classes differ."}
+    )
+    recipe: str = field(
+        default="cifar",
+        metadata={"help": "cifar or imagenet: the paper's hyperparameters (ptb, wikitext2: language models)."},
+    )
+    eval_split: str = field(default="test", metadata={"help": "Split evaluated after every epoch (monitoring only)."})
+    epochs: int | None = field(default=None, metadata={"help": "Training epochs (cifar 600, imagenet 250)."})
+    batch_size: int | None = field(default=None, metadata={"help": "Batch size per process (cifar 96, imagenet 128)."})
+    learning_rate: float | None = field(default=None, metadata={"help": "Initial learning rate (0.025, 0.1)."})
+    lr_schedule: str | None = field(default=None, metadata={"help": "cosine (to 0) or exponential (x lr_gamma)."})
+    lr_gamma: float | None = field(default=None, metadata={"help": "Per-epoch decay of the exponential schedule."})
+    momentum: float | None = field(default=None, metadata={"help": "SGD momentum (0.9)."})
+    weight_decay: float | None = field(default=None, metadata={"help": "Weight decay (3e-4, 3e-5)."})
+    init_channels: int | None = field(default=None, metadata={"help": "Channels of the first cells (36, 48)."})
+    num_cells: int | None = field(default=None, metadata={"help": "Number of cells (20, 14)."})
+    stem: str | None = field(default=None, metadata={"help": "cifar or imagenet stem."})
+    auxiliary_weight: float | None = field(
+        default=None, metadata={"help": "Weight of the auxiliary loss (0.4; 0 removes the head)."}
+    )
+    cutout: int | None = field(default=None, metadata={"help": "Cutout square side in pixels (cifar 16, 0: off)."})
+    drop_path_prob: float | None = field(
+        default=None, metadata={"help": "Final drop-path probability, reached linearly over the epochs (0.2)."}
+    )
+    grad_clip: float | None = field(default=None, metadata={"help": "Gradient norm clipping (5)."})
+    label_smoothing: float | None = field(default=None, metadata={"help": "Label smoothing (imagenet 0.1)."})
+    random_resized_crop: bool | None = field(
+        default=None, metadata={"help": "Random resized crops instead of padded crops (imagenet)."}
+    )
+    color_jitter: float | None = field(
+        default=None, metadata={"help": "Colour jitter strength: brightness, contrast, saturation (imagenet 0.4)."}
+    )
+
+    def __post_init__(self):
+        super().__post_init__()
+        self.apply_recipe(IMAGE_TRAINING)
+        if self.lr_schedule not in ("cosine", "exponential"):
+            raise ValueError(f"--lr_schedule must be cosine or exponential, got {self.lr_schedule!r}.")
+
+
+@dataclass
+class LanguageModelTrainArguments(NetworkArguments, TextDataArguments, RunArguments):
+    """Settings of training a recurrent DARTS language model. Defaults are the original's; `--recipe` sets the
+    sizes, hidden dropout and weight decay of its PTB or WikiText-2 training unless given."""
+
+    output_dir: str = field(default="darts-rnn-trained", metadata={"help": "Where the trained model is written."})
+    dataset_name: str | None = field(
+        default=None,
+        metadata={"help": "A Hub text dataset (e.g. Salesforce/wikitext). Default: the embedded pydoc corpus."},
+    )
+    dataset_config_name: str | None = field(default=None, metadata={"help": "The dataset's configuration name."})
+    recipe: str = field(default="ptb", metadata={"help": "ptb or wikitext2: the original's hyperparameters."})
+    epochs: int = field(
+        default=LANGUAGE_MODEL_TRAINING_COMMON["epochs"],
+        metadata={"help": "Epochs (the original trains until convergence: 8000)."},
+    )
+    batch_size: int = field(
+        default=LANGUAGE_MODEL_TRAINING_COMMON["batch_size"],
+        metadata={"help": "Parallel streams of the training text (per process)."},
+    )
+    gradient_accumulation_steps: int = field(
+        default=1,
+        metadata={
+            "help": "Run each batch as this many groups of streams, one forward and backward each, before the "
+            "step (the original's small_batch_size = batch_size / this): less memory, the same step."
+        },
+    )
+    eval_batch_size: int = field(
+        default=LANGUAGE_MODEL_TRAINING_COMMON["eval_batch_size"],
+        metadata={"help": "Parallel streams of the validation perplexity."},
+    )
+    test_batch_size: int = field(
+        default=LANGUAGE_MODEL_TRAINING_COMMON["test_batch_size"],
+        metadata={"help": "Parallel streams of the final test perplexity."},
+    )
+    bptt: int = field(
+        default=LANGUAGE_MODEL_TRAINING_COMMON["bptt"],
+        metadata={"help": "Mean tokens per training chunk (evaluation: exactly)."},
+    )
+    max_seq_len_delta: int = field(
+        default=LANGUAGE_MODEL_TRAINING_COMMON["max_seq_len_delta"],
+        metadata={"help": "Training chunks hold at most bptt + this."},
+    )
+    learning_rate: float = field(
+        default=LANGUAGE_MODEL_TRAINING_COMMON["learning_rate"],
+        metadata={"help": "SGD and ASGD learning rate (per bptt tokens)."},
+    )
+    weight_decay: float | None = field(default=None, metadata={"help": "Weight decay (ptb 8e-7, wikitext2 5e-7)."})
+    grad_clip: float = field(
+        default=LANGUAGE_MODEL_TRAINING_COMMON["grad_clip"], metadata={"help": "Gradient norm clipping."}
+    )
+    tar_beta: float = field(
+        default=LANGUAGE_MODEL_TRAINING_COMMON["tar_beta"],
+        metadata={"help": "Temporal activation regularisation (slowness) weight beta; 0: off."},
+    )
+    asgd_patience: int = field(
+        default=LANGUAGE_MODEL_TRAINING_COMMON["asgd_patience"],
+        metadata={
+            "help": "Switch to averaged SGD when the validation loss is worse than the best one from before the "
+            "last N evaluations (the original's nonmono)."
+        },
+    )
+    hidden_size: int | None = field(default=None, metadata={"help": "Embedding = hidden size (ptb 850, wt2 700)."})
+    dropout: float = field(
+        default=LANGUAGE_MODEL_TRAINING_COMMON["dropout"], metadata={"help": "Output (locked) dropout."}
+    )
+    dropout_h: float | None = field(default=None, metadata={"help": "Hidden-state dropout (ptb 0.25, wt2 0.15)."})
+    dropout_x: float = field(
+        default=LANGUAGE_MODEL_TRAINING_COMMON["dropout_x"], metadata={"help": "Input dropout inside the cell."}
+    )
+    dropout_i: float = field(
+        default=LANGUAGE_MODEL_TRAINING_COMMON["dropout_i"], metadata={"help": "Embedding (locked) dropout."}
+    )
+    dropout_e: float = field(
+        default=LANGUAGE_MODEL_TRAINING_COMMON["dropout_e"], metadata={"help": "Word dropout (whole embedding rows)."}
+    )
+
+    def __post_init__(self):
+        super().__post_init__()
+        self.apply_recipe(LANGUAGE_MODEL_TRAINING)
+        if self.bptt < 1:
+            raise ValueError(f"--bptt (the sequence length) must be at least 1, got {self.bptt}.")
+        if self.gradient_accumulation_steps < 1 or self.batch_size % self.gradient_accumulation_steps:
+            raise ValueError(
+                f"--batch_size {self.batch_size} must split into --gradient_accumulation_steps "
+                f"{self.gradient_accumulation_steps} equal groups of streams."
+            )
+
+
+@dataclass
+class EvaluateArguments(ImageDataArguments, TextDataArguments):
+    """Which checkpoint to evaluate on which split: an image classifier (accuracy) or a language model
+    (perplexity)."""
+
+    model_name_or_path: str = field(default=None, metadata={"help": "A saved model folder or Hub id (required)."})
+    split: str = field(default="test", metadata={"help": "The split to evaluate (default: test)."})
+    batch_size: int | None = field(
+        default=None, metadata={"help": "Images per batch (256), or parallel streams of a language model (1)."}
+    )
+    bptt: int = field(default=35, metadata={"help": "Language models: tokens per chunk of the stream (35)."})
+    output_file: str | None = field(
+        default=None,
+        metadata={
+            "help": "Where to write the JSON (default: eval_results_SPLIT.json in the model folder, "
+            "or the current folder for a Hub id)."
+        },
+    )
+    mixed_precision: str | None = field(default=None, metadata={"help": "no, fp16 or bf16."})
+
+    def __post_init__(self):
+        if not self.model_name_or_path:
+            raise ValueError("--model_name_or_path is required.")
+        check_positive(self)
+
+
 __all__ = [
+    "EvaluateArguments",
     "ImageDataArguments",
+    "LanguageModelTrainArguments",
     "NOT_RESULT_SETTINGS",
     "NetworkArguments",
     "POSITIVE_SETTINGS",
+    "RecurrentSearchArguments",
     "RunArguments",
+    "SearchArguments",
     "TextDataArguments",
+    "TrainArguments",
     "check_positive",
 ]

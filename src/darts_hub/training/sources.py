@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from safetensors import SafetensorError
-from transformers import AutoConfig, PreTrainedConfig
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedConfig, PreTrainedModel
 
 
 def load_pretrained(model_class, name_or_path: str, **kwargs):
@@ -37,7 +37,16 @@ def load_config(name_or_path: str, flag: str, config_class: type[PreTrainedConfi
     return config
 
 
-__all__ = [
-    "load_config",
-    "load_pretrained",
-]
+def load_language_model(name_or_path: str, **config_overrides) -> tuple[PreTrainedModel, dict[str, int]]:
+    """A saved language model and its vocabulary (from its tokenizer), which must have one word per embedding row."""
+    model = load_pretrained(AutoModelForCausalLM, name_or_path, **config_overrides)
+    vocabulary = AutoTokenizer.from_pretrained(name_or_path).get_vocab()
+    if len(vocabulary) != model.config.vocab_size:
+        raise ValueError(
+            f"The tokenizer of {name_or_path} has {len(vocabulary)} words but the model {model.config.vocab_size} "
+            "embedding rows: save the model with the tokenizer it was trained with."
+        )
+    return model, vocabulary
+
+
+__all__ = ["load_config", "load_language_model", "load_pretrained"]

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -19,82 +18,15 @@ from accelerate import Accelerator
 
 from ..data.images import make_loader
 from ..hub import save_search_result
-from ..recipes import CIFAR10_SEARCH, IMAGE_TRAINING
-from ..search.architect import HESSIAN_MODES, Architect
+from ..search.architect import Architect
 from ..search.cnn import DartsSearchConfig, DartsSearchModel
-from .arguments import ImageDataArguments, RunArguments
+from .arguments import SearchArguments
 from .evaluation import evaluate
 from .inputs import batch_transform, open_image_splits
 from .loop import Run, RunState
 
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class SearchArguments(ImageDataArguments, RunArguments):
-    """Settings of a convolutional architecture search. Defaults are the paper's CIFAR-10 search (Sec. 3.1)."""
-
-    output_dir: str = field(default="darts-search", metadata={"help": "Where the result folder is written."})
-    train_portion: float = field(
-        default=CIFAR10_SEARCH["train_portion"],
-        metadata={"help": "Share of the training split that trains the weights; the rest trains alpha."},
-    )
-    order: int = field(default=1, metadata={"help": "1: first-order DARTS; 2: second order (unrolled step)."})
-    hessian: str = field(
-        default="finite_difference",
-        metadata={"help": f"Second order only: Hessian-vector product by {' or '.join(HESSIAN_MODES)}."},
-    )
-    init_channels: int = field(
-        default=CIFAR10_SEARCH["init_channels"], metadata={"help": "Channels of the supernet's first cells."}
-    )
-    num_cells: int = field(default=CIFAR10_SEARCH["num_cells"], metadata={"help": "Cells of the supernet."})
-    num_nodes: int = field(default=CIFAR10_SEARCH["num_nodes"], metadata={"help": "Intermediate nodes per cell."})
-    multiplier: int = field(
-        default=CIFAR10_SEARCH["multiplier"], metadata={"help": "Nodes concatenated into the cell output."}
-    )
-    epochs: int = field(default=CIFAR10_SEARCH["epochs"], metadata={"help": "Search epochs."})
-    batch_size: int = field(
-        default=CIFAR10_SEARCH["batch_size"],
-        metadata={"help": "Batch size per process, for both weight and alpha steps."},
-    )
-    learning_rate: float = field(
-        default=CIFAR10_SEARCH["learning_rate"], metadata={"help": "Initial weight learning rate (SGD)."}
-    )
-    learning_rate_min: float = field(
-        default=CIFAR10_SEARCH["learning_rate_min"], metadata={"help": "Final weight learning rate (cosine)."}
-    )
-    momentum: float = field(default=CIFAR10_SEARCH["momentum"], metadata={"help": "SGD momentum."})
-    weight_decay: float = field(
-        default=CIFAR10_SEARCH["weight_decay"], metadata={"help": "Weight decay of the weights."}
-    )
-    grad_clip: float = field(
-        default=CIFAR10_SEARCH["grad_clip"], metadata={"help": "Gradient norm clipping of the weight step."}
-    )
-    arch_learning_rate: float = field(
-        default=CIFAR10_SEARCH["arch_learning_rate"], metadata={"help": "Learning rate of the alphas (Adam)."}
-    )
-    arch_weight_decay: float = field(
-        default=CIFAR10_SEARCH["arch_weight_decay"], metadata={"help": "Weight decay of the alphas."}
-    )
-    arch_beta1: float = field(default=CIFAR10_SEARCH["arch_beta1"], metadata={"help": "Adam beta1 of the alphas."})
-    arch_beta2: float = field(default=CIFAR10_SEARCH["arch_beta2"], metadata={"help": "Adam beta2 of the alphas."})
-    train_init_channels: int = field(
-        default=IMAGE_TRAINING["cifar"]["init_channels"],
-        metadata={"help": "Channels of the derived network in the result's config.json."},
-    )
-    train_num_cells: int = field(
-        default=IMAGE_TRAINING["cifar"]["num_cells"], metadata={"help": "Cells of the derived network in config.json."}
-    )
-
-    def __post_init__(self):
-        super().__post_init__()
-        if self.order not in (1, 2):
-            raise ValueError(f"--order must be 1 or 2, got {self.order}.")
-        if self.hessian not in HESSIAN_MODES:
-            raise ValueError(f"--hessian must be one of {HESSIAN_MODES}, got {self.hessian!r}.")
-        if not 0.0 < self.train_portion < 1.0:
-            raise ValueError(f"--train_portion must be between 0 and 1, got {self.train_portion}.")
 
 
 class EndlessBatches(RunState):
@@ -309,4 +241,4 @@ def epoch_record(supernet, epoch: int, step: int, train_loss, train_accuracy, va
     return record
 
 
-__all__ = ["EndlessBatches", "SearchArguments", "epoch_record", "run_search", "search_optimizers", "search_step"]
+__all__ = ["EndlessBatches", "epoch_record", "run_search", "search_optimizers", "search_step"]

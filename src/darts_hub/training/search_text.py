@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -24,76 +23,16 @@ from ..data.text import ChunkLoader, RandomLengthChunks, StreamChunks, batchify,
 from ..hub import save_search_result
 from ..models.darts_rnn import build_tokenizer, vocabulary_in_order
 from ..models.darts_rnn.modeling_darts_rnn import activation_slowness
-from ..recipes import LANGUAGE_MODEL_TRAINING, PTB_SEARCH
-from ..search.architect import HESSIAN_MODES, Architect
+from ..search.architect import Architect
 from ..search.rnn import DartsRNNSearchConfig, DartsRNNSearchModel
-from .arguments import RunArguments, TextDataArguments
+from .arguments import RecurrentSearchArguments
 from .evaluation import evaluate_perplexity
 from .inputs import own_states, process_streams
 from .loop import Run, RunState, scaled_learning_rate
-from .search_loop import EndlessBatches, search_optimizers, search_step
+from .search_images import EndlessBatches, search_optimizers, search_step
 
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class RecurrentSearchArguments(TextDataArguments, RunArguments):
-    """Settings of a recurrent cell search. Defaults are the paper's Penn Treebank search."""
-
-    output_dir: str = field(default="darts-rnn-search", metadata={"help": "Where the result folder is written."})
-    dataset_name: str | None = field(
-        default=None,
-        metadata={"help": "A Hub text dataset (e.g. Salesforce/wikitext). Default: the embedded pydoc corpus."},
-    )
-    dataset_config_name: str | None = field(default=None, metadata={"help": "The dataset's configuration name."})
-    order: int = field(default=1, metadata={"help": "1: first-order DARTS; 2: second order (unrolled step)."})
-    hessian: str = field(default="finite_difference", metadata={"help": f"One of {HESSIAN_MODES}."})
-    hidden_size: int = field(
-        default=PTB_SEARCH["hidden_size"], metadata={"help": "Embedding and hidden size of the supernet."}
-    )
-    num_nodes: int = field(default=PTB_SEARCH["num_nodes"], metadata={"help": "Nodes of the cell."})
-    dropout: float = field(default=PTB_SEARCH["dropout"], metadata={"help": "Output dropout."})
-    dropout_h: float = field(
-        default=PTB_SEARCH["dropout_h"], metadata={"help": "Hidden-state dropout inside the cell."}
-    )
-    dropout_x: float = field(default=PTB_SEARCH["dropout_x"], metadata={"help": "Input dropout inside the cell."})
-    dropout_i: float = field(default=PTB_SEARCH["dropout_i"], metadata={"help": "Embedding dropout."})
-    dropout_e: float = field(default=PTB_SEARCH["dropout_e"], metadata={"help": "Word dropout."})
-    epochs: int = field(default=PTB_SEARCH["epochs"], metadata={"help": "Search epochs."})
-    batch_size: int = field(
-        default=PTB_SEARCH["batch_size"], metadata={"help": "Parallel streams of the training and search text."}
-    )
-    eval_batch_size: int = field(
-        default=PTB_SEARCH["eval_batch_size"], metadata={"help": "Parallel streams for the validation perplexity."}
-    )
-    bptt: int = field(default=PTB_SEARCH["bptt"], metadata={"help": "Tokens per chunk."})
-    learning_rate: float = field(default=PTB_SEARCH["learning_rate"], metadata={"help": "Weight learning rate (SGD)."})
-    weight_decay: float = field(default=PTB_SEARCH["weight_decay"], metadata={"help": "Weight decay of the weights."})
-    grad_clip: float = field(
-        default=PTB_SEARCH["grad_clip"], metadata={"help": "Gradient clipping (weight step and unrolled step)."}
-    )
-    tar_beta: float = field(
-        default=PTB_SEARCH["tar_beta"],
-        metadata={"help": "Temporal activation regularisation (slowness) weight beta of the weight step; 0: off."},
-    )
-    arch_learning_rate: float = field(
-        default=PTB_SEARCH["arch_learning_rate"], metadata={"help": "Learning rate of the alphas (Adam)."}
-    )
-    arch_weight_decay: float = field(
-        default=PTB_SEARCH["arch_weight_decay"], metadata={"help": "Weight decay of the alphas."}
-    )
-    train_hidden_size: int = field(
-        default=LANGUAGE_MODEL_TRAINING["ptb"]["hidden_size"],
-        metadata={"help": "Sizes of the derived network in config.json."},
-    )
-
-    def __post_init__(self):
-        super().__post_init__()
-        if self.order not in (1, 2):
-            raise ValueError(f"--order must be 1 or 2, got {self.order}.")
-        if self.bptt < 1:
-            raise ValueError(f"--bptt (the sequence length) must be at least 1, got {self.bptt}.")
 
 
 def slowness_regulariser(beta: float):
@@ -225,4 +164,4 @@ def run_recurrent_search(args: RecurrentSearchArguments) -> DartsRNNSearchModel:
     return supernet
 
 
-__all__ = ["RecurrentSearchArguments", "run_recurrent_search", "slowness_regulariser"]
+__all__ = ["run_recurrent_search", "slowness_regulariser"]

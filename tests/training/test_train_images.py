@@ -15,7 +15,8 @@ from darts_hub.genotypes import DARTS_V1, get_genotype
 from darts_hub.ops import DropPath
 from darts_hub.recipes import IMAGE_TRAINING
 from darts_hub.search.cnn import DartsSearchConfig, DartsSearchModel
-from darts_hub.training.train_loop import TrainArguments, run_training
+from darts_hub.training.arguments import TrainArguments
+from darts_hub.training.train_images import run_training
 
 
 def tiny_train_args(output_dir, **kwargs):

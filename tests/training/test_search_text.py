@@ -13,7 +13,7 @@ from darts_hub.genotypes import RecurrentGenotype
 
 
 def tiny_recurrent_search(output_dir, **kwargs):
-    from darts_hub.training.recurrent_search_loop import RecurrentSearchArguments
+    from darts_hub.training.arguments import RecurrentSearchArguments
 
     settings = dict(
         output_dir=str(output_dir),
@@ -67,7 +67,7 @@ def test_recurrent_search_on_the_embedded_corpus(tmp_path, run_script):
 
 def test_recurrent_search_resumes_exactly(tmp_path):
     from darts_hub.data.text import embedded_corpus, split_lines
-    from darts_hub.training.recurrent_search_loop import run_recurrent_search
+    from darts_hub.training.search_text import run_recurrent_search
 
     # A small corpus of local text files (the first lines of the embedded one): 2 epochs of about 8 chunks.
     lines = split_lines(embedded_corpus())
@@ -87,7 +87,7 @@ def test_recurrent_search_resumes_exactly(tmp_path):
 
 
 def test_recurrent_search_arguments_are_checked():
-    from darts_hub.training.recurrent_search_loop import RecurrentSearchArguments
+    from darts_hub.training.arguments import RecurrentSearchArguments
 
     with pytest.raises(ValueError, match="--bptt"):
         RecurrentSearchArguments(bptt=0)

@@ -18,7 +18,6 @@ import json
 import logging
 import math
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -31,13 +30,12 @@ from ..hub import save_card, trained_language_model_card, write_folder_atomicall
 from ..models.darts_rnn import DartsRNNConfig, DartsRNNForCausalLM, build_tokenizer, vocabulary_in_order
 from ..models.darts_rnn.modeling_darts_rnn import DartsRNNCausalLMOutput, activation_slowness
 from ..models.darts_rnn.tokenization_darts_rnn import EOS
-from ..recipes import LANGUAGE_MODEL_TRAINING, LANGUAGE_MODEL_TRAINING_COMMON
 from ..visualize import draw_genotype
-from .arguments import NetworkArguments, RunArguments, TextDataArguments
-from .evaluation import evaluate_perplexity, load_language_model
+from .arguments import LanguageModelTrainArguments
+from .evaluation import evaluate_perplexity
 from .inputs import own_states, process_streams
 from .loop import Run, RunState, scaled_learning_rate
-from .sources import load_config
+from .sources import load_config, load_language_model
 
 
 logger = logging.getLogger(__name__)
@@ -45,95 +43,6 @@ logger = logging.getLogger(__name__)
 # What differs between the original's Penn Treebank and WikiText-2 trainings (the rest are the defaults below).
 ARCHITECTURE_SETTINGS = ("hidden_size",)
 DROPOUTS = ("dropout", "dropout_h", "dropout_x", "dropout_i", "dropout_e")
-
-
-@dataclass
-class LanguageModelTrainArguments(NetworkArguments, TextDataArguments, RunArguments):
-    """Settings of training a recurrent DARTS language model. Defaults are the original's; `--recipe` sets the
-    sizes, hidden dropout and weight decay of its PTB or WikiText-2 training unless given."""
-
-    output_dir: str = field(default="darts-rnn-trained", metadata={"help": "Where the trained model is written."})
-    dataset_name: str | None = field(
-        default=None,
-        metadata={"help": "A Hub text dataset (e.g. Salesforce/wikitext). Default: the embedded pydoc corpus."},
-    )
-    dataset_config_name: str | None = field(default=None, metadata={"help": "The dataset's configuration name."})
-    recipe: str = field(default="ptb", metadata={"help": "ptb or wikitext2: the original's hyperparameters."})
-    epochs: int = field(
-        default=LANGUAGE_MODEL_TRAINING_COMMON["epochs"],
-        metadata={"help": "Epochs (the original trains until convergence: 8000)."},
-    )
-    batch_size: int = field(
-        default=LANGUAGE_MODEL_TRAINING_COMMON["batch_size"],
-        metadata={"help": "Parallel streams of the training text (per process)."},
-    )
-    gradient_accumulation_steps: int = field(
-        default=1,
-        metadata={
-            "help": "Run each batch as this many groups of streams, one forward and backward each, before the "
-            "step (the original's small_batch_size = batch_size / this): less memory, the same step."
-        },
-    )
-    eval_batch_size: int = field(
-        default=LANGUAGE_MODEL_TRAINING_COMMON["eval_batch_size"],
-        metadata={"help": "Parallel streams of the validation perplexity."},
-    )
-    test_batch_size: int = field(
-        default=LANGUAGE_MODEL_TRAINING_COMMON["test_batch_size"],
-        metadata={"help": "Parallel streams of the final test perplexity."},
-    )
-    bptt: int = field(
-        default=LANGUAGE_MODEL_TRAINING_COMMON["bptt"],
-        metadata={"help": "Mean tokens per training chunk (evaluation: exactly)."},
-    )
-    max_seq_len_delta: int = field(
-        default=LANGUAGE_MODEL_TRAINING_COMMON["max_seq_len_delta"],
-        metadata={"help": "Training chunks hold at most bptt + this."},
-    )
-    learning_rate: float = field(
-        default=LANGUAGE_MODEL_TRAINING_COMMON["learning_rate"],
-        metadata={"help": "SGD and ASGD learning rate (per bptt tokens)."},
-    )
-    weight_decay: float | None = field(default=None, metadata={"help": "Weight decay (ptb 8e-7, wikitext2 5e-7)."})
-    grad_clip: float = field(
-        default=LANGUAGE_MODEL_TRAINING_COMMON["grad_clip"], metadata={"help": "Gradient norm clipping."}
-    )
-    tar_beta: float = field(
-        default=LANGUAGE_MODEL_TRAINING_COMMON["tar_beta"],
-        metadata={"help": "Temporal activation regularisation (slowness) weight beta; 0: off."},
-    )
-    asgd_patience: int = field(
-        default=LANGUAGE_MODEL_TRAINING_COMMON["asgd_patience"],
-        metadata={
-            "help": "Switch to averaged SGD when the validation loss is worse than the best one from before the "
-            "last N evaluations (the original's nonmono)."
-        },
-    )
-    hidden_size: int | None = field(default=None, metadata={"help": "Embedding = hidden size (ptb 850, wt2 700)."})
-    dropout: float = field(
-        default=LANGUAGE_MODEL_TRAINING_COMMON["dropout"], metadata={"help": "Output (locked) dropout."}
-    )
-    dropout_h: float | None = field(default=None, metadata={"help": "Hidden-state dropout (ptb 0.25, wt2 0.15)."})
-    dropout_x: float = field(
-        default=LANGUAGE_MODEL_TRAINING_COMMON["dropout_x"], metadata={"help": "Input dropout inside the cell."}
-    )
-    dropout_i: float = field(
-        default=LANGUAGE_MODEL_TRAINING_COMMON["dropout_i"], metadata={"help": "Embedding (locked) dropout."}
-    )
-    dropout_e: float = field(
-        default=LANGUAGE_MODEL_TRAINING_COMMON["dropout_e"], metadata={"help": "Word dropout (whole embedding rows)."}
-    )
-
-    def __post_init__(self):
-        super().__post_init__()
-        self.apply_recipe(LANGUAGE_MODEL_TRAINING)
-        if self.bptt < 1:
-            raise ValueError(f"--bptt (the sequence length) must be at least 1, got {self.bptt}.")
-        if self.gradient_accumulation_steps < 1 or self.batch_size % self.gradient_accumulation_steps:
-            raise ValueError(
-                f"--batch_size {self.batch_size} must split into --gradient_accumulation_steps "
-                f"{self.gradient_accumulation_steps} equal groups of streams."
-            )
 
 
 def build_language_model(args: LanguageModelTrainArguments, lines: dict[str, list[str]]):
@@ -373,7 +282,6 @@ def save_language_model_results(
 
 
 __all__ = [
-    "LanguageModelTrainArguments",
     "averaged_weights",
     "build_language_model",
     "language_model_step",

@@ -14,7 +14,8 @@ from darts_hub import DartsConfig, DartsForImageClassification
 from darts_hub.genotypes import PRIMITIVES, Genotype
 from darts_hub.hub import HubPushError
 from darts_hub.search.cnn import DartsSearchModel
-from darts_hub.training.search_loop import SearchArguments, run_search
+from darts_hub.training.arguments import SearchArguments
+from darts_hub.training.search_images import run_search
 
 
 def test_search_on_the_digits_learns_and_writes_the_result_folder(tmp_path):

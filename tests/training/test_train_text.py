@@ -15,9 +15,10 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from darts_hub import DartsConfig, DartsRNNConfig, DartsRNNForCausalLM
 from darts_hub.data.text import batchify, embedded_corpus, encode_lines, split_lines
 from darts_hub.models.darts_rnn.modeling_darts_rnn import activation_slowness
-from darts_hub.training.evaluation import evaluate_perplexity, load_language_model
-from darts_hub.training.recurrent_train_loop import (
-    LanguageModelTrainArguments,
+from darts_hub.training.arguments import LanguageModelTrainArguments
+from darts_hub.training.evaluation import evaluate_perplexity
+from darts_hub.training.sources import load_language_model
+from darts_hub.training.train_text import (
     averaged_weights,
     build_language_model,
     language_model_step,

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -23,9 +22,8 @@ from ..genotypes import load_genotype
 from ..hub import save_card, trained_model_card
 from ..models.darts import DartsConfig, DartsForImageClassification
 from ..models.darts.modeling_darts import evaluation_resize
-from ..recipes import IMAGE_TRAINING
 from ..visualize import draw_genotype
-from .arguments import ImageDataArguments, NetworkArguments, RunArguments
+from .arguments import TrainArguments
 from .evaluation import evaluate
 from .inputs import batch_transform, open_image_splits
 from .loop import Run
@@ -36,52 +34,6 @@ logger = logging.getLogger(__name__)
 
 # The original training scripts' settings (train.py and train_imagenet.py of the DARTS release).
 ARCHITECTURE_SETTINGS = ("init_channels", "num_cells", "stem")
-
-
-@dataclass
-class TrainArguments(NetworkArguments, ImageDataArguments, RunArguments):
-    """Settings of training a DARTS network. Unset hyperparameters come from the `--recipe`."""
-
-    output_dir: str = field(default="darts-trained", metadata={"help": "Where the trained model is written."})
-    ignore_mismatched_sizes: bool = field(
-        default=False, metadata={"help": "With --model_name_or_path: new classifier if the classes differ."}
-    )
-    recipe: str = field(
-        default="cifar",
-        metadata={"help": "cifar or imagenet: the paper's hyperparameters (ptb, wikitext2: language models)."},
-    )
-    eval_split: str = field(default="test", metadata={"help": "Split evaluated after every epoch (monitoring only)."})
-    epochs: int | None = field(default=None, metadata={"help": "Training epochs (cifar 600, imagenet 250)."})
-    batch_size: int | None = field(default=None, metadata={"help": "Batch size per process (cifar 96, imagenet 128)."})
-    learning_rate: float | None = field(default=None, metadata={"help": "Initial learning rate (0.025, 0.1)."})
-    lr_schedule: str | None = field(default=None, metadata={"help": "cosine (to 0) or exponential (x lr_gamma)."})
-    lr_gamma: float | None = field(default=None, metadata={"help": "Per-epoch decay of the exponential schedule."})
-    momentum: float | None = field(default=None, metadata={"help": "SGD momentum (0.9)."})
-    weight_decay: float | None = field(default=None, metadata={"help": "Weight decay (3e-4, 3e-5)."})
-    init_channels: int | None = field(default=None, metadata={"help": "Channels of the first cells (36, 48)."})
-    num_cells: int | None = field(default=None, metadata={"help": "Number of cells (20, 14)."})
-    stem: str | None = field(default=None, metadata={"help": "cifar or imagenet stem."})
-    auxiliary_weight: float | None = field(
-        default=None, metadata={"help": "Weight of the auxiliary loss (0.4; 0 removes the head)."}
-    )
-    cutout: int | None = field(default=None, metadata={"help": "Cutout square side in pixels (cifar 16, 0: off)."})
-    drop_path_prob: float | None = field(
-        default=None, metadata={"help": "Final drop-path probability, reached linearly over the epochs (0.2)."}
-    )
-    grad_clip: float | None = field(default=None, metadata={"help": "Gradient norm clipping (5)."})
-    label_smoothing: float | None = field(default=None, metadata={"help": "Label smoothing (imagenet 0.1)."})
-    random_resized_crop: bool | None = field(
-        default=None, metadata={"help": "Random resized crops instead of padded crops (imagenet)."}
-    )
-    color_jitter: float | None = field(
-        default=None, metadata={"help": "Colour jitter strength: brightness, contrast, saturation (imagenet 0.4)."}
-    )
-
-    def __post_init__(self):
-        super().__post_init__()
-        self.apply_recipe(IMAGE_TRAINING)
-        if self.lr_schedule not in ("cosine", "exponential"):
-            raise ValueError(f"--lr_schedule must be cosine or exponential, got {self.lr_schedule!r}.")
 
 
 def build_model(args: TrainArguments, class_names: list[str], image_size: int, mean, std):
@@ -263,4 +215,4 @@ def save_trained_model(
     save_card(card, output_dir)
 
 
-__all__ = ["TrainArguments", "build_model", "make_scheduler", "run_training", "train_step"]
+__all__ = ["build_model", "make_scheduler", "run_training", "train_step"]
