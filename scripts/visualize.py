@@ -8,7 +8,7 @@ python scripts/visualize.py path/to/search_output
 
 import argparse
 
-from darts_hub.genotypes import load_genotype
+from darts_hub.models.genotypes import load_genotype
 from darts_hub.visualize import FORMATS, draw_genotype
 
 

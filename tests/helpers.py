@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from darts_hub.search.cnn import DartsSearchConfig, DartsSearchModel
+from darts_hub.models.modeling_darts_search import DartsSearchConfig, DartsSearchModel
 from darts_hub.training.arguments import SearchArguments
 
 

@@ -18,10 +18,9 @@ from PIL import Image
 from darts_hub.convert import convert_checkpoint
 from darts_hub.data.images import DataError, class_names_of, decode_images, find_columns, load_image_dataset
 from darts_hub.data.text import load_text_dataset, split_lines
-from darts_hub.genotypes import load_genotype
 from darts_hub.hub import HubPushError
-from darts_hub.models.darts import DartsConfig, DartsForImageClassification
-from darts_hub.models.darts_rnn import DartsRNNConfig
+from darts_hub.models import DartsConfig, DartsForImageClassification, DartsRNNConfig
+from darts_hub.models.genotypes import load_genotype
 from darts_hub.training.arguments import (
     EvaluateArguments,
     LanguageModelTrainArguments,

@@ -3,7 +3,7 @@
 import pytest
 
 from darts_hub import benchmark
-from darts_hub.models.darts import DartsForImageClassification
+from darts_hub.models import DartsForImageClassification
 from darts_hub.search.architect import Architect
 
 

@@ -227,7 +227,7 @@ def test_cards_are_written_from_what_was_converted(kind, tmp_path, original_ptb_
 
 def test_a_card_of_other_cells_claims_no_paper_result():
     from darts_hub.hub import converted_model_card
-    from darts_hub.models.darts import DartsConfig
+    from darts_hub.models import DartsConfig
 
     other = DartsConfig(genotype="DARTS_V1", init_channels=36, num_cells=20)
     card = converted_model_card("cifar10", other, 123, "cifar10_model.pt", [])

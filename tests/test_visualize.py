@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from helpers import needs_dot
 
-from darts_hub.genotypes import DARTS_V2, RECURRENT_DARTS_V2, get_genotype
+from darts_hub.models.genotypes import DARTS_V2, RECURRENT_DARTS_V2, get_genotype
 from darts_hub.visualize import draw_cell, draw_genotype, genotype_graphs
 
 

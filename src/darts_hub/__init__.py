@@ -7,7 +7,15 @@ Importing the package registers its configs and models with the transformers Aut
 from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoModelForImageClassification
 
 from .counting import count_mult_adds, count_parameters
-from .genotypes import (
+from .models import (
+    DartsConfig,
+    DartsForImageClassification,
+    DartsModel,
+    DartsRNNConfig,
+    DartsRNNForCausalLM,
+    DartsRNNModel,
+)
+from .models.genotypes import (
     CNN_GENOTYPES,
     PRIMITIVES,
     RECURRENT_GENOTYPES,
@@ -19,10 +27,8 @@ from .genotypes import (
     get_genotype,
     load_genotype,
 )
-from .models.darts import DartsConfig, DartsForImageClassification, DartsModel
-from .models.darts_rnn import DartsRNNConfig, DartsRNNForCausalLM, DartsRNNModel
-from .search.cnn import DartsSearchConfig, DartsSearchModel
-from .search.rnn import DartsRNNSearchConfig, DartsRNNSearchModel
+from .models.modeling_darts_rnn_search import DartsRNNSearchConfig, DartsRNNSearchModel
+from .models.modeling_darts_search import DartsSearchConfig, DartsSearchModel
 
 
 __version__ = "0.1.0"
@@ -38,6 +44,17 @@ AutoModel.register(DartsSearchConfig, DartsSearchModel, exist_ok=True)
 AutoModelForImageClassification.register(DartsSearchConfig, DartsSearchModel, exist_ok=True)
 AutoConfig.register(DartsRNNSearchConfig.model_type, DartsRNNSearchConfig, exist_ok=True)
 AutoModel.register(DartsRNNSearchConfig, DartsRNNSearchModel, exist_ok=True)
+
+# Every folder a config or model is saved into also gets its code (an `auto_map` in config.json and the files of
+# `darts_hub/models` it needs), so that it loads with `trust_remote_code=True` where darts-hub is not installed.
+for config_class in (DartsConfig, DartsRNNConfig, DartsSearchConfig, DartsRNNSearchConfig):
+    config_class.register_for_auto_class()
+DartsForImageClassification.register_for_auto_class("AutoModelForImageClassification")
+DartsModel.register_for_auto_class("AutoModel")
+DartsRNNForCausalLM.register_for_auto_class("AutoModelForCausalLM")
+DartsRNNModel.register_for_auto_class("AutoModel")
+DartsSearchModel.register_for_auto_class("AutoModelForImageClassification")
+DartsRNNSearchModel.register_for_auto_class("AutoModel")
 
 __all__ = [
     "CNN_GENOTYPES",

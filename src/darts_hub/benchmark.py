@@ -12,12 +12,11 @@ import time
 import torch
 from accelerate import Accelerator
 
-from .models.darts import DartsConfig, DartsForImageClassification
-from .models.darts_rnn import DartsRNNConfig, DartsRNNForCausalLM
+from .models import DartsConfig, DartsForImageClassification, DartsRNNConfig, DartsRNNForCausalLM
+from .models.modeling_darts_rnn_search import DartsRNNSearchConfig, DartsRNNSearchModel
+from .models.modeling_darts_search import DartsSearchConfig, DartsSearchModel
 from .recipes import CIFAR10_SEARCH, LANGUAGE_MODEL_TRAINING, LANGUAGE_MODEL_TRAINING_COMMON, PTB_SEARCH
 from .search.architect import Architect
-from .search.cnn import DartsSearchConfig, DartsSearchModel
-from .search.rnn import DartsRNNSearchConfig, DartsRNNSearchModel
 from .training.search_images import search_optimizers, search_step
 from .training.search_text import slowness_regulariser
 from .training.train_images import train_step

@@ -21,10 +21,16 @@ from pathlib import Path
 import torch
 
 from .counting import count_parameters
-from .genotypes import RecurrentGenotype, get_genotype
 from .hub import check_output_dir, converted_model_card, save_card, write_folder_atomically
-from .models.darts import DartsConfig, DartsForImageClassification
-from .models.darts_rnn import DartsRNNConfig, DartsRNNForCausalLM, build_tokenizer, vocabulary_in_order
+from .models import (
+    DartsConfig,
+    DartsForImageClassification,
+    DartsRNNConfig,
+    DartsRNNForCausalLM,
+    build_tokenizer,
+    vocabulary_in_order,
+)
+from .models.genotypes import RecurrentGenotype, get_genotype
 from .recipes import IMAGE_TRAINING
 from .unpickling import Recorded, UnsafePickleError, load_torch_file
 from .visualize import draw_genotype

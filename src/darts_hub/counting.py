@@ -10,8 +10,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .genotypes import load_genotype
-from .models.darts import DartsConfig, DartsForImageClassification
+from .models import DartsConfig, DartsForImageClassification
+from .models.genotypes import load_genotype
 
 
 def count_parameters(model: nn.Module, include_auxiliary: bool = False) -> int:

@@ -12,13 +12,24 @@ import json
 import logging
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+import torch
 from huggingface_hub import CommitOperationAdd, EvalResult, ModelCard, ModelCardData, create_commit, create_repo
+from transformers.dynamic_module_utils import custom_object_save, get_relative_import_files
 
-from .genotypes import RecurrentGenotype
+from .models import (
+    DartsConfig,
+    DartsForImageClassification,
+    DartsRNNForCausalLM,
+    DartsRNNSearchModel,
+    DartsSearchModel,
+)
+from .models.genotypes import RecurrentGenotype
+from .search.derived import derived_config
 from .visualize import animate_genotypes, draw_genotype
 
 
@@ -128,10 +139,13 @@ def save_search_result(
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     genotype = supernet.genotype()
-    supernet.derived_config(**derived_sizes).save_pretrained(output_dir)
+    save_config_with_model_code(derived_config(supernet, **derived_sizes), output_dir)
     (output_dir / "genotype.json").write_text(json.dumps(genotype.to_dict(), indent=2) + "\n")
     (output_dir / "alphas_history.json").write_text(json.dumps(history, indent=1) + "\n")
     supernet.save_pretrained(output_dir / "supernet")
+    # transformers looks for the code of a model in a subfolder at the repository's root (`from_pretrained(repo,
+    # subfolder="supernet", trust_remote_code=True)`): the supernet's files go there too.
+    custom_object_save(supernet, output_dir)
     drawings = draw_genotype(genotype, output_dir)
     animation = animate_genotypes(
         [(f"epoch {record['epoch']}", record["genotype"]) for record in history], output_dir / "search_progress.gif"
@@ -154,6 +168,58 @@ def _pictures(drawings) -> str:
 def _settings_table(settings: dict) -> str:
     rows = "\n".join(f"| {key} | {value} |" for key, value in settings.items() if value is not None)
     return f"| setting | value |\n|---|---|\n{rows}"
+
+
+def save_config_with_model_code(config, folder: Path) -> None:
+    """Save a network's `config` (no weights) with the code of the network too: the `auto_map` entry and the model
+    files, so that `AutoModel...from_config(AutoConfig.from_pretrained(folder, trust_remote_code=True),
+    trust_remote_code=True)` builds it where darts-hub is not installed. (The network is built on the meta device,
+    without memory or initialisation, only to name its class and files.)"""
+    model_class = DartsForImageClassification if isinstance(config, DartsConfig) else DartsRNNForCausalLM
+    with torch.device("meta"):
+        model = model_class(config)
+    custom_object_save(model, folder, config=config)
+    config.save_pretrained(folder)
+
+
+def code_files(model_class) -> list[str]:
+    """The files of `darts_hub/models` that a saved `model_class` carries and that run when it is loaded with
+    `trust_remote_code=True`: its module and the modules it imports."""
+    module_file = sys.modules[model_class.__module__].__file__
+    return sorted(Path(path).name for path in [module_file, *get_relative_import_files(module_file)])
+
+
+def _usage(model_class, code: str) -> str:
+    """The card's "Use" section, both ways: with darts-hub installed, and with only transformers, where the model's
+    code saved beside the weights runs (`trust_remote_code=True`). `code` has a `{trust}` placeholder in each
+    loading call."""
+    files = ", ".join(f"`{name}`" for name in code_files(model_class))
+    return f"""## Use
+
+With darts-hub installed (`pip install darts-hub`):
+
+```python
+import darts_hub  # registers the DARTS models with transformers
+{code.format(trust="")}
+```
+
+Without darts-hub (torch and transformers only): the model's code is saved beside it ({files}) and runs when you
+pass `trust_remote_code=True`, so read it first:
+
+```python
+{code.format(trust=", trust_remote_code=True")}
+```"""
+
+
+IMAGE_CLASSIFIER_USE = """from transformers import AutoModelForImageClassification, pipeline
+
+model = AutoModelForImageClassification.from_pretrained("path/or/repo"{trust})
+classifier = pipeline("image-classification", model="path/or/repo"{trust})"""
+LANGUAGE_MODEL_USE = """from transformers import AutoModelForCausalLM, AutoTokenizer, pipeline
+
+model = AutoModelForCausalLM.from_pretrained("path/or/repo"{trust})
+tokenizer = AutoTokenizer.from_pretrained("path/or/repo")
+generator = pipeline("text-generation", model="path/or/repo"{trust})"""
 
 
 def search_model_card(genotype, history, settings, dataset, drawings, animation) -> ModelCard:
@@ -183,6 +249,15 @@ def search_model_card(genotype, history, settings, dataset, drawings, animation)
         else ("image-classification", "AutoModelForImageClassification", "DartsConfig")
     )
     settings_table = _settings_table(settings)
+    supernet_class = "AutoModel" if recurrent else "AutoModelForImageClassification"
+    usage = _usage(
+        DartsRNNSearchModel if recurrent else DartsSearchModel,
+        f"""from transformers import AutoConfig, {auto_class}{", AutoModel" if recurrent else ""}
+
+config = AutoConfig.from_pretrained("path/or/repo"{{trust}})  # the derived {config_class}
+model = {auto_class}.from_config(config{{trust}})  # untrained, ready for training
+supernet = {supernet_class}.from_pretrained("path/or/repo", subfolder="supernet"{{trust}})  # with its alphas""",
+    )
     data = ModelCardData(
         library_name="darts-hub",
         license="apache-2.0",
@@ -209,15 +284,7 @@ darts-hub. `config.json` describes the derived network (a `{config_class}`), rea
 
 {pictures}
 
-## Use
-
-```python
-import darts_hub
-from transformers import AutoConfig, {auto_class}
-
-config = AutoConfig.from_pretrained("path/or/repo")  # the derived {config_class}
-model = {auto_class}.from_config(config)  # untrained, ready for training
-```
+{usage}
 
 ## Search settings
 
@@ -291,15 +358,7 @@ After {results["epochs"]} epochs; `training_log.json` has every epoch.
 
 {pictures}
 
-## Use
-
-```python
-import darts_hub  # registers the DARTS models with transformers
-from transformers import AutoModelForImageClassification, pipeline
-
-model = AutoModelForImageClassification.from_pretrained("path/or/repo")
-classifier = pipeline("image-classification", model="path/or/repo")
-```
+{_usage(DartsForImageClassification, IMAGE_CLASSIFIER_USE)}
 
 Evaluate with `python scripts/evaluate.py --model_name_or_path path/or/repo --dataset_name ...`.
 
@@ -376,16 +435,7 @@ After {results["epochs"]} epochs; `training_log.json` has every epoch.
 
 {_pictures(drawings)}
 
-## Use
-
-```python
-import darts_hub  # registers the DARTS models with transformers
-from transformers import AutoModelForCausalLM, AutoTokenizer, pipeline
-
-model = AutoModelForCausalLM.from_pretrained("path/or/repo")
-tokenizer = AutoTokenizer.from_pretrained("path/or/repo")
-generator = pipeline("text-generation", model="path/or/repo")
-```
+{_usage(DartsRNNForCausalLM, LANGUAGE_MODEL_USE)}
 
 Evaluate with `python scripts/evaluate.py --model_name_or_path path/or/repo --dataset_name ...` (perplexity over a
 whole split, batch 1 by default as the original's test).
@@ -430,7 +480,7 @@ PAPER_RESULTS = {
 def converted_model_card(kind: str, config, parameters: int, checkpoint_name: str, drawings: list[Path]) -> ModelCard:
     """The README.md of a converted original checkpoint, written from what was converted: its genotype and sizes,
     its parameter count, and the paper's reported results only if the cells are the released DARTS_V2."""
-    from .genotypes import get_genotype
+    from .models.genotypes import get_genotype
 
     paper = PAPER_RESULTS[kind]
     recurrent = kind == "ptb"
@@ -468,14 +518,14 @@ def converted_model_card(kind: str, config, parameters: int, checkpoint_name: st
             f"One layer of the recurrent cell below, embedding = hidden size {config.hidden_size}, vocabulary "
             f"{config.vocab_size:,}, decoder tied to the embedding: {parameters:,} parameters."
         )
-        auto_class, evaluate = "AutoModelForCausalLM", "--dataset_name ptb_text_only --split test"
+        use, evaluate = LANGUAGE_MODEL_USE, "--dataset_name ptb_text_only --split test"
     else:
         architecture = (
             f"{config.num_cells} cells (reductions at cells {', '.join(map(str, config.reduction_cells))}), "
             f"{config.init_channels} initial channels, {config.stem} stem, {config.image_size}x{config.image_size} "
             f"inputs: {parameters:,} parameters without the auxiliary head (used only in training)."
         )
-        auto_class, evaluate = "AutoModelForImageClassification", f"--dataset_name {dataset_id} --split {split}"
+        use, evaluate = IMAGE_CLASSIFIER_USE, f"--dataset_name {dataset_id} --split {split}"
     pictures = _pictures(drawings)
     content = f"""---
 {data.to_yaml()}
@@ -499,14 +549,7 @@ reads the original file without running any of its pickles. The weights are the 
 
 {pictures}
 
-## Use
-
-```python
-import darts_hub  # registers the DARTS models with transformers
-from transformers import {auto_class}
-
-model = {auto_class}.from_pretrained("path/or/repo")
-```
+{_usage(DartsRNNForCausalLM if recurrent else DartsForImageClassification, use)}
 
 Evaluate: `python scripts/evaluate.py --model_name_or_path path/or/repo {evaluate}`.
 
@@ -522,12 +565,14 @@ Evaluate: `python scripts/evaluate.py --model_name_or_path path/or/repo {evaluat
 __all__ = [
     "HubPushError",
     "check_output_dir",
+    "code_files",
     "converted_model_card",
     "create_hub_repo",
     "files_in",
     "push_folder",
     "save_search_result",
     "save_card",
+    "save_config_with_model_code",
     "search_model_card",
     "trained_language_model_card",
     "trained_model_card",

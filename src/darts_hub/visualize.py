@@ -15,7 +15,7 @@ from pathlib import Path
 
 import graphviz
 
-from .genotypes import Edge, Genotype, RecurrentGenotype
+from .models.genotypes import Edge, Genotype, RecurrentGenotype
 
 
 logger = logging.getLogger(__name__)

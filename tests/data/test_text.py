@@ -17,7 +17,7 @@ from darts_hub.data.text import (
     load_text_dataset,
     split_lines,
 )
-from darts_hub.models.darts_rnn import build_tokenizer, vocabulary_in_order
+from darts_hub.models import build_tokenizer, vocabulary_in_order
 
 
 def test_embedded_corpus_is_deterministic_english_text():

@@ -13,8 +13,8 @@ from transformers import AutoConfig, AutoImageProcessor, AutoModel, AutoModelFor
 
 import darts_hub  # noqa: F401  (registers the Auto classes)
 from darts_hub import DartsConfig, DartsForImageClassification, DartsModel, count_mult_adds, count_parameters
-from darts_hub.genotypes import DARTS_V2, get_genotype
-from darts_hub.ops import DropPath
+from darts_hub.models.genotypes import DARTS_V2, get_genotype
+from darts_hub.models.ops import DropPath
 
 
 KEY_LISTS = TESTS / "fixtures" / "original_checkpoint_keys"

@@ -6,8 +6,8 @@ from helpers import TESTS
 from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokenizer, pipeline
 
 from darts_hub import DartsRNNConfig, DartsRNNForCausalLM, DartsRNNModel, count_parameters
-from darts_hub.genotypes import RECURRENT_DARTS_V2, get_genotype
-from darts_hub.models.darts_rnn import build_tokenizer, vocabulary_in_order
+from darts_hub.models import build_tokenizer, vocabulary_in_order
+from darts_hub.models.genotypes import RECURRENT_DARTS_V2, get_genotype
 
 
 KEY_LISTS = TESTS / "fixtures" / "original_checkpoint_keys"

@@ -5,8 +5,8 @@ import pytest
 import torch
 from helpers import flat, tiny_supernet
 
+from darts_hub.models.modeling_darts_rnn_search import DartsRNNSearchConfig, DartsRNNSearchModel
 from darts_hub.search.architect import Architect
-from darts_hub.search.rnn import DartsRNNSearchConfig, DartsRNNSearchModel
 
 
 def batches(seed=0, dtype=torch.float64):

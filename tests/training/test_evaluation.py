@@ -13,7 +13,7 @@ from darts_hub.data.text import (
     load_text_dataset,
     split_lines,
 )
-from darts_hub.models.darts_rnn import build_tokenizer, vocabulary_in_order
+from darts_hub.models import build_tokenizer, vocabulary_in_order
 from darts_hub.training.evaluation import evaluate_perplexity
 
 

@@ -11,9 +11,9 @@ from helpers import TESTS, flat, tiny_search_args
 from transformers import AutoConfig, AutoModelForImageClassification
 
 from darts_hub import DartsConfig, DartsForImageClassification
-from darts_hub.genotypes import PRIMITIVES, Genotype
 from darts_hub.hub import HubPushError
-from darts_hub.search.cnn import DartsSearchModel
+from darts_hub.models.genotypes import PRIMITIVES, Genotype
+from darts_hub.models.modeling_darts_search import DartsSearchModel
 from darts_hub.training.arguments import SearchArguments
 from darts_hub.training.search_images import run_search
 

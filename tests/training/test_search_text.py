@@ -9,7 +9,7 @@ from helpers import TESTS
 from transformers import AutoModel
 
 from darts_hub import DartsRNNConfig
-from darts_hub.genotypes import RecurrentGenotype
+from darts_hub.models.genotypes import RecurrentGenotype
 
 
 def tiny_recurrent_search(output_dir, **kwargs):

@@ -11,10 +11,11 @@ from PIL import Image
 from transformers import AutoModelForImageClassification, pipeline
 
 from darts_hub import DartsForImageClassification
-from darts_hub.genotypes import DARTS_V1, get_genotype
-from darts_hub.ops import DropPath
+from darts_hub.models.genotypes import DARTS_V1, get_genotype
+from darts_hub.models.modeling_darts_search import DartsSearchConfig, DartsSearchModel
+from darts_hub.models.ops import DropPath
 from darts_hub.recipes import IMAGE_TRAINING
-from darts_hub.search.cnn import DartsSearchConfig, DartsSearchModel
+from darts_hub.search.derived import derived_config
 from darts_hub.training.arguments import TrainArguments
 from darts_hub.training.train_images import run_training
 
@@ -121,7 +122,7 @@ def test_resume_mid_training_gives_the_same_weights(tmp_path):
 
 def test_training_a_search_result_keeps_its_cells(tmp_path):
     search = DartsSearchModel(DartsSearchConfig(init_channels=4, num_cells=3, image_size=8))
-    search.derived_config(init_channels=8, num_cells=3).save_pretrained(tmp_path / "search")
+    derived_config(search, init_channels=8, num_cells=3).save_pretrained(tmp_path / "search")
     model = run_training(
         tiny_train_args(tmp_path / "out", genotype=None, config_name=str(tmp_path / "search"), epochs=1)
     )

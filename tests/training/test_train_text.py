@@ -14,7 +14,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from darts_hub import DartsConfig, DartsRNNConfig, DartsRNNForCausalLM
 from darts_hub.data.text import batchify, embedded_corpus, encode_lines, split_lines
-from darts_hub.models.darts_rnn.modeling_darts_rnn import activation_slowness
+from darts_hub.models.modeling_darts_rnn import activation_slowness
 from darts_hub.training.arguments import LanguageModelTrainArguments
 from darts_hub.training.evaluation import evaluate_perplexity
 from darts_hub.training.sources import load_language_model
@@ -253,7 +253,7 @@ def test_language_model_training_arguments_and_sources_are_checked(tmp_path, sma
             )
         )
     # A checkpoint whose tokenizer does not match its embedding.
-    from darts_hub.models.darts_rnn import build_tokenizer
+    from darts_hub.models import build_tokenizer
 
     DartsRNNForCausalLM(DartsRNNConfig(vocab_size=50, hidden_size=8)).save_pretrained(tmp_path / "lm")
     build_tokenizer(vocabulary={"<unk>": 0, "<eos>": 1, "word": 2}).save_pretrained(tmp_path / "lm")

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from ..models.darts_rnn.tokenization_darts_rnn import EOS, UNK
+from ..models.tokenization_darts_rnn import EOS, UNK
 from .images import DataError
 
 

@@ -1,0 +1,43 @@
+"""The files that define the DARTS models: configurations, networks, the word tokenizer, the search supernets, and
+the genotypes and operations they are built from.
+
+They import only each other (relatively), torch, transformers and tokenizers, so that they can travel with a saved
+folder as custom code (`auto_map`, `trust_remote_code=True`) and load where darts-hub is not installed.
+"""
+
+from .configuration_darts import DartsConfig
+from .configuration_darts_rnn import DartsRNNConfig
+from .modeling_darts import (
+    DartsForImageClassification,
+    DartsImageClassifierOutput,
+    DartsModel,
+    DartsModelOutput,
+    DartsPreTrainedModel,
+    image_processor_for,
+)
+from .modeling_darts_rnn import DartsRNNCausalLMOutput, DartsRNNCell, DartsRNNForCausalLM, DartsRNNModel
+from .modeling_darts_rnn_search import DartsRNNSearchConfig, DartsRNNSearchModel
+from .modeling_darts_search import DartsSearchConfig, DartsSearchModel
+from .tokenization_darts_rnn import build_tokenizer, vocabulary_in_order
+
+
+__all__ = [
+    "DartsConfig",
+    "DartsForImageClassification",
+    "DartsImageClassifierOutput",
+    "DartsModel",
+    "DartsModelOutput",
+    "DartsPreTrainedModel",
+    "DartsRNNCausalLMOutput",
+    "DartsRNNCell",
+    "DartsRNNConfig",
+    "DartsRNNForCausalLM",
+    "DartsRNNModel",
+    "DartsRNNSearchConfig",
+    "DartsRNNSearchModel",
+    "DartsSearchConfig",
+    "DartsSearchModel",
+    "build_tokenizer",
+    "vocabulary_in_order",
+    "image_processor_for",
+]

@@ -12,9 +12,8 @@ from transformers import AutoConfig, AutoModelForImageClassification
 from ..counting import count_mult_adds, count_parameters
 from ..data.images import BatchTransform, make_loader
 from ..data.text import batchify, encode_lines
-from ..models.darts import DartsConfig
-from ..models.darts.modeling_darts import evaluation_resize
-from ..models.darts_rnn import DartsRNNConfig
+from ..models import DartsConfig, DartsRNNConfig
+from ..models.modeling_darts import evaluation_resize
 from .arguments import EvaluateArguments
 from .evaluation import evaluate, evaluate_perplexity
 from .inputs import open_image_splits

@@ -18,8 +18,8 @@ from accelerate import Accelerator
 
 from ..data.images import make_loader
 from ..hub import save_search_result
+from ..models.modeling_darts_search import DartsSearchConfig, DartsSearchModel
 from ..search.architect import Architect
-from ..search.cnn import DartsSearchConfig, DartsSearchModel
 from .arguments import SearchArguments
 from .evaluation import evaluate
 from .inputs import batch_transform, open_image_splits

@@ -21,10 +21,10 @@ import torch
 
 from ..data.text import ChunkLoader, RandomLengthChunks, StreamChunks, batchify, encode_lines
 from ..hub import save_search_result
-from ..models.darts_rnn import build_tokenizer, vocabulary_in_order
-from ..models.darts_rnn.modeling_darts_rnn import activation_slowness
+from ..models import build_tokenizer, vocabulary_in_order
+from ..models.modeling_darts_rnn import activation_slowness
+from ..models.modeling_darts_rnn_search import DartsRNNSearchConfig, DartsRNNSearchModel
 from ..search.architect import Architect
-from ..search.rnn import DartsRNNSearchConfig, DartsRNNSearchModel
 from .arguments import RecurrentSearchArguments
 from .evaluation import evaluate_perplexity
 from .inputs import own_states, process_streams

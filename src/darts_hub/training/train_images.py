@@ -18,10 +18,10 @@ import torch
 
 from ..counting import count_mult_adds, count_parameters
 from ..data.images import make_loader
-from ..genotypes import load_genotype
 from ..hub import save_card, trained_model_card
-from ..models.darts import DartsConfig, DartsForImageClassification
-from ..models.darts.modeling_darts import evaluation_resize
+from ..models import DartsConfig, DartsForImageClassification
+from ..models.genotypes import load_genotype
+from ..models.modeling_darts import evaluation_resize
 from ..visualize import draw_genotype
 from .arguments import TrainArguments
 from .evaluation import evaluate

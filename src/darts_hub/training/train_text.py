@@ -25,11 +25,11 @@ from accelerate import Accelerator
 
 from ..counting import count_parameters
 from ..data.text import ChunkLoader, RandomLengthChunks, batchify, encode_lines
-from ..genotypes import load_genotype
 from ..hub import save_card, trained_language_model_card, write_folder_atomically
-from ..models.darts_rnn import DartsRNNConfig, DartsRNNForCausalLM, build_tokenizer, vocabulary_in_order
-from ..models.darts_rnn.modeling_darts_rnn import DartsRNNCausalLMOutput, activation_slowness
-from ..models.darts_rnn.tokenization_darts_rnn import EOS
+from ..models import DartsRNNConfig, DartsRNNForCausalLM, build_tokenizer, vocabulary_in_order
+from ..models.genotypes import load_genotype
+from ..models.modeling_darts_rnn import DartsRNNCausalLMOutput, activation_slowness
+from ..models.tokenization_darts_rnn import EOS
 from ..visualize import draw_genotype
 from .arguments import LanguageModelTrainArguments
 from .evaluation import evaluate_perplexity

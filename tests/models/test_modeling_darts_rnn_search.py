@@ -5,8 +5,9 @@ import torch
 from transformers import AutoModel
 
 from darts_hub import DartsRNNConfig, DartsRNNForCausalLM, count_parameters
-from darts_hub.genotypes import RECURRENT_PRIMITIVES, RecurrentGenotype
-from darts_hub.search.rnn import DartsRNNSearchConfig, DartsRNNSearchModel
+from darts_hub.models.genotypes import RECURRENT_PRIMITIVES, RecurrentGenotype
+from darts_hub.models.modeling_darts_rnn_search import DartsRNNSearchConfig, DartsRNNSearchModel
+from darts_hub.search.derived import derived_config
 
 
 def test_recurrent_supernet_has_the_original_size():
@@ -26,27 +27,25 @@ def test_alphas_are_saved_and_the_derived_network_builds(tmp_path):
     assert torch.equal(loaded.alphas["recurrent"], model.alphas["recurrent"])
     genotype = loaded.genotype()
     assert isinstance(genotype, RecurrentGenotype) and genotype.num_nodes == 4 and genotype.concat == (1, 2, 3, 4)
-    network = DartsRNNForCausalLM(model.derived_config(hidden_size=16))
+    network = DartsRNNForCausalLM(derived_config(model, hidden_size=16))
     assert network.config.get_genotype() == genotype
     assert network(torch.randint(0, 40, (2, 5))).logits.shape == (2, 5, 40)
-    assert (
-        count_parameters(DartsRNNForCausalLM(model.derived_config())) == 40 * 850 + 40 + 1700 * 1700 + 4 * 850 * 1700
-    )
+    assert count_parameters(DartsRNNForCausalLM(derived_config(model))) == 40 * 850 + 40 + 1700 * 1700 + 4 * 850 * 1700
 
 
 def test_derived_config_defaults_to_the_paper_sizes():
     model = DartsRNNSearchModel(DartsRNNSearchConfig(vocab_size=100, hidden_size=8))
-    config = model.derived_config()
+    config = derived_config(model)
     assert isinstance(config, DartsRNNConfig) and config.hidden_size == 850 and config.vocab_size == 100
     with pytest.raises(ValueError, match="shape"):
-        from darts_hub.genotypes import derive_recurrent_genotype
+        from darts_hub.models.genotypes import derive_recurrent_genotype
 
         derive_recurrent_genotype(torch.zeros(10, 5))
 
 
 def test_search_cell_node_is_the_weighted_sum_of_highway_updates():
     """Each node is sum over inputs j and operations k of w_jk (s_j + c_j (f_k(h_j) - s_j)) ('none' adds nothing)."""
-    from darts_hub.models.darts_rnn.modeling_darts_rnn import ACTIVATIONS
+    from darts_hub.models.modeling_darts_rnn import ACTIVATIONS
 
     torch.manual_seed(0)
     config = DartsRNNSearchConfig(vocab_size=20, hidden_size=6, num_nodes=2)

@@ -3,7 +3,7 @@ import json
 import pytest
 import torch
 
-from darts_hub.genotypes import (
+from darts_hub.models.genotypes import (
     CNN_GENOTYPES,
     DARTS_V2,
     PRIMITIVES,
@@ -18,7 +18,7 @@ from darts_hub.genotypes import (
     get_genotype,
     load_genotype,
 )
-from darts_hub.ops import OPS
+from darts_hub.models.ops import OPS
 
 
 def cell(normal, reduce=None, normal_concat=(2, 3), reduce_concat=(2, 3)):

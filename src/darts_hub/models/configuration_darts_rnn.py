@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from transformers import PreTrainedConfig
 
-from ...genotypes import RecurrentGenotype, as_genotype
+from .genotypes import RecurrentGenotype, as_genotype
 
 
 class DartsRNNConfig(PreTrainedConfig):

@@ -6,8 +6,9 @@ from helpers import tiny_supernet
 from transformers import AutoModelForImageClassification
 
 from darts_hub import DartsConfig, DartsForImageClassification, count_mult_adds, count_parameters
-from darts_hub.genotypes import PRIMITIVES
-from darts_hub.search.cnn import DartsSearchConfig, DartsSearchModel, MixedOp
+from darts_hub.models.genotypes import PRIMITIVES
+from darts_hub.models.modeling_darts_search import DartsSearchConfig, DartsSearchModel, MixedOp
+from darts_hub.search.derived import derived_config
 
 
 def test_supernet_counts_match_the_original_search_network():
@@ -58,14 +59,14 @@ def test_mixed_op_is_the_weighted_sum_and_none_costs_nothing():
 
 def test_derived_config_builds_the_network_found():
     model = tiny_supernet()
-    config = model.derived_config(init_channels=8, num_cells=3)
+    config = derived_config(model, init_channels=8, num_cells=3)
     assert isinstance(config, DartsConfig)
     assert config.get_genotype() == model.genotype()
     assert (config.num_channels, config.image_size, config.num_labels) == (3, 8, 3)
     assert not config.use_auxiliary_head  # the auxiliary head needs 32x32 images
     network = DartsForImageClassification(config)
     assert network(torch.randn(2, 3, 8, 8)).logits.shape == (2, 3)
-    paper = DartsSearchModel(DartsSearchConfig()).derived_config()
+    paper = derived_config(DartsSearchModel(DartsSearchConfig()))
     assert (paper.init_channels, paper.num_cells, paper.use_auxiliary_head) == (36, 20, True)
 
 
@@ -80,7 +81,7 @@ def test_supernet_and_derived_network_share_the_backbone(num_cells):
     # from the network it derives only inside its cells.
     supernet = DartsSearchModel(DartsSearchConfig(init_channels=4, num_cells=num_cells, image_size=8))
     network = DartsForImageClassification(
-        supernet.derived_config(init_channels=4, num_cells=num_cells, use_auxiliary_head=False)
+        derived_config(supernet, init_channels=4, num_cells=num_cells, use_auxiliary_head=False)
     ).darts
     assert {k: v.shape for k, v in supernet.stem.state_dict().items()} == {
         k: v.shape for k, v in network.stem.state_dict().items()

@@ -14,11 +14,10 @@ from transformers import PreTrainedConfig, PreTrainedModel
 from transformers import initialization as init
 from transformers.modeling_outputs import ImageClassifierOutputWithNoAttention
 
-from ..genotypes import CNN_OPERATIONS, PRIMITIVES, Genotype, derive_genotype
-from ..models.darts.configuration_darts import STEMS, DartsConfig, reduction_positions
-from ..models.darts.modeling_darts import cell_input_layers, cifar_stem, init_pytorch_default, stack_cells
-from ..ops import build_operation
-from ..recipes import IMAGE_TRAINING
+from .configuration_darts import STEMS, reduction_positions
+from .genotypes import CNN_OPERATIONS, PRIMITIVES, Genotype, derive_genotype
+from .modeling_darts import cell_input_layers, cifar_stem, init_pytorch_default, stack_cells
+from .ops import build_operation
 
 
 class DartsSearchConfig(PreTrainedConfig):
@@ -230,32 +229,6 @@ class DartsSearchModel(PreTrainedModel):
             multiplier=self.config.multiplier,
             primitives=self.config.primitives,
         )
-
-    def derived_config(self, **overrides) -> DartsConfig:
-        """The `DartsConfig` of the network the search found, ready to train from scratch.
-
-        Sizes default to the paper's CIFAR-10 evaluation network (`recipes.IMAGE_TRAINING["cifar"]`: 36 channels,
-        20 cells, drop-path 0.2), with the auxiliary head where its geometry fits (`DartsConfig.auxiliary_head_fits`);
-        the data-dependent settings (classes, channels, image size and statistics) come from the search.
-        """
-        recipe = IMAGE_TRAINING["cifar"]
-        settings = {
-            "genotype": self.genotype(),
-            "init_channels": recipe["init_channels"],
-            "num_cells": recipe["num_cells"],
-            "drop_path_prob": recipe["drop_path_prob"],
-            "num_channels": self.config.num_channels,
-            "image_size": self.config.image_size,
-            "image_mean": self.config.image_mean,
-            "image_std": self.config.image_std,
-            "id2label": self.config.id2label,
-            "label2id": self.config.label2id,
-        }
-        settings.update(overrides)
-        config = DartsConfig(**settings)
-        if "use_auxiliary_head" not in overrides:
-            config.use_auxiliary_head = config.auxiliary_head_fits
-        return config
 
 
 __all__ = ["DartsSearchConfig", "DartsSearchModel", "MixedOp", "SearchCell"]

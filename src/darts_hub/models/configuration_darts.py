@@ -6,7 +6,7 @@ import math
 
 from transformers import PreTrainedConfig
 
-from ...genotypes import Genotype, as_genotype
+from .genotypes import Genotype, as_genotype
 
 
 CIFAR10_MEAN = (0.49139968, 0.48215827, 0.44653124)

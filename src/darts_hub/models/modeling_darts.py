@@ -20,9 +20,9 @@ from transformers.image_utils import PILImageResampling
 from transformers.modeling_outputs import ImageClassifierOutputWithNoAttention
 from transformers.utils import ModelOutput
 
-from ...genotypes import Genotype
-from ...ops import DropPath, FactorizedReduce, ReLUConvBN, build_operation
 from .configuration_darts import DartsConfig
+from .genotypes import Genotype
+from .ops import DropPath, FactorizedReduce, ReLUConvBN, build_operation
 
 
 def cell_input_layers(

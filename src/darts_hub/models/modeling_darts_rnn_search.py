@@ -12,9 +12,8 @@ from torch import nn
 from transformers import PreTrainedConfig, PreTrainedModel
 from transformers import initialization as init
 
-from ..genotypes import RECURRENT_OPERATIONS, RECURRENT_PRIMITIVES, RecurrentGenotype, derive_recurrent_genotype
-from ..models.darts_rnn.configuration_darts_rnn import DartsRNNConfig
-from ..models.darts_rnn.modeling_darts_rnn import (
+from .genotypes import RECURRENT_OPERATIONS, RECURRENT_PRIMITIVES, RecurrentGenotype, derive_recurrent_genotype
+from .modeling_darts_rnn import (
     ACTIVATIONS,
     DartsRNNCausalLMOutput,
     DartsRNNCell,
@@ -150,11 +149,6 @@ class DartsRNNSearchModel(PreTrainedModel):
 
     def genotype(self) -> RecurrentGenotype:
         return derive_recurrent_genotype(self.alphas["recurrent"], num_nodes=self.config.num_nodes)
-
-    def derived_config(self, **overrides) -> DartsRNNConfig:
-        """The `DartsRNNConfig` of the found cell with the paper's PTB training sizes (850) unless overridden."""
-        settings = {"genotype": self.genotype(), "vocab_size": self.config.vocab_size, "hidden_size": 850}
-        return DartsRNNConfig(**{**settings, **overrides})
 
 
 __all__ = ["DartsRNNSearchCell", "DartsRNNSearchConfig", "DartsRNNSearchModel"]

@@ -1,0 +1,45 @@
+"""The network a search found, ready to train from scratch: the config of the derived network, with the found
+genotype, the paper's evaluation sizes (`recipes`) and the search's data settings. Kept beside the search, not in the
+supernet's model file, so that the files that travel with a saved model need nothing from the rest of the package."""
+
+from __future__ import annotations
+
+from ..models import DartsConfig, DartsRNNConfig, DartsRNNSearchModel, DartsSearchModel
+from ..recipes import IMAGE_TRAINING, LANGUAGE_MODEL_TRAINING
+
+
+def derived_config(supernet: DartsSearchModel | DartsRNNSearchModel, **overrides) -> DartsConfig | DartsRNNConfig:
+    """The config of the network `supernet` found (`supernet.genotype()`), any setting overridden by `overrides`.
+
+    Convolutional: the paper's CIFAR-10 evaluation network (`IMAGE_TRAINING["cifar"]`: 36 channels, 20 cells,
+    drop-path 0.2), the auxiliary head where its geometry fits (`DartsConfig.auxiliary_head_fits`), the classes,
+    channels, image size and statistics of the search's data. Recurrent: the paper's PTB sizes
+    (`LANGUAGE_MODEL_TRAINING["ptb"]`: 850) and the search's vocabulary size.
+    """
+    if isinstance(supernet, DartsRNNSearchModel):
+        settings = {
+            "genotype": supernet.genotype(),
+            "vocab_size": supernet.config.vocab_size,
+            "hidden_size": LANGUAGE_MODEL_TRAINING["ptb"]["hidden_size"],
+        }
+        return DartsRNNConfig(**{**settings, **overrides})
+    recipe, search = IMAGE_TRAINING["cifar"], supernet.config
+    settings = {
+        "genotype": supernet.genotype(),
+        "init_channels": recipe["init_channels"],
+        "num_cells": recipe["num_cells"],
+        "drop_path_prob": recipe["drop_path_prob"],
+        "num_channels": search.num_channels,
+        "image_size": search.image_size,
+        "image_mean": search.image_mean,
+        "image_std": search.image_std,
+        "id2label": search.id2label,
+        "label2id": search.label2id,
+    }
+    config = DartsConfig(**{**settings, **overrides})
+    if "use_auxiliary_head" not in overrides:
+        config.use_auxiliary_head = config.auxiliary_head_fits
+    return config
+
+
+__all__ = ["derived_config"]
