@@ -42,3 +42,9 @@ def test_workloads_time_the_library_step_once_per_step(name, monkeypatch):
     report = workload()
     assert len(calls) == 3  # one warm-up step and two timed steps, each running the library's own step
     assert report["seconds_per_step"] > 0 and report["peak_memory_gb"] > 0
+
+
+def test_image_workloads_measure_the_layout_the_scripts_use():
+    # On the CPU the scripts run channels-last (training.loop.use_channels_last); the benchmark's default follows.
+    assert benchmark.benchmark_inference(**TINY_IMAGES)["channels_last"] is True
+    assert benchmark.benchmark_inference(channels_last=False, **TINY_IMAGES)["channels_last"] is False

@@ -17,6 +17,7 @@ from .models.modeling_darts_rnn_search import DartsRNNSearchConfig, DartsRNNSear
 from .models.modeling_darts_search import DartsSearchConfig, DartsSearchModel
 from .recipes import CIFAR10_SEARCH, LANGUAGE_MODEL_TRAINING, LANGUAGE_MODEL_TRAINING_COMMON, PTB_SEARCH
 from .search.architect import Architect
+from .training.loop import use_channels_last
 from .training.search_images import search_optimizers, search_step
 from .training.search_text import slowness_regulariser
 from .training.train_images import train_step
@@ -54,12 +55,13 @@ def benchmark_search_step(
     num_cells: int = 8,
     device: str | None = None,
     dtype: str = "float32",
-    channels_last: bool = False,
+    channels_last: bool | None = None,
     steps: int = 3,
     warmup: int = 1,
 ) -> dict:
     """One DARTS search step (architecture step + weight step, as in the search loop) at the paper's search size."""
     accelerator = Accelerator(cpu=device == "cpu", mixed_precision=DTYPES[dtype])
+    channels_last = use_channels_last(channels_last, accelerator.device)
     supernet = DartsSearchModel(
         DartsSearchConfig(init_channels=init_channels, num_cells=num_cells, image_size=image_size)
     )
@@ -154,13 +156,14 @@ def benchmark_train_step(
     batch_size: int = 32,
     device: str | None = None,
     dtype: str = "float32",
-    channels_last: bool = False,
+    channels_last: bool | None = None,
     steps: int = 3,
     warmup: int = 1,
     **_,
 ) -> dict:
     """One training step of the DARTS_V2 CIFAR-10 network (the cifar recipe: auxiliary loss, drop-path, SGD)."""
     accelerator = Accelerator(cpu=device == "cpu", mixed_precision=DTYPES[dtype])
+    channels_last = use_channels_last(channels_last, accelerator.device)
     model = _darts_v2_cifar(accelerator, channels_last)
     optimizer = torch.optim.SGD(model.parameters(), 0.025, momentum=0.9, weight_decay=3e-4)
     model, optimizer = accelerator.prepare(model, optimizer)
@@ -176,13 +179,14 @@ def benchmark_inference(
     batch_size: int = 64,
     device: str | None = None,
     dtype: str = "float32",
-    channels_last: bool = False,
+    channels_last: bool | None = None,
     steps: int = 3,
     warmup: int = 1,
     **_,
 ) -> dict:
     """Inference of the DARTS_V2 CIFAR-10 network (eval mode, no gradients)."""
     accelerator = Accelerator(cpu=device == "cpu", mixed_precision=DTYPES[dtype])
+    channels_last = use_channels_last(channels_last, accelerator.device)
     model = accelerator.prepare(_darts_v2_cifar(accelerator, channels_last)).eval()
     pixels, _ = _images(accelerator, batch_size, 32, channels_last)
 
@@ -203,7 +207,7 @@ def benchmark_recurrent_search_step(
     vocab_size: int = 10000,
     device: str | None = None,
     dtype: str = "float32",
-    channels_last: bool = False,
+    channels_last: bool | None = None,
     steps: int = 3,
     warmup: int = 1,
 ) -> dict:
@@ -261,7 +265,7 @@ def benchmark_recurrent_train_step(
     vocab_size: int = 10000,
     device: str | None = None,
     dtype: str = "float32",
-    channels_last: bool = False,
+    channels_last: bool | None = None,
     steps: int = 3,
     warmup: int = 1,
 ) -> dict:

@@ -2,9 +2,9 @@
 """Measure the expensive steps and print one JSON line per workload.
 
     python scripts/benchmark.py                                   # every workload, each in a fresh process
-    python scripts/benchmark.py --workload search_first_order --batch_size 64 --channels_last
+    python scripts/benchmark.py --workload search_first_order --batch_size 64 --channels_last no
     python scripts/benchmark.py --workload search_second_order --batch_size 16 --device cuda --dtype bfloat16
-    python scripts/benchmark.py --workload train_step --batch_size 32 --channels_last     # DARTS_V2 CIFAR-10 network
+    python scripts/benchmark.py --workload train_step --batch_size 32                      # DARTS_V2 CIFAR-10 network
     python scripts/benchmark.py --workload inference --batch_size 64
     python scripts/benchmark.py --workload recurrent_search_first_order --batch_size 64        # sizes 300, bptt 35
     python scripts/benchmark.py --workload recurrent_train_step --batch_size 64                # DARTS_V2 PTB, 850
@@ -12,7 +12,8 @@
 Search workloads use the paper's search size (batch 64, 3x32x32 images, 16 channels, 8 cells); train_step and
 inference the paper's CIFAR-10 network (DARTS_V2, 36 channels, 20 cells, auxiliary head, drop-path 0.2); the recurrent
 workloads the PTB search supernet (sizes 300) and the DARTS_V2 PTB model (850, vocabulary 10,000) on chunks of 35
-tokens, reported in tokens/s too. On the CPU the peak memory is the process's peak resident set size, which is why
+tokens, reported in tokens/s too. The settings a user does not choose are the scripts' defaults (float32; the
+channels-last layout on the CPU), so the figures are what the scripts run at. On the CPU the peak memory is the process's peak resident set size, which is why
 "all" runs each workload in its own process.
 """
 
@@ -32,23 +33,24 @@ def main():
     )
     parser.add_argument("--device", default=None, help="cpu or cuda (default: the accelerator if there is one)")
     parser.add_argument("--dtype", default="float32", choices=list(DTYPES), help="autocast dtype (default: float32)")
-    parser.add_argument("--channels_last", action="store_true", help="use the channels-last memory format")
+    parser.add_argument(
+        "--channels_last",
+        choices=["auto", "yes", "no"],
+        default="auto",
+        help="channels-last memory format; auto (the default, as the scripts): on the CPU only",
+    )
     parser.add_argument("--steps", type=int, default=3, help="timed steps; the median is reported (default: 3)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed steps first (default: 1)")
     args = parser.parse_args()
     if args.workload == "all":
-        options = [
-            f"--{key}={value}"
-            for key, value in vars(args).items()
-            if key not in ("workload", "channels_last") and value is not None
-        ]
-        options += ["--channels_last"] if args.channels_last else []
+        options = [f"--{key}={value}" for key, value in vars(args).items() if key != "workload" and value is not None]
         for workload in WORKLOADS:
             subprocess.run(
                 [sys.executable, "-m", "darts_hub.commands.benchmark", "--workload", workload, *options], check=True
             )
         return
     settings = {key: value for key, value in vars(args).items() if key != "workload" and value is not None}
+    settings["channels_last"] = {"auto": None, "yes": True, "no": False}[args.channels_last]
     print(json.dumps(WORKLOADS[args.workload](**settings)), flush=True)
 
 
