@@ -56,10 +56,13 @@ def benchmark_search_step(
     device: str | None = None,
     dtype: str = "float32",
     channels_last: bool | None = None,
+    activation_checkpointing: bool = False,
     steps: int = 3,
     warmup: int = 1,
 ) -> dict:
-    """One DARTS search step (architecture step + weight step, as in the search loop) at the paper's search size."""
+    """One DARTS search step (architecture step + weight step, as in the search loop) at the paper's search size;
+    `activation_checkpointing` recomputes each cell in the backward pass (`--activation_checkpointing` of the
+    search)."""
     accelerator = Accelerator(cpu=device == "cpu", mixed_precision=DTYPES[dtype])
     channels_last = use_channels_last(channels_last, accelerator.device)
     supernet = DartsSearchModel(
@@ -67,6 +70,8 @@ def benchmark_search_step(
     )
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     supernet = supernet.to(memory_format=memory_format)
+    if activation_checkpointing:
+        supernet.activation_checkpointing_enable()
     recipe = CIFAR10_SEARCH
     weight_optimizer, arch_optimizer = search_optimizers(
         supernet,

@@ -136,3 +136,31 @@ def test_unrolled_gradient_clipping_changes_the_second_order_term():
     a = torch.cat([g.reshape(-1) for g in clipped.arch_gradients(train, valid, weight_optimizer)[0]])
     b = torch.cat([g.reshape(-1) for g in unclipped.arch_gradients(train, valid, weight_optimizer)[0]])
     assert not torch.allclose(a, b)
+
+
+@pytest.mark.parametrize("order, hessian", [(1, "finite_difference"), (2, "finite_difference"), (2, "exact")])
+def test_activation_checkpointing_makes_the_same_search_step(order, hessian):
+    """Recomputing each cell in the backward pass (the memory lever) changes nothing a search step computes: the
+    architecture step (also with weights substituted by the architect), the weight step, the BatchNorm statistics."""
+    from accelerate import Accelerator
+
+    from darts_hub.training.search_images import search_step
+
+    results = []
+    for checkpointing in (False, True):
+        model, weight_optimizer, arch_optimizer = supernet_with_optimizers()
+        if checkpointing:
+            model.activation_checkpointing_enable()
+            assert all(cell.gradient_checkpointing for cell in model.cells)
+        architect = Architect(model, arch_optimizer, order=order, hessian=hessian)
+        train, valid = batches(2)
+        outputs, validation_outputs = search_step(
+            model, architect, weight_optimizer, model.weight_parameters(), train, valid, Accelerator(cpu=True), 5.0
+        )
+        results.append((outputs.loss, validation_outputs.loss, dict(model.state_dict())))
+    (loss, valid_loss, state), (checkpointed_loss, checkpointed_valid_loss, checkpointed_state) = results
+    torch.testing.assert_close(checkpointed_loss, loss, rtol=0, atol=1e-12)
+    torch.testing.assert_close(checkpointed_valid_loss, valid_loss, rtol=0, atol=1e-12)
+    assert state.keys() == checkpointed_state.keys()
+    for name in state:  # alphas, weights, running statistics and batch counts after the step
+        torch.testing.assert_close(checkpointed_state[name], state[name], rtol=0, atol=1e-10, msg=name)

@@ -115,6 +115,14 @@ def test_a_search_on_streamed_images_finds_what_decoded_images_find(tmp_path):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
+def test_a_search_with_activation_checkpointing_finds_what_the_plain_search_finds(tmp_path):
+    plain = run_search(tiny_search_args(tmp_path / "plain", epochs=1))
+    checkpointed = run_search(tiny_search_args(tmp_path / "checkpointed", epochs=1, activation_checkpointing=True))
+    assert all(cell.gradient_checkpointing for cell in checkpointed.cells)
+    for a, b in zip(plain.parameters(), checkpointed.parameters()):  # alphas and weights after the search
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
 @pytest.mark.parametrize("num_cells", [1, 2])
 def test_searches_of_one_or_two_cells_run_in_both_orders(tmp_path, num_cells, caplog):
     """With one or two cells every cell is a reduction cell: the normal alphas get no gradient (they stay), and the

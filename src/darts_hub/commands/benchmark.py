@@ -39,18 +39,33 @@ def main():
         default="auto",
         help="channels-last memory format; auto (the default, as the scripts): on the CPU only",
     )
+    parser.add_argument(
+        "--activation_checkpointing",
+        action="store_true",
+        help="search workloads: recompute each cell in the backward pass (less memory, more time)",
+    )
     parser.add_argument("--steps", type=int, default=3, help="timed steps; the median is reported (default: 3)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed steps first (default: 1)")
     args = parser.parse_args()
     if args.workload == "all":
-        options = [f"--{key}={value}" for key, value in vars(args).items() if key != "workload" and value is not None]
+        options = [
+            f"--{key}={value}"
+            for key, value in vars(args).items()
+            if key not in ("workload", "activation_checkpointing") and value is not None
+        ]
         for workload in WORKLOADS:
+            checkpointing = ["--activation_checkpointing"] if args.activation_checkpointing else []
+            flags = options + (checkpointing if workload.startswith("search_") else [])
             subprocess.run(
-                [sys.executable, "-m", "darts_hub.commands.benchmark", "--workload", workload, *options], check=True
+                [sys.executable, "-m", "darts_hub.commands.benchmark", "--workload", workload, *flags], check=True
             )
         return
     settings = {key: value for key, value in vars(args).items() if key != "workload" and value is not None}
     settings["channels_last"] = {"auto": None, "yes": True, "no": False}[args.channels_last]
+    if not args.activation_checkpointing:
+        del settings["activation_checkpointing"]
+    elif not args.workload.startswith("search_"):
+        parser.error("--activation_checkpointing applies to the search workloads (search_first_order, ...) only.")
     print(json.dumps(WORKLOADS[args.workload](**settings)), flush=True)
 
 

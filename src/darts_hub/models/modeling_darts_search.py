@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.func import functional_call
 from transformers import PreTrainedConfig, PreTrainedModel
 from transformers import initialization as init
 from transformers.modeling_outputs import ImageClassifierOutputWithNoAttention
@@ -138,8 +139,16 @@ class SearchCell(nn.Module):
         self.num_nodes, self.multiplier = config.num_nodes, config.multiplier
         self.out_channels = channels * config.multiplier
 
-    def forward(self, s0: torch.Tensor, s1: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    # Set by `DartsSearchModel.activation_checkpointing_enable()`: keep only the cell's inputs in the forward pass and
+    # recompute the rest in the backward pass (the mixed operations' outputs are most of a search's memory).
+    gradient_checkpointing = False
+
+    def forward(
+        self, s0: torch.Tensor, s1: torch.Tensor, weights: torch.Tensor, recomputing: bool = False
+    ) -> torch.Tensor:
         # weights: [num_edges, num_primitives]
+        if self.gradient_checkpointing and self.training and torch.is_grad_enabled() and not recomputing:
+            return self._gradient_checkpointing_func(self._checkpointed_forward(), s0, s1, weights)
         states = [self.preprocess0(s0), self.preprocess1(s1)]
         edge = 0
         for _ in range(self.num_nodes):
@@ -147,6 +156,20 @@ class SearchCell(nn.Module):
             edge += len(states)
             states.append(node)
         return torch.cat(states[-self.multiplier :], dim=1)
+
+    def _checkpointed_forward(self):
+        """The cell as a function of its inputs, with the tensors it holds now: the architect substitutes weights
+        (`functional_call`) and the recomputation in the backward pass comes after that call returned, so they are
+        captured here. The recomputation normalises with the batch's statistics as the first pass did, but on copies
+        of the BatchNorm buffers, so that the running statistics move once per pass, not twice."""
+        parameters, buffers, passes = dict(self.named_parameters()), dict(self.named_buffers()), []
+
+        def cell(s0, s1, weights):
+            state = buffers if not passes else {name: buffer.clone() for name, buffer in buffers.items()}
+            passes.append(True)
+            return functional_call(self, {**parameters, **state}, (s0, s1, weights), {"recomputing": True})
+
+        return cell
 
 
 class DartsSearchModel(PreTrainedModel):
@@ -158,6 +181,7 @@ class DartsSearchModel(PreTrainedModel):
     base_model_prefix = "darts_search"
     main_input_name = "pixel_values"
     input_modalities = ("image",)
+    supports_gradient_checkpointing = True
 
     def __init__(self, config: DartsSearchConfig):
         super().__init__(config)

@@ -274,6 +274,13 @@ class SearchArguments(ImageDataArguments, RunArguments):
     )
     arch_beta1: float = field(default=CIFAR10_SEARCH["arch_beta1"], metadata={"help": "Adam beta1 of the alphas."})
     arch_beta2: float = field(default=CIFAR10_SEARCH["arch_beta2"], metadata={"help": "Adam beta2 of the alphas."})
+    activation_checkpointing: bool = field(
+        default=False,
+        metadata={
+            "help": "Keep only each cell's inputs in the forward pass and recompute the cell in the backward pass: "
+            "the same step with a fraction of the memory, at the cost of one more forward pass per cell."
+        },
+    )
     train_init_channels: int = field(
         default=IMAGE_TRAINING["cifar"]["init_channels"],
         metadata={"help": "Channels of the derived network in the result's config.json."},

@@ -153,6 +153,8 @@ def run_search(args: SearchArguments) -> DartsSearchModel:
         )
     if run.channels_last:
         model = model.to(memory_format=torch.channels_last)
+    if args.activation_checkpointing:
+        model.activation_checkpointing_enable()
     weight_optimizer, arch_optimizer = search_optimizers(
         model,
         args.learning_rate,
