@@ -63,7 +63,8 @@ class SepConv(nn.Module):
             nn.Conv2d(channels, channels, kernel_size, stride=stride, padding=padding, groups=channels, bias=False),
             nn.Conv2d(channels, channels, 1, bias=False),
             nn.BatchNorm2d(channels, affine=affine),
-            nn.ReLU(inplace=False),
+            # In place: BatchNorm's backward needs its input, not its output (one activation less to keep).
+            nn.ReLU(inplace=True),
             nn.Conv2d(channels, channels, kernel_size, stride=1, padding=padding, groups=channels, bias=False),
             nn.Conv2d(channels, channels, 1, bias=False),
             nn.BatchNorm2d(channels, affine=affine),
