@@ -76,6 +76,8 @@ def workspace(tmp_path_factory):
         cell = {"normal": edges * 4, "normal_concat": [2, 3, 4, 5], "reduce": edges * 4, "reduce_concat": [2, 3, 4, 5]}
         (root / f"{name}.json").write_text(json.dumps(cell))
     (root / "broken.json").write_text("{not json")
+    np.savez(root / "no-labels.npz", x=np.zeros((2, 4, 4, 3), np.uint8))
+    np.savez(root / "float-images.npz", x=np.zeros((2, 4, 4, 3)), y=np.zeros(2, np.int64))
     (root / "a-file").write_text("not a folder")
     (root / "notes").mkdir()
     (root / "notes" / "todo.txt").write_text("mine")
@@ -184,7 +186,17 @@ CASES = {
     "name and folder": (
         lambda ws: load_image_dataset("uoft-cs/cifar10", train_dir=str(ws.root)),
         DataError,
-        r"either --dataset_name or --train_dir, not both",
+        r"one of --dataset_name, --train_dir and --train_arrays, not several",
+    ),
+    "arrays without labels": (
+        lambda ws: load_image_dataset(train_arrays=str(ws.root / "no-labels.npz")),
+        DataError,
+        r"no-labels.npz has the arrays \['x'\] but needs x .* and y .*missing \['y'\]",
+    ),
+    "float arrays": (
+        lambda ws: load_image_dataset(train_arrays=str(ws.root / "float-images.npz")),
+        DataError,
+        r"x must be uint8 images",
     ),
     "offline dataset": (
         lambda ws: search(ws, dataset_name="uoft-cs/cifar10"),

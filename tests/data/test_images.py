@@ -148,3 +148,21 @@ def test_batch_augmentation_resized_crop_and_colour_jitter():
     jitter_only = BatchTransform([0.0] * 3, [1.0] * 3, color_jitter=0.4)(gray, train=True)
     # A gray image stays gray under saturation and hue changes; only brightness and contrast move it.
     assert torch.allclose(jitter_only[:, 0], jitter_only[:, 1], atol=1e-5)
+
+
+def test_numpy_arrays_load_as_a_dataset_with_their_exact_pixels(tmp_path):
+    # The form of the CIFAR-10 subsets: x uint8 [N, H, W, C], y labels; the validation arrays become the test split.
+    generator = np.random.default_rng(0)
+    images = generator.integers(0, 256, (12, 8, 8, 3), dtype=np.uint8)
+    labels = np.arange(12) % 3
+    np.savez(tmp_path / "train.npz", x=images, y=labels)
+    np.savez(tmp_path / "test.npz", x=images[:4], y=labels[:4])
+    dataset = load_image_dataset(
+        train_arrays=str(tmp_path / "train.npz"),
+        validation_arrays=str(tmp_path / "test.npz"),
+        class_names=["a", "b", "c"],
+    )
+    assert list(dataset) == ["train", "test"] and dataset["train"].features["label"].names == ["a", "b", "c"]
+    decoded = decode_images(dataset["train"], *find_columns(dataset["train"]))
+    assert torch.equal(decoded.images, torch.from_numpy(images).permute(0, 3, 1, 2))
+    assert decoded.labels.tolist() == labels.tolist()

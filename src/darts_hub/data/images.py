@@ -55,17 +55,52 @@ def embedded_digits() -> datasets.DatasetDict:
     return dataset.train_test_split(test_size=0.2, seed=0, stratify_by_column="label")
 
 
+def arrays_dataset(path: str, class_names: list[str] | None = None) -> datasets.Dataset:
+    """An image classification dataset from a NumPy `.npz` file holding `x`, uint8 images `[N, H, W, C]` (or
+    `[N, H, W]`, grayscale), and `y`, integer labels `0..K-1` (class names `class_names`, else the label numbers), in
+    the form of a Hub dataset (`img` Image column, `label` ClassLabel column), so that it goes through the same code
+    as any other. The images are stored losslessly: decoding gives the arrays' pixels back."""
+    with np.load(path, allow_pickle=False) as arrays:
+        missing = [key for key in ("x", "y") if key not in arrays]
+        if missing:
+            raise DataError(
+                f"{path} has the arrays {sorted(arrays)} but needs x (uint8 images [N, H, W, C]) and y (labels): "
+                f"missing {missing}."
+            )
+        images, labels = arrays["x"], arrays["y"]
+    if images.dtype != np.uint8 or images.ndim not in (3, 4) or len(images) != len(labels):
+        raise DataError(
+            f"{path}: x must be uint8 images [N, H, W, C] or [N, H, W] with one label in y each; got x {images.dtype} "
+            f"{images.shape} and y {labels.shape}."
+        )
+    num_classes = int(labels.max()) + 1
+    names = class_names or [str(label) for label in range(num_classes)]
+    if labels.min() < 0 or num_classes > len(names):
+        raise DataError(f"{path}: labels run from {labels.min()} to {labels.max()}, for {len(names)} class names.")
+    features = datasets.Features({"img": datasets.Image(), "label": datasets.ClassLabel(names=names)})
+    pictures = [PILImage.fromarray(image) for image in images]
+    return datasets.Dataset.from_dict({"img": pictures, "label": labels.tolist()}, features=features)
+
+
 def load_image_dataset(
     dataset_name: str | None = None,
     dataset_config_name: str | None = None,
     train_dir: str | None = None,
     validation_dir: str | None = None,
     cache_dir: str | None = None,
+    train_arrays: str | None = None,
+    validation_arrays: str | None = None,
+    class_names: list[str] | None = None,
 ) -> datasets.DatasetDict:
-    """Load an image classification dataset: a Hub (or local) dataset by name, an image folder, or, with neither,
-    the embedded digits."""
-    if dataset_name and train_dir:
-        raise DataError("Pass either --dataset_name or --train_dir, not both.")
+    """Load an image classification dataset: a Hub (or local) dataset by name, an image folder, NumPy arrays
+    (`arrays_dataset`; the validation arrays become the test split), or, with none of them, the embedded digits."""
+    if sum(bool(source) for source in (dataset_name, train_dir, train_arrays)) > 1:
+        raise DataError("Pass one of --dataset_name, --train_dir and --train_arrays, not several.")
+    if train_arrays:
+        splits = {"train": arrays_dataset(train_arrays, class_names)}
+        if validation_arrays:
+            splits["test"] = arrays_dataset(validation_arrays, class_names)
+        return datasets.DatasetDict(splits)
     if train_dir:
         classes = (
             sorted(path.name for path in Path(train_dir).iterdir() if path.is_dir())
@@ -476,6 +511,7 @@ __all__ = [
     "StreamedImages",
     "embedded_digits",
     "find_columns",
+    "arrays_dataset",
     "load_image_dataset",
     "make_loader",
 ]

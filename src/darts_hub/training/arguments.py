@@ -83,6 +83,16 @@ class ImageDataArguments:
     dataset_config_name: str | None = field(default=None, metadata={"help": "The dataset's configuration name."})
     train_dir: str | None = field(default=None, metadata={"help": "A local image folder (one sub-folder per class)."})
     validation_dir: str | None = field(default=None, metadata={"help": "A local image folder used as test split."})
+    train_arrays: str | None = field(
+        default=None,
+        metadata={"help": "A NumPy .npz file of training images: x, uint8 [N, H, W, C], and y, labels 0..K-1."},
+    )
+    validation_arrays: str | None = field(
+        default=None, metadata={"help": "A .npz file like --train_arrays, used as test split."}
+    )
+    class_names: str | None = field(
+        default=None, metadata={"help": "With --train_arrays: the class names, comma-separated (default: 0, 1, ...)."}
+    )
     image_column_name: str | None = field(default=None, metadata={"help": "Image column (default: detected)."})
     label_column_name: str | None = field(default=None, metadata={"help": "Label column (default: detected)."})
     image_size: int | None = field(default=None, metadata={"help": "Resize images to this square size."})
@@ -108,11 +118,11 @@ class ImageDataArguments:
 
     @property
     def uses_digits(self) -> bool:
-        return self.train_dir is None and self.dataset_name in (None, DIGITS)
+        return self.train_dir is None and self.train_arrays is None and self.dataset_name in (None, DIGITS)
 
     @property
     def dataset_description(self) -> str:
-        return self.dataset_name or self.train_dir or "scikit-learn digits (embedded)"
+        return self.dataset_name or self.train_dir or self.train_arrays or "scikit-learn digits (embedded)"
 
 
 @dataclass

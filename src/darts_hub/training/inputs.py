@@ -49,7 +49,15 @@ def open_image_splits(args: ImageDataArguments, accelerator: Accelerator, splits
     check that it has `splits`, keep at most `--max_train_samples` training images, and find the columns and the
     classes."""
     with accelerator.main_process_first():
-        dataset = load_image_dataset(args.dataset_name, args.dataset_config_name, args.train_dir, args.validation_dir)
+        dataset = load_image_dataset(
+            args.dataset_name,
+            args.dataset_config_name,
+            args.train_dir,
+            args.validation_dir,
+            train_arrays=args.train_arrays,
+            validation_arrays=args.validation_arrays,
+            class_names=args.class_names.split(",") if args.class_names else None,
+        )
     missing = [split for split in splits if split not in dataset]
     if missing:
         raise KeyError(f"The dataset has no split {missing}; its splits are {list(dataset)}.")
