@@ -13,8 +13,8 @@ Search workloads use the paper's search size (batch 64, 3x32x32 images, 16 chann
 inference the paper's CIFAR-10 network (DARTS_V2, 36 channels, 20 cells, auxiliary head, drop-path 0.2); the recurrent
 workloads the PTB search supernet (sizes 300) and the DARTS_V2 PTB model (850, vocabulary 10,000) on chunks of 35
 tokens, reported in tokens/s too. The settings a user does not choose are the scripts' defaults (float32; the
-channels-last layout on the CPU), so the figures are what the scripts run at. On the CPU the peak memory is the process's peak resident set size, which is why
-"all" runs each workload in its own process.
+channels-last layout on the CPU), so the figures are what the scripts run at. On the CPU the peak memory is the
+process's peak resident set size, which is why "all" runs each workload in its own process.
 """
 
 import argparse
@@ -47,25 +47,27 @@ def main():
     parser.add_argument("--steps", type=int, default=3, help="timed steps; the median is reported (default: 3)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed steps first (default: 1)")
     args = parser.parse_args()
+    # What the workloads take as given (the workload and the search-only flag are handled here).
+    options = {
+        key: value
+        for key, value in vars(args).items()
+        if key not in ("workload", "activation_checkpointing") and value is not None
+    }
     if args.workload == "all":
-        options = [
-            f"--{key}={value}"
-            for key, value in vars(args).items()
-            if key not in ("workload", "activation_checkpointing") and value is not None
-        ]
+        flags = [f"--{key}={value}" for key, value in options.items()]
         for workload in WORKLOADS:
-            checkpointing = ["--activation_checkpointing"] if args.activation_checkpointing else []
-            flags = options + (checkpointing if workload.startswith("search_") else [])
+            checkpointing = args.activation_checkpointing and workload.startswith("search_")
             subprocess.run(
-                [sys.executable, "-m", "darts_hub.commands.benchmark", "--workload", workload, *flags], check=True
+                [sys.executable, "-m", "darts_hub.commands.benchmark", "--workload", workload, *flags]
+                + (["--activation_checkpointing"] if checkpointing else []),
+                check=True,
             )
         return
-    settings = {key: value for key, value in vars(args).items() if key != "workload" and value is not None}
-    settings["channels_last"] = {"auto": None, "yes": True, "no": False}[args.channels_last]
-    if not args.activation_checkpointing:
-        del settings["activation_checkpointing"]
-    elif not args.workload.startswith("search_"):
-        parser.error("--activation_checkpointing applies to the search workloads (search_first_order, ...) only.")
+    settings = {**options, "channels_last": {"auto": None, "yes": True, "no": False}[args.channels_last]}
+    if args.activation_checkpointing:
+        if not args.workload.startswith("search_"):
+            parser.error("--activation_checkpointing applies to the search workloads (search_first_order, ...) only.")
+        settings["activation_checkpointing"] = True
     print(json.dumps(WORKLOADS[args.workload](**settings)), flush=True)
 
 
