@@ -5,7 +5,14 @@ import numpy as np
 import pytest
 import torch
 
-from darts_hub.data.images import BatchTransform, DataError, decode_images, find_columns, load_image_dataset
+from darts_hub.data.images import (
+    BatchTransform,
+    DataError,
+    decode_images,
+    find_columns,
+    load_image_dataset,
+    stratified_order,
+)
 
 
 def test_dataset_without_image_or_label_columns_is_refused():
@@ -166,3 +173,17 @@ def test_numpy_arrays_load_as_a_dataset_with_their_exact_pixels(tmp_path):
     decoded = decode_images(dataset["train"], *find_columns(dataset["train"]))
     assert torch.equal(decoded.images, torch.from_numpy(images).permute(0, 3, 1, 2))
     assert decoded.labels.tolist() == labels.tolist()
+
+
+def test_stratified_order_keeps_every_class_in_proportion_in_every_prefix():
+    labels = torch.tensor([0] * 30 + [1] * 60 + [2] * 10)  # stored class by class, as an image folder is
+    order = stratified_order(labels, seed=0)
+    assert sorted(order.tolist()) == list(range(100))
+    for prefix in (3, 10, 50, 73, 99):
+        counts = torch.bincount(labels[order[:prefix]], minlength=3)
+        assert torch.all((counts - prefix * torch.tensor([0.3, 0.6, 0.1])).abs() <= 1), (prefix, counts)
+    assert torch.equal(order, stratified_order(labels, seed=0))
+    other = stratified_order(labels, seed=1)
+    assert not torch.equal(order, other)
+    # The seed chooses which images of a class come first, not only the interleaving.
+    assert set(order[:50].tolist()) != set(other[:50].tolist())

@@ -11,12 +11,15 @@ from PIL import Image
 from transformers import AutoModelForImageClassification, pipeline
 
 from darts_hub import DartsForImageClassification
+from darts_hub.data.images import ImageTensors
 from darts_hub.models.genotypes import DARTS_V1, get_genotype
 from darts_hub.models.modeling_darts_search import DartsSearchConfig, DartsSearchModel
 from darts_hub.models.ops import DropPath
 from darts_hub.recipes import IMAGE_TRAINING
 from darts_hub.search.derived import derived_config
-from darts_hub.training.arguments import TrainArguments
+from darts_hub.training.arguments import ImageDataArguments, TrainArguments
+from darts_hub.training.inputs import normalisation
+from darts_hub.training.loop import epoch_scheduler
 from darts_hub.training.train_images import run_training
 
 
@@ -231,3 +234,54 @@ def test_streamed_images_train_exactly_as_decoded_ones(tmp_path):
     )
     for (name, a), b in zip(in_memory.state_dict().items(), streamed.state_dict().values()):
         torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
+
+
+def learning_rates(scheduler, epochs: int, before_each_epoch: bool) -> list[float]:
+    rates = []
+    for _ in range(epochs):
+        if before_each_epoch:
+            scheduler.step()
+        rates.append(scheduler.optimizer.param_groups[0]["lr"])
+        if not before_each_epoch:
+            scheduler.step()
+    return rates
+
+
+@pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step\\(\\)` before `optimizer.step\\(\\)`")
+@pytest.mark.parametrize(
+    "schedule, original",
+    [
+        ("cosine", lambda optimizer: torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, 10)),
+        ("cosine", lambda optimizer: torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, 10, eta_min=0.001)),
+        ("exponential", lambda optimizer: torch.optim.lr_scheduler.StepLR(optimizer, 1, gamma=0.97)),
+    ],
+)
+def test_learning_rate_schedules_are_the_originals_stepped_before_each_epoch(schedule, original):
+    """The original steps its scheduler before each epoch (train_search.py, train.py, train_imagenet.py): the first
+    epoch already trains below the initial rate, the last (cosine) at the minimum."""
+
+    def optimizer():
+        return torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.025)
+
+    reference = original(optimizer())
+    minimum = getattr(reference, "eta_min", 0.0)
+    ours = learning_rates(epoch_scheduler(optimizer(), schedule, 10, minimum=minimum, gamma=0.97), 10, False)
+    theirs = learning_rates(reference, 10, before_each_epoch=True)
+    assert ours == pytest.approx(theirs, rel=1e-12, abs=1e-15)
+    assert ours[0] < 0.025
+    if schedule == "cosine":
+        assert ours[-1] == pytest.approx(minimum, abs=1e-15)
+
+
+def test_normalisation_is_the_images_own_or_the_given_constants():
+    data = ImageTensors(torch.tensor([[[[0, 255]]] * 3]).to(torch.uint8), torch.tensor([0]), ["a"])
+    args = ImageDataArguments()
+    assert normalisation(args, data) == ([0.5] * 3, [pytest.approx(0.7071, abs=1e-4)] * 3)
+    cifar = ([0.4914, 0.4822, 0.4465], [0.2470, 0.2435, 0.2616])
+    args = ImageDataArguments(image_mean=cifar[0], image_std=cifar[1])
+    assert normalisation(args, data) == cifar
+    for mean, std in ((cifar[0], None), (cifar[0][:2], cifar[1])):
+        with pytest.raises(ValueError, match="one value per channel \\(3 for these images\\)"):
+            normalisation(ImageDataArguments(image_mean=mean, image_std=std), data)
+    with pytest.raises(ValueError, match="--image_std must be positive"):
+        normalisation(ImageDataArguments(image_mean=cifar[0], image_std=[0.2, 0.0, 0.2]), data)

@@ -219,6 +219,23 @@ class StreamedImages(Dataset):
         return self
 
 
+def stratified_order(labels: torch.Tensor, seed: int) -> torch.Tensor:
+    """The indices of `labels` shuffled by `seed` and interleaved by class, so that every prefix holds each class in
+    proportion (to within one image): the first N of them are a stratified random subsample, and a cut anywhere
+    divides every class in the same ratio. Datasets are often stored class by class (an image folder always is):
+    taking "the first N images" or cutting the list in two would leave classes out."""
+    generator = torch.Generator().manual_seed(seed)
+    shuffled = torch.randperm(len(labels), generator=generator)
+    shuffled_labels = labels[shuffled]
+    # Each image's place within its class, as a fraction of the class's size: sorting by it interleaves the classes.
+    place = torch.empty(len(labels), dtype=torch.float64)
+    for label in shuffled_labels.unique():
+        members = shuffled_labels == label
+        count = int(members.sum())
+        place[members] = (torch.arange(count, dtype=torch.float64) + 0.5) / count
+    return shuffled[torch.sort(place, stable=True).indices]
+
+
 def available_memory() -> int:
     """Bytes of memory the system can still give this process."""
     return psutil.virtual_memory().available
@@ -514,4 +531,5 @@ __all__ = [
     "arrays_dataset",
     "load_image_dataset",
     "make_loader",
+    "stratified_order",
 ]

@@ -125,12 +125,13 @@ class StreamChunks(Dataset):
         self.columns, self.bptt = columns, bptt
         self.chunks = self.cut(bptt for _ in range(columns.shape[0]))
 
-    def cut(self, lengths) -> list[tuple[int, int]]:
-        """(start, length) of consecutive chunks of the given lengths, up to the stream's last target."""
+    def cut(self, lengths, shortest: int = 1) -> list[tuple[int, int]]:
+        """(start, length) of consecutive chunks of the given lengths, up to the stream's last target; a rest of fewer
+        than `shortest` steps is left out."""
         last = self.columns.shape[0] - 1
         chunks, start = [], 0
         for length in lengths:
-            if start >= last:
+            if last - start < shortest:
                 break
             chunks.append((start, min(length, last - start)))
             start += length
@@ -149,7 +150,8 @@ class RandomLengthChunks(StreamChunks):
     probability 0.05), normal with standard deviation `std`, at least 5 (or `bptt` if smaller) and at most
     `bptt + max_delta`. The original training uses std 5 and max_delta 20; its search std 0 (lengths `bptt` or
     `int(bptt / 2)`). The lengths are drawn from `(seed, epoch)`, so every epoch cuts the stream differently and a
-    resumed epoch cuts it as before."""
+    resumed epoch cuts it as before. As in the original's training loop (`while i < N - 2`), no chunk is shorter than
+    two steps: the temporal activation regulariser compares consecutive steps, and one step has none."""
 
     def __init__(self, columns: torch.Tensor, bptt: int, max_delta: int, seed: int, std: float = 5.0):
         super().__init__(columns, bptt)
@@ -165,7 +167,7 @@ class RandomLengthChunks(StreamChunks):
                 length = max(min(5, self.bptt), int(generator.normal(mean, self.std)))
                 yield min(length, self.bptt + self.max_delta)
 
-        self.chunks = self.cut(lengths())
+        self.chunks = self.cut(lengths(), shortest=2)
 
 
 def _only_item(items: list):

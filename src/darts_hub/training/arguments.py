@@ -97,7 +97,29 @@ class ImageDataArguments:
     label_column_name: str | None = field(default=None, metadata={"help": "Label column (default: detected)."})
     image_size: int | None = field(default=None, metadata={"help": "Resize images to this square size."})
     max_train_samples: int | None = field(
-        default=None, metadata={"help": "Use only the first N training images (for quick runs)."}
+        default=None,
+        metadata={"help": "Use only N training images, a random choice with every class in proportion (quick runs)."},
+    )
+    data_seed: int = field(
+        default=0,
+        metadata={
+            "help": "Seed of the choice of --max_train_samples images and of a search's weight/architecture split "
+            "(fixed, so that runs of different --seed see the same data, as with the original's fixed split)."
+        },
+    )
+    image_mean: list[float] | None = field(
+        default=None,
+        metadata={
+            "help": "Per-channel mean for normalisation, e.g. the original's CIFAR-10 0.4914 0.4822 0.4465 (default: "
+            "the training images' own)."
+        },
+    )
+    image_std: list[float] | None = field(
+        default=None,
+        metadata={
+            "help": "Per-channel standard deviation, e.g. the original's CIFAR-10 0.2470 0.2435 0.2616 (default: the "
+            "training images' own)."
+        },
     )
     crop_padding: int | None = field(
         default=None, metadata={"help": "Random-crop padding in pixels (default: image size / 8; 4 for CIFAR)."}

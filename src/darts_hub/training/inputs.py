@@ -16,7 +16,9 @@ from ..data.images import (
     class_names_of,
     decode_images,
     find_columns,
+    labels_of,
     load_image_dataset,
+    stratified_order,
 )
 from ..data.text import batchify
 from .arguments import ImageDataArguments
@@ -46,8 +48,8 @@ class ImageSplits:
 
 def open_image_splits(args: ImageDataArguments, accelerator: Accelerator, splits: tuple[str, ...]) -> ImageSplits:
     """Open the run's image dataset (the main process first, so that a download or cache build happens once),
-    check that it has `splits`, keep at most `--max_train_samples` training images, and find the columns and the
-    classes."""
+    check that it has `splits`, find the columns and the classes, and keep at most `--max_train_samples` training
+    images, a stratified random choice (`--data_seed`)."""
     with accelerator.main_process_first():
         dataset = load_image_dataset(
             args.dataset_name,
@@ -62,30 +64,43 @@ def open_image_splits(args: ImageDataArguments, accelerator: Accelerator, splits
     if missing:
         raise KeyError(f"The dataset has no split {missing}; its splits are {list(dataset)}.")
     train = dataset["train"]
-    if args.max_train_samples is not None:
-        dataset["train"] = train = train.select(range(min(args.max_train_samples, len(train))))
     image_column, label_column = find_columns(train, args.image_column_name, args.label_column_name)
+    class_names = class_names_of(train, label_column)
+    if args.max_train_samples is not None and args.max_train_samples < len(train):
+        chosen = stratified_order(labels_of(train, label_column, class_names), args.data_seed)
+        dataset["train"] = train.select(chosen[: args.max_train_samples].sort().values.tolist())
     return ImageSplits(
-        dataset,
-        image_column,
-        label_column,
-        class_names_of(train, label_column),
-        args.dataloader_num_workers if args.stream_images else None,
+        dataset, image_column, label_column, class_names, args.dataloader_num_workers if args.stream_images else None
     )
+
+
+def normalisation(args: ImageDataArguments, data: ImageTensors | StreamedImages) -> tuple[list[float], list[float]]:
+    """The per-channel mean and standard deviation to normalise with: `--image_mean`/`--image_std` when given (the
+    original uses fixed CIFAR-10 constants), else the training images' own statistics."""
+    given = {"--image_mean": args.image_mean, "--image_std": args.image_std}
+    if all(values is None for values in given.values()):
+        return data.statistics()
+    for flag, values in given.items():
+        if values is None or len(values) != data.num_channels:
+            raise ValueError(
+                f"{flag} needs one value per channel ({data.num_channels} for these images), got {values}: give "
+                "both --image_mean and --image_std, or neither to use the images' own statistics."
+            )
+    if min(args.image_std) <= 0:
+        raise ValueError(f"--image_std must be positive, got {args.image_std}.")
+    return list(args.image_mean), list(args.image_std)
 
 
 def batch_transform(
     args: ImageDataArguments,
     data: ImageTensors | StreamedImages,
     channels_last: bool,
-    mean=None,
-    std=None,
+    mean: list[float],
+    std: list[float],
     **augmentation,
 ) -> BatchTransform:
-    """Augmentation and normalisation (by the data's own statistics unless given); `augmentation` adds the
-    training recipe's (cutout, random resized crops, colour jitter)."""
-    if mean is None or std is None:
-        mean, std = data.statistics()
+    """Augmentation and normalisation by `mean` and `std`; `augmentation` adds the training recipe's (cutout, random
+    resized crops, colour jitter)."""
     return BatchTransform(
         mean,
         std,
@@ -115,6 +130,7 @@ def own_states(states: torch.Tensor | None, accelerator: Accelerator) -> torch.T
 __all__ = [
     "batch_transform",
     "ImageSplits",
+    "normalisation",
     "open_image_splits",
     "own_states",
     "process_streams",

@@ -256,6 +256,27 @@ class Run:
         return self.args.max_steps is not None and self.progress.global_step >= self.args.max_steps
 
 
+def epoch_scheduler(
+    optimizer, schedule: str, epochs: int, minimum: float = 0.0, gamma: float = 1.0
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """The per-epoch learning rate, as the original sets it: it steps its scheduler *before* each epoch, so epoch `e`
+    (from 0) trains at the schedule's value for `e + 1`: the first epoch already below the initial rate, the last at
+    `minimum`. "cosine": from the initial rate down to `minimum` over `epochs` (CIFAR-10, the search); "exponential":
+    times `gamma` per epoch (ImageNet). Step it after each epoch."""
+    initial = optimizer.param_groups[0]["lr"]
+
+    def cosine(epoch: int) -> float:
+        progress = min(epoch + 1, epochs) / epochs
+        return (minimum + (initial - minimum) * (1 + math.cos(math.pi * progress)) / 2) / initial
+
+    def exponential(epoch: int) -> float:
+        return gamma ** (epoch + 1)
+
+    if schedule not in ("cosine", "exponential"):
+        raise ValueError(f"Unknown learning-rate schedule {schedule!r}: use cosine or exponential.")
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, cosine if schedule == "cosine" else exponential)
+
+
 @contextmanager
 def scaled_learning_rate(optimizer, scale: float):
     """The optimizer's learning rates times `scale` inside the block (the recurrent recipes scale each step's rate by
@@ -270,4 +291,4 @@ def scaled_learning_rate(optimizer, scale: float):
             group["lr"] = rate
 
 
-__all__ = ["LoopProgress", "Run", "RunState", "scaled_learning_rate", "use_channels_last"]
+__all__ = ["LoopProgress", "Run", "RunState", "epoch_scheduler", "scaled_learning_rate", "use_channels_last"]

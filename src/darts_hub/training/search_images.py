@@ -2,7 +2,7 @@
 
 Per step: an architecture step on a validation batch (the architect), then a weight step on a training batch. The
 training split is divided into a weight-training part and an architecture-validation part (`train_portion`, 50/50
-in the paper). Per epoch: the genotype, the softmax of the alphas and the metrics are recorded and logged, and the
+in the paper), a stratified random cut (`--data_seed`). Per epoch: the genotype, the softmax of the alphas and the metrics are recorded and logged, and the
 state is checkpointed (`save_state`) so that a search resumes exactly, also from the middle of an epoch.
 """
 
@@ -16,14 +16,14 @@ from pathlib import Path
 import torch
 from accelerate import Accelerator
 
-from ..data.images import make_loader
+from ..data.images import ImageTensors, StreamedImages, make_loader, stratified_order
 from ..hub import save_search_result
 from ..models.modeling_darts_search import DartsSearchConfig, DartsSearchModel
 from ..search.architect import Architect
 from .arguments import SearchArguments
 from .evaluation import evaluate
-from .inputs import batch_transform, open_image_splits
-from .loop import Run, RunState
+from .inputs import batch_transform, normalisation, open_image_splits
+from .loop import Run, RunState, epoch_scheduler
 
 
 logger = logging.getLogger(__name__)
@@ -112,6 +112,19 @@ def search_step(
     return outputs, validation_outputs
 
 
+def split_for_search(data: ImageTensors | StreamedImages, train_portion: float, seed: int):
+    """The weight-training part (`train_portion` of the images) and the architecture-validation part (the rest): a
+    stratified random cut, not the first images against the rest, so that both parts hold every class in proportion
+    even when the images are stored class by class (an image folder)."""
+    num_weight_samples = int(math.floor(train_portion * len(data.labels)))
+    if num_weight_samples < 1 or num_weight_samples >= len(data.labels):
+        raise ValueError(f"{len(data.labels)} images cannot be split with --train_portion {train_portion}.")
+    indices = stratified_order(data.labels, seed)
+    return data.subset(indices[:num_weight_samples].sort().values), data.subset(
+        indices[num_weight_samples:].sort().values
+    )
+
+
 def run_search(args: SearchArguments) -> DartsSearchModel:
     """Run a search as configured by `args` and write the result folder (`args.output_dir`).
 
@@ -122,12 +135,8 @@ def run_search(args: SearchArguments) -> DartsSearchModel:
 
     # Data: the training split, divided into weight-training and architecture-validation parts.
     data = open_image_splits(args, accelerator, splits=("train",)).decode("train", args.image_size)
-    num_weight_samples = int(math.floor(args.train_portion * len(data.labels)))
-    if num_weight_samples < 1 or num_weight_samples >= len(data.labels):
-        raise ValueError(f"{len(data.labels)} images cannot be split with --train_portion {args.train_portion}.")
-    transform = batch_transform(args, data, run.channels_last)
-    indices = torch.arange(len(data.labels))
-    weight_data, arch_data = data.subset(indices[:num_weight_samples]), data.subset(indices[num_weight_samples:])
+    weight_data, arch_data = split_for_search(data, args.train_portion, args.data_seed)
+    transform = batch_transform(args, data, run.channels_last, *normalisation(args, data))
     train_loader = make_loader(weight_data, args.batch_size, args.seed, stream=0)
     valid_loader = make_loader(arch_data, args.batch_size, args.seed, stream=1)
     eval_loader = make_loader(arch_data, args.batch_size)
@@ -164,9 +173,7 @@ def run_search(args: SearchArguments) -> DartsSearchModel:
         momentum=args.momentum,
         arch_betas=(args.arch_beta1, args.arch_beta2),
     )
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
-        weight_optimizer, T_max=args.epochs, eta_min=args.learning_rate_min
-    )
+    scheduler = epoch_scheduler(weight_optimizer, "cosine", args.epochs, minimum=args.learning_rate_min)
     model, weight_optimizer, train_loader, valid_loader, eval_loader = accelerator.prepare(
         model, weight_optimizer, train_loader, valid_loader, eval_loader
     )
@@ -197,9 +204,11 @@ def run_search(args: SearchArguments) -> DartsSearchModel:
         if run.stopped_within_epoch:
             break
         train_loss, train_accuracy = run.epoch_metrics()
+        learning_rate = scheduler.get_last_lr()[0]
         scheduler.step()
         valid = evaluate(model, eval_loader, transform, accelerator, description="arch-validation")
-        run.end_epoch(epoch_record(supernet, epoch, run.progress.global_step, train_loss, train_accuracy, valid))
+        train = {"learning_rate": learning_rate, "train_loss": train_loss, "train_accuracy": train_accuracy}
+        run.end_epoch(epoch_record(supernet, epoch, run.progress.global_step, train, valid))
 
     def write(folder: Path) -> None:
         save_search_result(
@@ -215,13 +224,13 @@ def run_search(args: SearchArguments) -> DartsSearchModel:
     return supernet
 
 
-def epoch_record(supernet, epoch: int, step: int, train_loss, train_accuracy, valid: dict) -> dict:
-    """An epoch of the search: its metrics, the genotype and the softmax of the alphas (logged here)."""
+def epoch_record(supernet, epoch: int, step: int, train: dict, valid: dict) -> dict:
+    """An epoch of the search: its training figures (learning rate, loss, accuracy), the validation metrics, the
+    genotype and the softmax of the alphas (logged here)."""
     record = {
         "epoch": epoch + 1,
         "step": step,
-        "train_loss": train_loss,
-        "train_accuracy": train_accuracy,
+        **train,
         "valid_loss": valid["loss"],
         "valid_accuracy": valid["accuracy"],
         "genotype": supernet.genotype().to_dict(),
@@ -231,8 +240,8 @@ def epoch_record(supernet, epoch: int, step: int, train_loss, train_accuracy, va
     logger.info(
         "epoch %d: train loss %.4f acc %.4f | arch-valid loss %.4f acc %.4f | genotype %s",
         epoch + 1,
-        train_loss,
-        train_accuracy,
+        train["train_loss"],
+        train["train_accuracy"],
         valid["loss"],
         valid["accuracy"],
         json.dumps(record["genotype"]),
@@ -243,4 +252,4 @@ def epoch_record(supernet, epoch: int, step: int, train_loss, train_accuracy, va
     return record
 
 
-__all__ = ["EndlessBatches", "epoch_record", "run_search", "search_optimizers", "search_step"]
+__all__ = ["EndlessBatches", "epoch_record", "run_search", "search_optimizers", "search_step", "split_for_search"]

@@ -25,8 +25,8 @@ from ..models.modeling_darts import evaluation_resize
 from ..visualize import draw_genotype
 from .arguments import TrainArguments
 from .evaluation import evaluate
-from .inputs import batch_transform, open_image_splits
-from .loop import Run
+from .inputs import batch_transform, normalisation, open_image_splits
+from .loop import Run, epoch_scheduler
 from .sources import load_config, load_pretrained
 
 
@@ -79,14 +79,6 @@ def build_model(args: TrainArguments, class_names: list[str], image_size: int, m
     return DartsForImageClassification(config)
 
 
-def make_scheduler(optimizer, schedule: str, epochs: int, gamma: float):
-    """The per-epoch learning-rate schedule: "cosine" to 0 over `epochs` (CIFAR) or "exponential", x `gamma` every
-    epoch (ImageNet)."""
-    if schedule == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs, eta_min=0.0)
-    return torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=gamma)
-
-
 def train_step(model, optimizer, pixel_values, labels, accelerator, grad_clip: float):
     """One SGD step on a batch (the loss includes the weighted auxiliary loss in training); returns the outputs."""
     with accelerator.autocast():
@@ -105,7 +97,7 @@ def run_training(args: TrainArguments) -> DartsForImageClassification:
     accelerator = run.accelerator
     images = open_image_splits(args, accelerator, splits=("train", args.eval_split))
     train_data = images.decode("train", args.image_size)
-    mean, std = train_data.statistics()
+    mean, std = normalisation(args, train_data)
     model = build_model(args, train_data.class_names, train_data.image_size, mean, std)
     eval_data = images.decode(args.eval_split, train_data.image_size, crop_from=evaluation_resize(model.config))
     # The recipe's cutout (16 pixels) is meant for 32x32 images: other sizes get the same fraction of the image.
@@ -114,9 +106,9 @@ def run_training(args: TrainArguments) -> DartsForImageClassification:
         args,
         train_data,
         run.channels_last,
+        mean,
+        std,
         cutout=cutout,
-        mean=mean,
-        std=std,
         random_resized_crop=args.random_resized_crop,
         color_jitter=args.color_jitter,
     )
@@ -125,7 +117,7 @@ def run_training(args: TrainArguments) -> DartsForImageClassification:
     optimizer = torch.optim.SGD(
         model.parameters(), args.learning_rate, momentum=args.momentum, weight_decay=args.weight_decay
     )
-    scheduler = make_scheduler(optimizer, args.lr_schedule, args.epochs, args.lr_gamma)
+    scheduler = epoch_scheduler(optimizer, args.lr_schedule, args.epochs, gamma=args.lr_gamma)
     train_loader = make_loader(train_data, args.batch_size, args.seed)
     eval_loader = make_loader(eval_data, args.batch_size)
     model, optimizer, train_loader, eval_loader = accelerator.prepare(model, optimizer, train_loader, eval_loader)
@@ -215,4 +207,4 @@ def save_trained_model(
     save_card(card, output_dir)
 
 
-__all__ = ["build_model", "make_scheduler", "run_training", "train_step"]
+__all__ = ["build_model", "run_training", "train_step"]
