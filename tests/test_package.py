@@ -27,3 +27,12 @@ def test_every_installed_command_answers_help(command, monkeypatch, capsys):
         entry.load()()
     assert exit.value.code == 0
     assert "usage:" in capsys.readouterr().out
+
+
+def test_every_script_wraps_a_command_and_shadows_no_standard_module():
+    """`python scripts/NAME.py` puts scripts/ first on the import path: a script named like a standard module
+    (select.py, ...) would replace that module for every script (transformers imports `select` through subprocess)."""
+    commands = {value.split(":")[0] for value in PROJECT["scripts"].values()}
+    for script in sorted((TESTS.parent / "scripts").glob("*.py")):
+        assert script.stem not in sys.stdlib_module_names, script.name
+        assert f"darts_hub.commands.{script.stem}" in commands, script.name

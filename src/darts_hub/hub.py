@@ -28,7 +28,8 @@ from .models import (
     DartsRNNSearchModel,
     DartsSearchModel,
 )
-from .models.genotypes import RecurrentGenotype
+from .models.genotypes import RECURRENT_PRIMITIVES, RecurrentGenotype
+from .plots import plot_search
 from .search.derived import derived_config
 from .visualize import animate_genotypes, draw_genotype
 
@@ -134,6 +135,8 @@ def save_search_result(
     - `genotype.json`, `alphas_history.json` (every epoch's genotype, softmax alphas and metrics),
     - `supernet/`: the supernet with its alphas (`save_pretrained`),
     - drawings of the cells and `search_progress.gif` (the most likely cells epoch by epoch),
+    - `learning_curves.png` (losses, accuracies or perplexity, the alphas' entropy) and `alphas.png` / `alphas.gif`
+      (the softmax alphas as heatmaps, last epoch and epoch by epoch),
     - `README.md`: the model card.
     """
     output_dir = Path(output_dir)
@@ -150,7 +153,12 @@ def save_search_result(
     animation = animate_genotypes(
         [(f"epoch {record['epoch']}", record["genotype"]) for record in history], output_dir / "search_progress.gif"
     )
-    save_card(search_model_card(genotype, history, settings, dataset, drawings, animation), output_dir)
+    if isinstance(genotype, RecurrentGenotype):
+        primitives = {"recurrent": list(RECURRENT_PRIMITIVES)}
+    else:
+        primitives = {"normal": supernet.config.primitives, "reduce": supernet.config.primitives}
+    plots = plot_search(history, primitives, output_dir)
+    save_card(search_model_card(genotype, history, settings, dataset, drawings, animation, plots), output_dir)
     return output_dir
 
 
@@ -222,12 +230,20 @@ tokenizer = AutoTokenizer.from_pretrained("path/or/repo")
 generator = pipeline("text-generation", model="path/or/repo"{trust})"""
 
 
-def search_model_card(genotype, history, settings, dataset, drawings, animation) -> ModelCard:
+def search_model_card(genotype, history, settings, dataset, drawings, animation, plots=()) -> ModelCard:
     """The README.md of a search result: what was searched, on what data, with which settings, and what came out."""
     last = history[-1] if history else {}
     pictures = _pictures(drawings)
     if animation is not None:
         pictures += f"\n\nMost likely cells after each epoch:\n\n![search progress]({animation.name})"
+    names = {path.name for path in plots}
+    if "learning_curves.png" in names:
+        pictures += (
+            "\n\nLosses, accuracy (or perplexity) and the entropy of the softmax alphas (1: uniform), per epoch:"
+        )
+        pictures += "\n\n![learning curves](learning_curves.png)"
+    if "alphas.gif" in names:
+        pictures += "\n\nThe softmax alphas (edges by operations), epoch by epoch:\n\n![alphas](alphas.gif)"
     order = "second-order (unrolled)" if settings.get("order") == 2 else "first-order"
     recurrent = isinstance(genotype, RecurrentGenotype)
     if not last:

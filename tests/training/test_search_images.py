@@ -39,11 +39,15 @@ def test_search_on_the_digits_learns_and_writes_the_result_folder(tmp_path):
     assert isinstance(AutoModelForImageClassification.from_pretrained(tmp_path / "supernet"), DartsSearchModel)
     card = (tmp_path / "README.md").read_text()
     assert "library_name: darts-hub" in card and json.dumps(genotype.to_dict()) in card
+    from PIL import Image
+
+    # The plots: learning curves with the alphas' entropy, and the alphas as heatmaps (one GIF frame per epoch).
+    assert Image.open(tmp_path / "learning_curves.png").size[0] > 800
+    assert Image.open(tmp_path / "alphas.gif").n_frames == 3 and Image.open(tmp_path / "alphas.png").size[0] > 400
+    assert "![learning curves](learning_curves.png)" in card and "![alphas](alphas.gif)" in card
     if shutil.which("dot"):
         for name in ("normal.png", "reduction.png", "search_progress.gif"):
             assert (tmp_path / name).stat().st_size > 1000, name
-        from PIL import Image
-
         assert Image.open(tmp_path / "search_progress.gif").n_frames == 3
     else:  # without graphviz: the graph sources instead, and no animation
         assert (tmp_path / "normal.gv").is_file() and (tmp_path / "reduction.gv").is_file()

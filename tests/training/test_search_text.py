@@ -63,6 +63,7 @@ def test_recurrent_search_on_the_embedded_corpus(tmp_path, run_script):
     assert supernet.genotype() == config.get_genotype()
     assert "validation perplexity" in ModelCard.load(tmp_path / "README.md").text
     assert (tmp_path / "recurrent.png").exists() or (tmp_path / "recurrent.gv").exists()
+    assert (tmp_path / "alphas.gif").is_file() and (tmp_path / "learning_curves.png").is_file()
 
 
 def test_recurrent_search_resumes_exactly(tmp_path):

@@ -285,3 +285,14 @@ def test_normalisation_is_the_images_own_or_the_given_constants():
             normalisation(ImageDataArguments(image_mean=mean, image_std=std), data)
     with pytest.raises(ValueError, match="--image_std must be positive"):
         normalisation(ImageDataArguments(image_mean=cifar[0], image_std=[0.2, 0.0, 0.2]), data)
+
+
+def test_logging_steps_records_the_loss_of_every_n_steps(tmp_path):
+    run_training(tiny_train_args(tmp_path, epochs=2, max_train_samples=256, logging_steps=2))  # 4 steps of 64
+    steps = json.loads((tmp_path / "training_steps.json").read_text())
+    history = json.loads((tmp_path / "training_log.json").read_text())
+    assert [(row["step"], row["epoch"]) for row in steps] == [(2, 1), (4, 1), (6, 2), (8, 2)]
+    for epoch, record in enumerate(history, start=1):  # two intervals of 128 images make the epoch's mean
+        halves = [row["train_loss"] for row in steps if row["epoch"] == epoch]
+        assert sum(halves) / 2 == pytest.approx(record["train_loss"], rel=1e-6)
+    assert "training_steps.json" in json.loads((tmp_path / "run_record.json").read_text())["files"]

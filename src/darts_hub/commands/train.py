@@ -14,6 +14,8 @@ Image classifiers (recipes cifar, imagenet): the model (safetensors, config, ima
 all_results.json, cell drawings and a model card in --output_dir. Language models (recipes ptb, wikitext2): the model
 with the best validation loss and its tokenizer (saved whenever validation improves), training_log.json,
 all_results.json (validation and test perplexity), the cell drawing and a model card. --push_to_hub uploads them.
+--num_runs N trains N times (seeds --seed, --seed + 1, ...; each in runs/seed-S/) and reports the test error or
+perplexity as mean +/- std in all_results.json and the model card; the best run is the folder's model.
 Every flag is listed by --help (`--recipe ptb --help` for language models).
 """
 
@@ -23,6 +25,7 @@ from transformers import HfArgumentParser
 
 from darts_hub.recipes import LANGUAGE_MODEL_TRAINING
 from darts_hub.training.arguments import LanguageModelTrainArguments, TrainArguments
+from darts_hub.training.protocol import run_repeated_training
 from darts_hub.training.train_images import run_training
 from darts_hub.training.train_text import run_language_model_training
 
@@ -35,7 +38,10 @@ def main():
     else:
         arguments, run = TrainArguments, run_training
     (args,) = HfArgumentParser(arguments, description=__doc__).parse_args_into_dataclasses()
-    run(args)
+    if args.num_runs > 1:
+        run_repeated_training(args, run)
+    else:
+        run(args)
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ NOT_RESULT_SETTINGS = {
     "accept_inexact_resume",
     "max_steps",
     "report_to",
+    "logging_steps",
     "checkpointing_steps",
     "checkpoints_total_limit",
     "push_to_hub",
@@ -47,6 +48,7 @@ POSITIVE_SETTINGS = (
     "max_train_samples",
     "max_steps",
     "checkpointing_steps",
+    "logging_steps",
     "checkpoints_total_limit",
     "init_channels",
     "num_cells",
@@ -58,6 +60,10 @@ POSITIVE_SETTINGS = (
     "train_hidden_size",
     "gradient_accumulation_steps",
     "learning_rate",
+    "num_searches",
+    "selection_epochs",
+    "selection_batch_size",
+    "num_runs",
 )
 
 
@@ -175,7 +181,8 @@ class TextDataArguments:
 
 @dataclass
 class NetworkArguments:
-    """Which network a training run starts from: exactly one of a cell, a config, or a saved model."""
+    """Which network a training run starts from (exactly one of a cell, a config, or a saved model), and how many
+    times it is trained."""
 
     genotype: str | None = field(default=None, metadata={"help": "The cells: a zoo name or a genotype JSON file."})
     config_name: str | None = field(
@@ -185,6 +192,13 @@ class NetworkArguments:
         default=None, metadata={"help": "A saved model (local or Hub) to continue training or fine-tune."}
     )
     recipe: str | None = field(default=None, metadata={"help": "The paper's hyperparameters to train with."})
+    num_runs: int = field(
+        default=1,
+        metadata={
+            "help": "Train N times, with seeds --seed, --seed + 1, ..., and report the test figure as mean +/- std "
+            "(each run in runs/seed-S/; the best is the folder's model)."
+        },
+    )
 
     def apply_recipe(self, recipes: dict[str, dict]) -> None:
         """Check the network source; fill the unset (None) hyperparameters from `recipes[self.recipe]`, recording
@@ -223,6 +237,13 @@ class RunArguments:
     )
     report_to: str = field(
         default="none", metadata={"help": "Trackers for accelerator.log: none, all, tensorboard, wandb, ..."}
+    )
+    logging_steps: int | None = field(
+        default=None,
+        metadata={
+            "help": "Also log the training loss averaged over every N steps (to the log, the trackers and "
+            "training_steps.json), besides each epoch's figures."
+        },
     )
     checkpointing_steps: int | None = field(
         default=None, metadata={"help": "Also checkpoint every N steps (always at the end of each epoch)."}
@@ -526,6 +547,35 @@ class LanguageModelTrainArguments(NetworkArguments, TextDataArguments, RunArgume
 
 
 @dataclass
+class SelectionArguments:
+    """The paper's selection (Sec. 3.2): several searches, each found cell trained briefly from scratch, the best
+    kept. The searches take the search script's flags; the trainings the recipe's (cifar, ptb) with this budget."""
+
+    num_searches: int = field(default=4, metadata={"help": "Searches, with seeds --seed, --seed + 1, ... (4)."})
+    selection_epochs: int | None = field(
+        default=None,
+        metadata={"help": "Epochs of each found cell's training from scratch (the paper's 100 CIFAR-10, 300 PTB)."},
+    )
+    selection_batch_size: int | None = field(
+        default=None, metadata={"help": "Batch size of those trainings (default: the recipe's, 96 or 64)."}
+    )
+    selection_eval_split: str = field(
+        default="test",
+        metadata={
+            "help": "Images: the split whose accuracy selects (the original's CIFAR-10 'valid' is the test set; "
+            "name a validation split if the dataset has one). Language models select by validation perplexity."
+        },
+    )
+
+    def __post_init__(self):
+        check_positive(self)
+
+    def epochs_for(self, recurrent: bool) -> int:
+        """The selection trainings' epochs: as given, else the paper's (100 on CIFAR-10, 300 on PTB)."""
+        return self.selection_epochs or (300 if recurrent else 100)
+
+
+@dataclass
 class EvaluateArguments(ImageDataArguments, TextDataArguments):
     """Which checkpoint to evaluate on which split: an image classifier (accuracy) or a language model
     (perplexity)."""
@@ -561,6 +611,7 @@ __all__ = [
     "RecurrentSearchArguments",
     "RunArguments",
     "SearchArguments",
+    "SelectionArguments",
     "TextDataArguments",
     "TrainArguments",
     "check_positive",

@@ -22,6 +22,7 @@ run.finish(write)                                 # the final files, the run rec
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
@@ -65,12 +66,20 @@ class RunState:
 
 
 class LoopProgress(RunState):
-    """Where a run stands (epoch, step, the running loss and accuracy of the epoch), its per-epoch history and its
-    running time (summed over resumes)."""
+    """Where a run stands (epoch, step, the running loss and accuracy of the epoch), its per-epoch history, the
+    training loss every `--logging_steps` (`step_losses`, with the running sums at the last of them) and its running
+    time (summed over resumes)."""
 
     def __init__(self):
         super().__init__(
-            epoch=0, step_in_epoch=0, global_step=0, running=[0.0, 0.0, 0.0], history=[], runtime_seconds=0.0
+            epoch=0,
+            step_in_epoch=0,
+            global_step=0,
+            running=[0.0, 0.0, 0.0],
+            history=[],
+            step_losses=[],
+            logged=[0.0, 0.0],
+            runtime_seconds=0.0,
         )
         self._clock = time.perf_counter()
 
@@ -186,6 +195,8 @@ class Run:
             progress.step_in_epoch += 1
             progress.global_step += 1
             bar.set_postfix(loss=f"{self._last_loss:.3f}")
+            if self.args.logging_steps and progress.global_step % self.args.logging_steps == 0:
+                self.log_step_loss()
             if self.args.checkpointing_steps and progress.global_step % self.args.checkpointing_steps == 0:
                 self.save_checkpoint()
             if self._reached_max_steps():
@@ -200,6 +211,16 @@ class Run:
         running[0] += self._last_loss * labels.numel()
         running[1] += (logits.argmax(-1) == labels).sum().item()
         running[2] += labels.numel()
+
+    def log_step_loss(self) -> None:
+        """Log the training loss averaged over the steps since the last such log (per label, this process's)."""
+        progress = self.progress
+        loss_sum, _, count = progress.running
+        loss = (loss_sum - progress.logged[0]) / max(count - progress.logged[1], 1)
+        progress.logged = [loss_sum, count]
+        progress.step_losses.append({"step": progress.global_step, "epoch": progress.epoch + 1, "train_loss": loss})
+        logger.info("step %d: train loss %.4f", progress.global_step, loss)
+        self.accelerator.log({"train_loss_steps": loss}, step=progress.global_step)
 
     def epoch_metrics(self) -> tuple[float, float]:
         """The epoch's training loss and accuracy over all processes. A diverged run stops here, before the epoch's
@@ -222,7 +243,8 @@ class Run:
         progress.history.append(record)
         numbers = {key: value for key, value in record.items() if key != "epoch" and isinstance(value, (int, float))}
         self.accelerator.log(numbers, step=progress.global_step)
-        progress.epoch, progress.step_in_epoch, progress.running = progress.epoch + 1, 0, [0.0, 0.0, 0.0]
+        progress.epoch, progress.step_in_epoch = progress.epoch + 1, 0
+        progress.running, progress.logged = [0.0, 0.0, 0.0], [0.0, 0.0]
         self.save_checkpoint()
 
     def save_checkpoint(self) -> None:
@@ -238,14 +260,21 @@ class Run:
 
     def finish(self, write) -> list[str]:
         """On the main process: `write(folder)` the final files (into a temporary folder, then moved into the
-        output folder), mark the run complete with their list, and push them if asked (a failed push raises
-        `HubPushError`; the folder stays complete). Then end the trackers. Returns the files written (on the other
-        processes: none)."""
+        output folder) with `training_steps.json` (with `--logging_steps`), mark the run complete with their list,
+        and push them if asked (a failed push raises `HubPushError`; the folder stays complete). Then end the
+        trackers. Returns the files written (on the other processes: none)."""
         self.accelerator.wait_for_everyone()
         files = []
         if self.is_main_process:
             runtime = self.progress.tick()
-            files = write_folder_atomically(self.args.output_dir, write, overwrite=True)
+
+            def write_with_step_losses(folder: Path) -> None:
+                write(folder)
+                if self.progress.step_losses:
+                    steps = json.dumps(self.progress.step_losses, indent=1) + "\n"
+                    (folder / "training_steps.json").write_text(steps)
+
+            files = write_folder_atomically(self.args.output_dir, write_with_step_losses, overwrite=True)
             complete_run(self.args.output_dir, self.record, files, runtime)
             if self.repo_id is not None:
                 publish_run(self.args.output_dir, self.repo_id, token=self.args.hub_token)

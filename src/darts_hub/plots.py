@@ -1,0 +1,93 @@
+"""Plots of a search, written into its result folder next to the cell drawings (matplotlib, no display needed):
+the learning curves with the entropy of the architecture, and the softmax alphas as heatmaps, epoch by epoch."""
+
+from __future__ import annotations
+
+import io
+import math
+from pathlib import Path
+
+import matplotlib
+
+
+matplotlib.use("Agg")  # files only: no display on servers and in tests
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
+from PIL import Image  # noqa: E402
+
+
+def alphas_of(record: dict) -> dict[str, list[list[float]]]:
+    """The softmax alphas of an epoch record, by cell (`normal`, `reduce` or `recurrent`)."""
+    return {key.removeprefix("alphas_"): value for key, value in record.items() if key.startswith("alphas_")}
+
+
+def normalised_entropy(weights: list[list[float]]) -> float:
+    """The mean entropy of the rows (edges) of softmax weights, divided by its maximum: 1 while the architecture is
+    uniform (the start of a search), towards 0 as each edge settles on one operation."""
+    maximum = math.log(len(weights[0]))
+    return sum(-sum(p * math.log(p) for p in row if p > 0) for row in weights) / (len(weights) * maximum)
+
+
+def plot_learning_curves(history: list[dict], path: Path) -> Path:
+    """Per epoch: training and validation loss; accuracies (images) or validation perplexity (text); and each
+    cell's normalised alpha entropy."""
+    epochs = [record["epoch"] for record in history]
+    figure, (loss, quality, entropy) = plt.subplots(1, 3, figsize=(13, 3.6), constrained_layout=True)
+    loss.plot(epochs, [r["train_loss"] for r in history], "o-", label="weight training")
+    loss.plot(epochs, [r["valid_loss"] for r in history], "o-", label="validation")
+    loss.set(title="loss", xlabel="epoch")
+    if "valid_accuracy" in history[0]:
+        quality.plot(epochs, [r["train_accuracy"] for r in history], "o-", label="weight training")
+        quality.plot(epochs, [r["valid_accuracy"] for r in history], "o-", label="architecture validation")
+        quality.set(title="accuracy", xlabel="epoch")
+    else:
+        quality.plot(epochs, [r["valid_perplexity"] for r in history], "o-", label="validation")
+        quality.set(title="perplexity", xlabel="epoch", yscale="log")
+    for cell in alphas_of(history[0]):
+        entropy.plot(epochs, [normalised_entropy(alphas_of(r)[cell]) for r in history], "o-", label=cell)
+    entropy.set(title="alpha entropy (1 = uniform)", xlabel="epoch")
+    for axes in (loss, quality, entropy):
+        axes.legend()
+        axes.grid(alpha=0.3)
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+    figure.savefig(path, dpi=90)
+    plt.close(figure)
+    return path
+
+
+def _alphas_frame(record: dict, primitives: dict[str, list[str]], scale: tuple[float, float]) -> Image.Image:
+    cells = alphas_of(record)
+    figure, axes = plt.subplots(1, len(cells), figsize=(4.6 * len(cells), 4.2), constrained_layout=True, squeeze=False)
+    for plot, (cell, weights) in zip(axes[0], cells.items()):
+        image = plot.imshow(weights, vmin=scale[0], vmax=scale[1], cmap="viridis", aspect="auto")
+        plot.set_xticks(range(len(primitives[cell])), primitives[cell], rotation=60, ha="right")
+        plot.set(title=f"{cell} cell", ylabel="edge")
+    figure.colorbar(image, ax=axes[0].tolist(), shrink=0.8, label="softmax(alpha)")
+    figure.suptitle(f"epoch {record['epoch']}")
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=70)
+    plt.close(figure)
+    return Image.open(buffer).convert("RGB")
+
+
+def plot_alphas(history: list[dict], primitives: dict[str, list[str]], folder: Path) -> list[Path]:
+    """`alphas.png` (the last epoch's softmax alphas, one heatmap per cell: edges by operations) and `alphas.gif`
+    (every epoch's, one frame each). One colour scale for all frames, from the smallest weight to the largest: the
+    alphas move slowly away from uniform, and a 0-1 scale would show nothing."""
+    values = [p for record in history for weights in alphas_of(record).values() for row in weights for p in row]
+    frames = [_alphas_frame(record, primitives, (min(values), max(values))) for record in history]
+    frames[-1].save(folder / "alphas.png")
+    frames[0].save(folder / "alphas.gif", save_all=True, append_images=frames[1:], duration=600, loop=0)
+    return [folder / "alphas.png", folder / "alphas.gif"]
+
+
+def plot_search(history: list[dict], primitives: dict[str, list[str]], folder: str | Path) -> list[Path]:
+    """The plots of a search's result folder (none before its first epoch): `learning_curves.png`, `alphas.png`,
+    `alphas.gif`."""
+    folder = Path(folder)
+    if not history:
+        return []
+    return [plot_learning_curves(history, folder / "learning_curves.png"), *plot_alphas(history, primitives, folder)]
+
+
+__all__ = ["normalised_entropy", "plot_alphas", "plot_learning_curves", "plot_search"]
