@@ -22,8 +22,13 @@ def tiny_selection(output_dir, **kwargs):
     return search, SelectionArguments(num_searches=2, selection_epochs=1, selection_batch_size=32)
 
 
-def test_selection_keeps_the_cell_whose_short_training_validates_best(tmp_path):
-    result = run_selection(*tiny_selection(tmp_path / "selection"))
+def test_selection_keeps_the_cell_whose_short_training_validates_best(tmp_path, monkeypatch):
+    uploads = {}
+    monkeypatch.setattr(protocol, "create_hub_repo", lambda repo_id, token=None, private=False: repo_id)
+    monkeypatch.setattr(
+        publishing, "push_folder", lambda folder, repo_id, files, token=None: uploads.update(files=files)
+    )
+    result = run_selection(*tiny_selection(tmp_path / "selection", push_to_hub=True, hub_model_id="me/cell"))
     folder = tmp_path / "selection"
     table = json.loads((folder / "selection.json").read_text())
     assert [row["seed"] for row in table["runs"]] == [0, 1] == [row["seed"] for row in result["runs"]]
@@ -45,6 +50,7 @@ def test_selection_keeps_the_cell_whose_short_training_validates_best(tmp_path):
     record = publishing.read_run_record(folder)
     assert record["status"] == "complete" and record["task"] == "darts-select"
     assert "selection.json" in record["files"] and not any(name.startswith("runs/") for name in record["files"])
+    assert sorted(uploads["files"]) == sorted([*record["files"], "run_record.json"])  # the result folder, not runs/
 
 
 def test_a_killed_selection_continues_where_it_stopped_and_ends_as_an_uninterrupted_one(tmp_path, monkeypatch):
