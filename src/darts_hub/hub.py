@@ -236,14 +236,12 @@ def search_model_card(genotype, history, settings, dataset, drawings, animation,
     pictures = _pictures(drawings)
     if animation is not None:
         pictures += f"\n\nMost likely cells after each epoch:\n\n![search progress]({animation.name})"
-    names = {path.name for path in plots}
-    if "learning_curves.png" in names:
+    if plots:  # plots.plot_search: the learning curves and the alphas, or nothing before the first epoch
         pictures += (
             "\n\nLosses, accuracy (or perplexity) and the entropy of the softmax alphas (1: uniform), per epoch:"
+            "\n\n![learning curves](learning_curves.png)"
+            "\n\nThe softmax alphas (edges by operations), epoch by epoch:\n\n![alphas](alphas.gif)"
         )
-        pictures += "\n\n![learning curves](learning_curves.png)"
-    if "alphas.gif" in names:
-        pictures += "\n\nThe softmax alphas (edges by operations), epoch by epoch:\n\n![alphas](alphas.gif)"
     order = "second-order (unrolled)" if settings.get("order") == 2 else "first-order"
     recurrent = isinstance(genotype, RecurrentGenotype)
     if not last:

@@ -24,8 +24,8 @@ from darts_hub.training.protocol import run_selection
 def main():
     task_parser = argparse.ArgumentParser(add_help=False)
     task_parser.add_argument("--recurrent", action="store_true")
-    known, rest = task_parser.parse_known_args()
-    search_arguments = RecurrentSearchArguments if known.recurrent else SearchArguments
+    recurrent = task_parser.parse_known_args()[0].recurrent
+    search_arguments = RecurrentSearchArguments if recurrent else SearchArguments
     parser = HfArgumentParser((search_arguments, SelectionArguments), description=__doc__)
     parser.add_argument("--recurrent", action="store_true", help="Search recurrent cells (language modelling).")
     search_args, selection, _ = parser.parse_args_into_dataclasses()

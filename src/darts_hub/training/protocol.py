@@ -50,20 +50,20 @@ _SHARED_RUN_SETTINGS = [
 
 
 class Protocol:
-    """A run made of runs (see the module docstring). `settings` are what the protocol computes from (checked when
-    it is continued); `args` gives its output folder, resume and Hub flags."""
+    """A run made of runs (see the module docstring). `settings` are what the protocol computes from (recorded, and
+    checked when it is continued); `args` gives its output folder, resume and Hub flags."""
 
     def __init__(self, args: RunArguments, task: str, settings: dict):
-        self.args, self.settings, self.output_dir = args, settings, Path(args.output_dir)
+        self.args, self.output_dir = args, Path(args.output_dir)
         self.state = PartialState()
         self.repo_id, self.record, self.parts = None, None, []
         if self.state.is_main_process:
             resuming = bool(args.resume_from_checkpoint)
             self.record = plan_run(self.output_dir, task, settings, resuming, args.overwrite_output_dir)
-            changed = settings_differences(self.record["settings"], settings)
-            if changed and not args.accept_inexact_resume:
+            differences = settings_differences(self.record["settings"], settings)
+            if differences and not args.accept_inexact_resume:
                 raise ResumeError(
-                    f"{self.output_dir} holds this {task} with other settings:\n  " + "\n  ".join(changed) + "\n"
+                    f"{self.output_dir} holds this {task} with other settings:\n  " + "\n  ".join(differences) + "\n"
                     "Nothing was changed: continue it with its own settings, or choose a new --output_dir."
                 )
             if args.push_to_hub:
@@ -214,7 +214,8 @@ def run_repeated_training(args: TrainArguments | LanguageModelTrainArguments, tr
 
 def selection_training_arguments(search_args, selection: SelectionArguments, search_folder: str):
     """The short training from scratch of a found cell: the search's data and run settings, the cell's derived
-    sizes (its `config.json`), the recipe (cifar or ptb) with the selection's budget."""
+    sizes (its `config.json`), the recipe (cifar or ptb) with the selection's budget. Every cell is trained with the
+    same seed (`--seed`), so that the trainings of a selection differ in their cell only."""
     recurrent = isinstance(search_args, RecurrentSearchArguments)
     data_fields = TextDataArguments if recurrent else ImageDataArguments
     names = [field.name for field in dataclasses.fields(data_fields)] + _SHARED_RUN_SETTINGS
@@ -251,7 +252,7 @@ def run_selection(search_args: SearchArguments | RecurrentSearchArguments, selec
     for index in range(selection.num_searches):
         seed = search_args.seed + index
         found = protocol.part(f"search-seed-{seed}", search, changed(search_args, seed=seed))
-        search_folder = Path(search_args.output_dir) / found["folder"]
+        search_folder = protocol.output_dir / found["folder"]
         history = json.loads((search_folder / "alphas_history.json").read_text())
         trained = protocol.part(
             f"train-seed-{seed}", train, selection_training_arguments(search_args, selection, str(search_folder))
@@ -261,25 +262,26 @@ def run_selection(search_args: SearchArguments | RecurrentSearchArguments, selec
             "genotype": history[-1]["genotype"],
             "search_valid": history[-1]["valid_loss" if recurrent else "valid_accuracy"],
             "search_seconds": read_run_record(search_folder)["train_runtime_seconds"],
-            "selection_seconds": read_run_record(Path(search_args.output_dir) / trained["folder"])[
-                "train_runtime_seconds"
-            ],
+            "selection_seconds": read_run_record(protocol.output_dir / trained["folder"])["train_runtime_seconds"],
+            "selection_valid": trained["valid_perplexity" if recurrent else "eval_accuracy"],
             "search_folder": found["folder"],
             "training_folder": trained["folder"],
         }
-        if recurrent:
-            row["selection_valid"] = trained["valid_perplexity"]
-        else:
-            row["selection_valid"] = trained["eval_accuracy"]
         rows.append(row)
     best = (min if recurrent else max)(rows, key=lambda row: row["selection_valid"])
-    measure = "validation perplexity" if recurrent else f"{selection.selection_eval_split or 'test'} accuracy"
-    search_measure = "search validation loss" if recurrent else "search validation accuracy"
     for row in rows:
         row["selected"] = row is best
-        row["mark"] = "**selected**" if row is best else ""
-        row["minutes"] = (row["search_seconds"] + row["selection_seconds"]) / 60
-        row["cell"] = f"`{json.dumps(row['genotype'])}`"
+    measure = "validation perplexity" if recurrent else f"{selection.selection_eval_split} accuracy"
+    search_measure = "search validation loss" if recurrent else "search validation accuracy"
+    shown = [
+        {
+            **row,
+            "mark": "**selected**" if row["selected"] else "",
+            "minutes": (row["search_seconds"] + row["selection_seconds"]) / 60,
+            "cell": f"`{json.dumps(row['genotype'])}`",
+        }
+        for row in rows
+    ]
     columns = [
         ("seed", "seed", "d"),
         (search_measure, "search_valid", ".4f"),
@@ -293,18 +295,16 @@ def run_selection(search_args: SearchArguments | RecurrentSearchArguments, selec
         f"{rows[-1]['seed']}) by the {measure} of a short training from scratch "
         f"({selection.epochs_for(recurrent)} epochs), as in Sec. 3.2 of the paper. "
         f"Every search and training is in `{PARTS_FOLDER}/` of the folder that ran the selection.\n\n"
-        f"{_table(rows, columns)}"
+        f"{_table(shown, columns)}"
     )
-    table = [{key: row[key] for key in row if key not in ("mark", "cell", "minutes")} for row in rows]
+    result = {"selected_seed": best["seed"], "runs": rows}
 
     def write(folder: Path) -> None:
-        selection_table = {"selected_seed": best["seed"], "runs": table}
-        (folder / "selection.json").write_text(json.dumps(selection_table, indent=1) + "\n")
-        best_folder = Path(search_args.output_dir) / best["search_folder"]
-        _save_card_with_section(best_folder, folder, "Selection (measured)", text)
+        (folder / "selection.json").write_text(json.dumps(result, indent=1) + "\n")
+        _save_card_with_section(protocol.output_dir / best["search_folder"], folder, "Selection (measured)", text)
 
     protocol.finish(best["search_folder"], write, publish_parts=False)
-    return {"selected_seed": best["seed"], "runs": table}
+    return result
 
 
 __all__ = ["Protocol", "run_repeated_training", "run_selection", "selection_training_arguments", "summary"]
