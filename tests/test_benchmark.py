@@ -16,6 +16,12 @@ WORKLOADS = {
         lambda: benchmark.benchmark_search_step(order=2, image_size=8, init_channels=4, num_cells=3, **TINY_IMAGES),
         (Architect, "_finite_difference_gradients"),
     ),
+    "pc_darts_search": (
+        lambda: benchmark.benchmark_search_step(
+            image_size=8, init_channels=4, num_cells=3, partial_channels=2, **TINY_IMAGES
+        ),
+        (benchmark, "search_step"),
+    ),
     "train": (lambda: benchmark.benchmark_train_step(**TINY_IMAGES), (benchmark, "train_step")),
     "inference": (lambda: benchmark.benchmark_inference(**TINY_IMAGES), (DartsForImageClassification, "forward")),
     "recurrent_search": (
@@ -42,9 +48,20 @@ def test_workloads_time_the_library_step_once_per_step(name, monkeypatch):
     report = workload()
     assert len(calls) == 3  # one warm-up step and two timed steps, each running the library's own step
     assert report["seconds_per_step"] > 0 and report["peak_memory_gb"] > 0
+    assert report.get("partial_channels") == {"search": 1, "pc_darts_search": 2}.get(name)
 
 
 def test_image_workloads_measure_the_layout_the_scripts_use():
     # On the CPU the scripts run channels-last (training.loop.use_channels_last); the benchmark's default follows.
     assert benchmark.benchmark_inference(**TINY_IMAGES)["channels_last"] is True
     assert benchmark.benchmark_inference(channels_last=False, **TINY_IMAGES)["channels_last"] is False
+
+
+@pytest.mark.parametrize("flag", [["--partial_channels", "4"], ["--activation_checkpointing"]])
+def test_search_only_flags_are_refused_for_other_workloads(flag, monkeypatch, capsys):
+    from darts_hub.commands import benchmark as command
+
+    monkeypatch.setattr("sys.argv", ["benchmark.py", "--workload", "inference", *flag])
+    with pytest.raises(SystemExit):
+        command.main()
+    assert f"{flag[0]} applies to the search workloads" in capsys.readouterr().err

@@ -57,16 +57,19 @@ def benchmark_search_step(
     dtype: str = "float32",
     channels_last: bool | None = None,
     activation_checkpointing: bool = False,
+    partial_channels: int = 1,
     steps: int = 3,
     warmup: int = 1,
 ) -> dict:
     """One DARTS search step (architecture step + weight step, as in the search loop) at the paper's search size;
     `activation_checkpointing` recomputes each cell in the backward pass (`--activation_checkpointing` of the
-    search)."""
+    search); `partial_channels` K > 1 makes it a PC-DARTS step (with edge normalisation)."""
     accelerator = Accelerator(cpu=device == "cpu", mixed_precision=DTYPES[dtype])
     channels_last = use_channels_last(channels_last, accelerator.device)
     supernet = DartsSearchModel(
-        DartsSearchConfig(init_channels=init_channels, num_cells=num_cells, image_size=image_size)
+        DartsSearchConfig(
+            init_channels=init_channels, num_cells=num_cells, image_size=image_size, partial_channels=partial_channels
+        )
     )
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     supernet = supernet.to(memory_format=memory_format)
@@ -115,6 +118,7 @@ def benchmark_search_step(
         channels_last,
         init_channels=init_channels,
         num_cells=num_cells,
+        partial_channels=partial_channels,
     )
 
 

@@ -111,6 +111,8 @@ def test_search_arguments_are_checked():
         SearchArguments(push_to_hub=True)
     with pytest.raises(ValueError, match="--train_portion"):
         SearchArguments(train_portion=1.0)
+    with pytest.raises(ValueError, match="--partial_channels must divide --init_channels"):
+        SearchArguments(init_channels=16, partial_channels=3)
 
 
 def test_a_search_on_streamed_images_finds_what_decoded_images_find(tmp_path):

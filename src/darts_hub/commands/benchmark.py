@@ -4,6 +4,7 @@
     python scripts/benchmark.py                                   # every workload, each in a fresh process
     python scripts/benchmark.py --workload search_first_order --batch_size 64 --channels_last no
     python scripts/benchmark.py --workload search_second_order --batch_size 16 --device cuda --dtype bfloat16
+    python scripts/benchmark.py --workload search_first_order --partial_channels 4      # PC-DARTS (K = 4)
     python scripts/benchmark.py --workload train_step --batch_size 32                      # DARTS_V2 CIFAR-10 network
     python scripts/benchmark.py --workload inference --batch_size 64
     python scripts/benchmark.py --workload recurrent_search_first_order --batch_size 64        # sizes 300, bptt 35
@@ -44,6 +45,12 @@ def main():
         action="store_true",
         help="search workloads: recompute each cell in the backward pass (less memory, more time)",
     )
+    parser.add_argument(
+        "--partial_channels",
+        type=int,
+        default=1,
+        help="search workloads: PC-DARTS's K, the mixed operations on 1/K of the channels (default: 1, DARTS)",
+    )
     parser.add_argument("--steps", type=int, default=3, help="timed steps; the median is reported (default: 3)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed steps first (default: 1)")
     args = parser.parse_args()
@@ -51,23 +58,29 @@ def main():
     options = {
         key: value
         for key, value in vars(args).items()
-        if key not in ("workload", "activation_checkpointing") and value is not None
+        if key not in ("workload", "activation_checkpointing", "partial_channels") and value is not None
     }
     if args.workload == "all":
         flags = [f"--{key}={value}" for key, value in options.items()]
         for workload in WORKLOADS:
-            checkpointing = args.activation_checkpointing and workload.startswith("search_")
+            search_flags = ["--partial_channels", str(args.partial_channels)]
+            if args.activation_checkpointing:
+                search_flags.append("--activation_checkpointing")
             subprocess.run(
                 [sys.executable, "-m", "darts_hub.commands.benchmark", "--workload", workload, *flags]
-                + (["--activation_checkpointing"] if checkpointing else []),
+                + (search_flags if workload.startswith("search_") else []),
                 check=True,
             )
         return
     settings = {**options, "channels_last": {"auto": None, "yes": True, "no": False}[args.channels_last]}
-    if args.activation_checkpointing:
-        if not args.workload.startswith("search_"):
-            parser.error("--activation_checkpointing applies to the search workloads (search_first_order, ...) only.")
-        settings["activation_checkpointing"] = True
+    for flag, given in (
+        ("activation_checkpointing", args.activation_checkpointing),
+        ("partial_channels", args.partial_channels != 1),
+    ):
+        if given:
+            if not args.workload.startswith("search_"):
+                parser.error(f"--{flag} applies to the search workloads (search_first_order, ...) only.")
+            settings[flag] = getattr(args, flag)
     print(json.dumps(WORKLOADS[args.workload](**settings)), flush=True)
 
 

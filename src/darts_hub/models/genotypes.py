@@ -455,19 +455,24 @@ def derive_genotype(
     num_nodes: int = 4,
     multiplier: int = 4,
     primitives: Sequence[str] = PRIMITIVES,
+    edge_weights_normal: torch.Tensor | None = None,
+    edge_weights_reduce: torch.Tensor | None = None,
 ) -> Genotype:
     """Turn the architecture weights of a convolutional supernet into a discrete cell.
 
     `alphas_*` are the un-normalised weights, shape `[num_edges, len(primitives)]` with the edges of node 0, then
     node 1, ... (node i has i + 2 incoming edges). Per node, the two strongest edges are kept; the output
-    concatenates the last `multiplier` nodes.
+    concatenates the last `multiplier` nodes. `edge_weights_*` (PC-DARTS's edge normalisation, `[num_edges]`) scale
+    each edge's operation weights before the edges are ranked.
     """
 
-    def parse(alphas: torch.Tensor, name: str) -> list[Edge]:
+    def parse(alphas: torch.Tensor, name: str, edge_weights: torch.Tensor | None) -> list[Edge]:
         expected = (num_nodes * (num_nodes + 3) // 2, len(primitives))
         if tuple(alphas.shape) != expected:
             raise ValueError(f"{name} has shape {tuple(alphas.shape)}; {num_nodes} nodes need {expected}.")
         weights = torch.softmax(alphas.detach().float().cpu(), dim=-1)
+        if edge_weights is not None:
+            weights = weights * edge_weights.detach().float().cpu()[:, None]
         edges, start = [], 0
         for node in range(num_nodes):
             edges += _strongest_edges(weights[start : start + node + 2], 2, primitives)
@@ -476,9 +481,9 @@ def derive_genotype(
 
     concat = tuple(range(2 + num_nodes - multiplier, num_nodes + 2))
     return Genotype(
-        normal=parse(alphas_normal, "alphas_normal"),
+        normal=parse(alphas_normal, "alphas_normal", edge_weights_normal),
         normal_concat=concat,
-        reduce=parse(alphas_reduce, "alphas_reduce"),
+        reduce=parse(alphas_reduce, "alphas_reduce", edge_weights_reduce),
         reduce_concat=concat,
     )
 

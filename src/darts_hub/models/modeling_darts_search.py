@@ -4,6 +4,11 @@ Every edge of a cell is a *mixed operation*: the softmax(alpha)-weighted sum of 
 architecture weights alpha (one row per edge, one column per candidate, shared by all normal cells and by all
 reduction cells) are parameters of the model, saved with it, and trained by the architect on validation data while
 the operation weights are trained on training data.
+
+With `partial_channels` K > 1 the supernet is PC-DARTS's (Xu et al. 2020, arXiv:1907.05737): each mixed operation
+sees 1/K of its input's channels, the rest bypass it, and the two are channel-shuffled; with `edge_normalization` each
+node weighs its incoming edges by the softmax of their betas (also architecture weights), which the derived cell's
+choice of inputs takes into account. K = 1 without edge normalisation is DARTS.
 """
 
 from __future__ import annotations
@@ -37,6 +42,10 @@ class DartsSearchConfig(PreTrainedConfig):
         alpha_init_std (`float`, *optional*, defaults to 1e-3): alphas start as `alpha_init_std * N(0, 1)`.
         image_size (`int`, *optional*, defaults to 32): side of the input images.
         image_mean (`list[float]`, *optional*), image_std (`list[float]`, *optional*): normalisation of the data.
+        partial_channels (`int`, *optional*, defaults to 1): PC-DARTS's K: the mixed operations see 1/K of the
+            channels (the paper's 4 on CIFAR-10); 1 is DARTS.
+        edge_normalization (`bool`, *optional*): PC-DARTS's edge normalisation (beta weights per edge); defaults to
+            on when `partial_channels` > 1, off otherwise.
     """
 
     model_type = "darts_search"
@@ -52,9 +61,17 @@ class DartsSearchConfig(PreTrainedConfig):
     image_size: int = 32
     image_mean: list[float] | None = None
     image_std: list[float] | None = None
+    partial_channels: int = 1
+    edge_normalization: bool | None = None
 
     def __post_init__(self, **kwargs):
         self.primitives = list(self.primitives or PRIMITIVES)
+        if self.partial_channels < 1 or self.init_channels % self.partial_channels:
+            raise ValueError(
+                f"partial_channels must divide init_channels ({self.init_channels}), got {self.partial_channels}."
+            )
+        if self.edge_normalization is None:
+            self.edge_normalization = self.partial_channels > 1
         unknown = [op for op in self.primitives if op not in ("none",) + CNN_OPERATIONS]
         if unknown:
             raise ValueError(f"Unknown candidate operation(s) {unknown}; known: none, {', '.join(CNN_OPERATIONS)}.")
@@ -92,17 +109,23 @@ class MixedOp(nn.Module):
     'none' (the zero operation) is not built: its term is zero, so it costs nothing and only takes part in the
     softmax. Pooling is followed by an affine-free BatchNorm so that its scale is comparable with the others'. The
     convolutions all start with the same ReLU of the input; it is computed once per edge, not once per operation.
+
+    With `partial_channels` K > 1 (PC-DARTS) the operations see the first 1/K of the channels; the others bypass
+    them (max-pooled on a reduction edge) and the two parts are channel-shuffled in K groups, so that the next
+    operation sees other channels.
     """
 
-    def __init__(self, primitives: list[str], channels: int, stride: int):
+    def __init__(self, primitives: list[str], channels: int, stride: int, partial_channels: int = 1):
         super().__init__()
+        self.partial_channels, self.stride = partial_channels, stride
+        self.op_channels = channels // partial_channels
         self.ops = nn.ModuleDict()
         for name in primitives:
             if name == "none":
                 continue
-            op = build_operation(name, channels, stride, affine=False)
+            op = build_operation(name, self.op_channels, stride, affine=False)
             if "pool" in name:
-                op = nn.Sequential(op, nn.BatchNorm2d(channels, affine=False))
+                op = nn.Sequential(op, nn.BatchNorm2d(self.op_channels, affine=False))
             self.ops[name] = op
         self.op_columns = [primitives.index(name) for name in self.ops]
         # For the operations that begin with a ReLU, the layers after it (sharing the registered modules).
@@ -111,8 +134,20 @@ class MixedOp(nn.Module):
             for op in self.ops.values()
         ]
 
-    def forward(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        # weights: [num_primitives], the softmax of this edge's alphas
+    def forward(self, x: torch.Tensor, weights: torch.Tensor, edge_weight: torch.Tensor | None = None) -> torch.Tensor:
+        # weights: [num_primitives], the softmax of this edge's alphas; edge_weight: the edge's normalised beta
+        if edge_weight is not None:
+            weights = weights * edge_weight
+        if self.partial_channels == 1:
+            return self._weighted_sum(x, weights)
+        x, bypass = x[:, : self.op_channels], x[:, self.op_channels :]
+        if self.stride == 2:
+            bypass = nn.functional.max_pool2d(bypass, 2, 2, ceil_mode=True)
+        if edge_weight is not None:
+            bypass = bypass * edge_weight
+        return channel_shuffle(torch.cat([self._weighted_sum(x, weights), bypass], dim=1), self.partial_channels)
+
+    def _weighted_sum(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         relu_x = nn.functional.relu(x) if any(layers is not None for layers in self.after_relu) else None
         total = None
         for column, op, layers in zip(self.op_columns, self.ops.values(), self.after_relu):
@@ -121,6 +156,24 @@ class MixedOp(nn.Module):
             # weights): a third of the memory traffic of `total + weight * output`.
             total = weights[column] * output if total is None else total.addcmul_(weights[column], output)
         return total
+
+
+def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
+    """Interleave the channels of `groups` equal groups (ShuffleNet's shuffle): channel j of group g moves to
+    position j * groups + g. The result keeps the layout of `x` (channels-last or not), as the operations do."""
+    batch, channels, height, width = x.shape
+    if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+        pixels = x.permute(0, 2, 3, 1).reshape(batch, height, width, groups, channels // groups).transpose(3, 4)
+        return pixels.reshape(batch, height, width, channels).permute(0, 3, 1, 2)
+    shuffled = x.view(batch, groups, channels // groups, height, width).transpose(1, 2)
+    return shuffled.reshape(batch, channels, height, width)
+
+
+def node_softmax(betas: torch.Tensor, num_nodes: int) -> torch.Tensor:
+    """PC-DARTS's edge normalisation: the softmax of the betas over each node's incoming edges (node i owns the
+    i + 2 entries after those of the nodes before it)."""
+    sizes = [node + 2 for node in range(num_nodes)]
+    return torch.cat([torch.softmax(part, dim=-1) for part in betas.split(sizes)])
 
 
 class SearchCell(nn.Module):
@@ -135,7 +188,7 @@ class SearchCell(nn.Module):
             prev_prev_channels, prev_channels, channels, reduction_prev, affine=False
         )
         self.edges = nn.ModuleList(
-            MixedOp(config.primitives, channels, stride=2 if reduction and source < 2 else 1)
+            MixedOp(config.primitives, channels, 2 if reduction and source < 2 else 1, config.partial_channels)
             for node in range(config.num_nodes)
             for source in range(node + 2)
         )
@@ -147,17 +200,23 @@ class SearchCell(nn.Module):
     gradient_checkpointing = False
 
     def forward(
-        self, s0: torch.Tensor, s1: torch.Tensor, weights: torch.Tensor, recomputing: bool = False
+        self,
+        s0: torch.Tensor,
+        s1: torch.Tensor,
+        weights: torch.Tensor,
+        edge_weights: torch.Tensor | None = None,
+        recomputing: bool = False,
     ) -> torch.Tensor:
-        # weights: [num_edges, num_primitives]
+        # weights: [num_edges, num_primitives]; edge_weights: [num_edges] (edge normalisation) or None
         if self.gradient_checkpointing and self.training and torch.is_grad_enabled() and not recomputing:
-            return self._gradient_checkpointing_func(self._checkpointed_forward(), s0, s1, weights)
+            return self._gradient_checkpointing_func(self._checkpointed_forward(), s0, s1, weights, edge_weights)
         states = [self.preprocess0(s0), self.preprocess1(s1)]
         edge = 0
         for _ in range(self.num_nodes):
             node = None
             for h in states:  # the node sums its edges in place, as a mixed operation sums its operations
-                output = self.edges[edge](h, weights[edge])
+                edge_weight = None if edge_weights is None else edge_weights[edge]
+                output = self.edges[edge](h, weights[edge], edge_weight)
                 node = output if node is None else node.add_(output)
                 edge += 1
             states.append(node)
@@ -170,10 +229,12 @@ class SearchCell(nn.Module):
         of the BatchNorm buffers, so that the running statistics move once per pass, not twice."""
         parameters, buffers, passes = dict(self.named_parameters()), dict(self.named_buffers()), []
 
-        def cell(s0, s1, weights):
+        def cell(s0, s1, weights, edge_weights):
             state = buffers if not passes else {name: buffer.clone() for name, buffer in buffers.items()}
             passes.append(True)
-            return functional_call(self, {**parameters, **state}, (s0, s1, weights), {"recomputing": True})
+            return functional_call(
+                self, {**parameters, **state}, (s0, s1, weights, edge_weights), {"recomputing": True}
+            )
 
         return cell
 
@@ -205,10 +266,15 @@ class DartsSearchModel(PreTrainedModel):
         self.classifier = nn.Linear(self.cells[-1].out_channels, config.num_labels)
         shape = (config.num_edges, len(config.primitives))
         self.alphas = nn.ParameterDict({"normal": torch.empty(shape), "reduce": torch.empty(shape)})
-        # Under DistributedDataParallel the alphas are left to the architect, which averages their gradients itself
-        # (they get none in the weight step); every process starts them from the same seed.
+        self.betas = (
+            nn.ParameterDict({"normal": torch.empty(config.num_edges), "reduce": torch.empty(config.num_edges)})
+            if config.edge_normalization
+            else None
+        )
+        # Under DistributedDataParallel the architecture weights are left to the architect, which averages their
+        # gradients itself (they get none in the weight step); every process starts them from the same seed.
         nn.parallel.DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(
-            self, ["alphas.normal", "alphas.reduce"]
+            self, [name for name, _ in self.named_parameters() if name.startswith(("alphas.", "betas."))]
         )
         self.post_init()
 
@@ -224,16 +290,23 @@ class DartsSearchModel(PreTrainedModel):
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module):
-        """PyTorch's default initialisation for the layers (as the original), 1e-3 * N(0, 1) for the alphas."""
-        if module is self.alphas:
+        """PyTorch's default initialisation for the layers (as the original), 1e-3 * N(0, 1) for the alphas (and
+        the betas, as PC-DARTS)."""
+        if module is self.alphas or (self.betas is not None and module is self.betas):
             for alpha in module.values():
                 init.normal_(alpha, std=self.config.alpha_init_std)
         else:
             init_pytorch_default(module)
 
     def arch_parameters(self) -> list[nn.Parameter]:
-        """The architecture weights alpha (normal, reduce), trained by the architect."""
-        return [self.alphas_normal, self.alphas_reduce]
+        """The architecture weights alpha (normal, reduce) and, with edge normalisation, beta (normal, reduce),
+        trained by the architect."""
+        return [self.alphas_normal, self.alphas_reduce, *(self.betas.values() if self.betas is not None else ())]
+
+    def edge_weights(self, cell: str) -> torch.Tensor | None:
+        """With edge normalisation, the weights of the edges of the `cell` ("normal" or "reduce") cells, normalised
+        per node; None otherwise."""
+        return None if self.betas is None else node_softmax(self.betas[cell], self.config.num_nodes)
 
     def weight_parameters(self) -> list[nn.Parameter]:
         """The operation weights w, trained by the weight optimizer."""
@@ -241,24 +314,28 @@ class DartsSearchModel(PreTrainedModel):
         return [p for p in self.parameters() if id(p) not in arch]
 
     def forward(self, pixel_values: torch.Tensor, labels: torch.Tensor | None = None, **kwargs):
-        weights_normal = torch.softmax(self.alphas_normal, dim=-1)
-        weights_reduce = torch.softmax(self.alphas_reduce, dim=-1)
+        weights = {cell: torch.softmax(self.alphas[cell], dim=-1) for cell in ("normal", "reduce")}
+        edge_weights = {cell: self.edge_weights(cell) for cell in ("normal", "reduce")}
         s0 = s1 = self.stem(pixel_values)
         for cell in self.cells:
-            s0, s1 = s1, cell(s0, s1, weights_reduce if cell.reduction else weights_normal)
+            kind = "reduce" if cell.reduction else "normal"
+            s0, s1 = s1, cell(s0, s1, weights[kind], edge_weights[kind])
         logits = self.classifier(self.pooler(s1).flatten(1))
         loss = nn.functional.cross_entropy(logits, labels) if labels is not None else None
         return ImageClassifierOutputWithNoAttention(loss=loss, logits=logits)
 
     def genotype(self) -> Genotype:
-        """The discrete cells the current alphas encode (the paper's top-2 rule, 'none' excluded)."""
+        """The discrete cells the current alphas encode (the paper's top-2 rule, 'none' excluded; with edge
+        normalisation, the edges ranked by their operation's weight times the edge's)."""
         return derive_genotype(
             self.alphas_normal,
             self.alphas_reduce,
             num_nodes=self.config.num_nodes,
             multiplier=self.config.multiplier,
             primitives=self.config.primitives,
+            edge_weights_normal=self.edge_weights("normal"),
+            edge_weights_reduce=self.edge_weights("reduce"),
         )
 
 
-__all__ = ["DartsSearchConfig", "DartsSearchModel", "MixedOp", "SearchCell"]
+__all__ = ["DartsSearchConfig", "DartsSearchModel", "MixedOp", "SearchCell", "channel_shuffle", "node_softmax"]

@@ -82,14 +82,21 @@ class FactorizedReduce(nn.Module):
         if out_channels % 2:
             raise ValueError(f"FactorizedReduce needs an even number of output channels, got {out_channels}.")
         self.relu = nn.ReLU(inplace=False)
-        self.conv_1 = nn.Conv2d(in_channels, out_channels // 2, 1, stride=2, bias=False)
-        self.conv_2 = nn.Conv2d(in_channels, out_channels // 2, 1, stride=2, bias=False)
+        # The same convolutions, on every other pixel taken beforehand, where the strided ones cannot run: with 4 or
+        # fewer input channels, the backward pass of a strided 1x1 convolution in the channels-last layout corrupts
+        # memory on the CPU (torch 2.14; PC-DARTS's partial channels reach such sizes).
+        self.subsample_first = in_channels <= 4
+        stride = 1 if self.subsample_first else 2
+        self.conv_1 = nn.Conv2d(in_channels, out_channels // 2, 1, stride=stride, bias=False)
+        self.conv_2 = nn.Conv2d(in_channels, out_channels // 2, 1, stride=stride, bias=False)
         self.bn = nn.BatchNorm2d(out_channels, affine=affine)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.relu(x)
         # On odd sizes the shifted branch is one pixel smaller; pad it back so both halves line up.
         shifted = nn.functional.pad(x[:, :, 1:, 1:], (0, x.shape[-1] % 2, 0, x.shape[-2] % 2))
+        if self.subsample_first:
+            x, shifted = x[:, :, ::2, ::2], shifted[:, :, ::2, ::2]
         return self.bn(torch.cat([self.conv_1(x), self.conv_2(shifted)], dim=1))
 
 

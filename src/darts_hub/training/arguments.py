@@ -327,6 +327,21 @@ class SearchArguments(ImageDataArguments, RunArguments):
     )
     arch_beta1: float = field(default=CIFAR10_SEARCH["arch_beta1"], metadata={"help": "Adam beta1 of the alphas."})
     arch_beta2: float = field(default=CIFAR10_SEARCH["arch_beta2"], metadata={"help": "Adam beta2 of the alphas."})
+    partial_channels: int = field(
+        default=1,
+        metadata={
+            "help": "PC-DARTS (Xu et al. 2020): the mixed operations see 1/K of the channels, the rest bypass them "
+            "(channel shuffle); the paper's K is 4 on CIFAR-10. 1 (the default) is DARTS."
+        },
+    )
+    edge_normalization: bool | None = field(
+        default=None,
+        metadata={
+            "help": "PC-DARTS's edge normalisation: each node weighs its incoming edges by the softmax of their "
+            "betas (architecture weights too, used in choosing the derived cell's inputs). Default: on with "
+            "--partial_channels > 1, off otherwise."
+        },
+    )
     activation_checkpointing: bool = field(
         default=False,
         metadata={
@@ -350,6 +365,10 @@ class SearchArguments(ImageDataArguments, RunArguments):
             raise ValueError(f"--hessian must be one of {HESSIAN_MODES}, got {self.hessian!r}.")
         if not 0.0 < self.train_portion < 1.0:
             raise ValueError(f"--train_portion must be between 0 and 1, got {self.train_portion}.")
+        if self.partial_channels < 1 or self.init_channels % self.partial_channels:
+            raise ValueError(
+                f"--partial_channels must divide --init_channels ({self.init_channels}), got {self.partial_channels}."
+            )
 
 
 @dataclass

@@ -148,6 +148,8 @@ def run_search(args: SearchArguments) -> DartsSearchModel:
         multiplier=args.multiplier,
         num_channels=data.num_channels,
         image_size=data.image_size,
+        partial_channels=args.partial_channels,
+        edge_normalization=args.edge_normalization,
         image_mean=transform.mean.flatten().tolist(),
         image_std=transform.std.flatten().tolist(),
         id2label=dict(enumerate(data.class_names)),
@@ -226,7 +228,7 @@ def run_search(args: SearchArguments) -> DartsSearchModel:
 
 def epoch_record(supernet, epoch: int, step: int, train: dict, valid: dict) -> dict:
     """An epoch of the search: its training figures (learning rate, loss, accuracy), the validation metrics, the
-    genotype and the softmax of the alphas (logged here)."""
+    genotype, the softmax of the alphas (logged here) and, with edge normalisation, the edges' weights."""
     record = {
         "epoch": epoch + 1,
         "step": step,
@@ -237,6 +239,9 @@ def epoch_record(supernet, epoch: int, step: int, train: dict, valid: dict) -> d
         "alphas_normal": torch.softmax(supernet.alphas_normal.detach().float(), -1).cpu().tolist(),
         "alphas_reduce": torch.softmax(supernet.alphas_reduce.detach().float(), -1).cpu().tolist(),
     }
+    if supernet.config.edge_normalization:
+        for cell in ("normal", "reduce"):
+            record[f"edge_weights_{cell}"] = supernet.edge_weights(cell).detach().float().cpu().tolist()
     logger.info(
         "epoch %d: train loss %.4f acc %.4f | arch-valid loss %.4f acc %.4f | genotype %s",
         epoch + 1,
