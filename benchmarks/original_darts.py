@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from darts_hub.data.images import stratified_order
-from darts_hub.plots import alphas_of, normalised_entropy, plt
+from darts_hub.plots import MaxNLocator, alphas_of, normalised_entropy, plt
 
 
 def search_order(labels: np.ndarray, max_train_samples: int | None, data_seed: int, train_portion: float):
@@ -142,21 +142,23 @@ def plot_search(args: argparse.Namespace) -> None:
     )
     for panel, title in zip(panels, titles):
         panel.set(title=title, xlabel="epoch")
+        panel.xaxis.set_major_locator(MaxNLocator(integer=True))
         panel.grid(alpha=0.3)
     panels[2].legend(fontsize=8)
     figure.savefig(args.output, dpi=90)
     print(f"Wrote {args.output}.")
 
 
-def original_lm_log(log: str) -> tuple[list[tuple[float, float]], list[tuple[int, float]], float | None]:
-    """From the log of the original's rnn/train.py: the training loss every --log-interval batches (at its step,
-    counting each epoch as the nominal number of batches it prints), the validation perplexity per epoch, and the test
-    perplexity."""
+def original_lm_log(
+    log: str, steps_per_epoch: int
+) -> tuple[list[tuple[int, float]], list[tuple[int, float]], float | None]:
+    """From the log of the original's rnn/train.py: the training loss every --log-interval batches, the validation
+    perplexity per epoch and the test perplexity. The log counts batches within each epoch and prints a nominal epoch
+    length (tokens per stream / bptt); the batches are placed at `steps_per_epoch` per epoch, ours, since both draw
+    their chunk lengths from the same distribution."""
     steps = [
-        ((int(epoch) - 1) * int(nominal) + int(batch), float(loss))
-        for epoch, batch, nominal, loss in re.findall(
-            r"\| epoch +(\d+) \| +(\d+)/ *(\d+) batches .*?\| loss +(\S+) \|", log
-        )
+        ((int(epoch) - 1) * steps_per_epoch + int(batch), float(loss))
+        for epoch, batch, loss in re.findall(r"\| epoch +(\d+) \| +(\d+)/ *\d+ batches .*?\| loss +(\S+) \|", log)
     ]
     valid = [(int(epoch), float(ppl)) for epoch, ppl in re.findall(r"end of epoch +(\d+) .*valid ppl +(\S+)", log)]
     test = re.findall(r"End of training \| test loss +\S+ \| test ppl +(\S+)", log)
@@ -168,11 +170,12 @@ def plot_lm(args: argparse.Namespace) -> None:
     ours = Path(args.ours)
     our_steps = json.loads((ours / "training_steps.json").read_text())
     our_epochs = json.loads((ours / "training_log.json").read_text())
-    their_steps, their_valid, their_test = original_lm_log(Path(args.original).read_text())
+    steps_per_epoch = our_epochs[0]["step"]
+    their_steps, their_valid, their_test = original_lm_log(Path(args.original).read_text(), steps_per_epoch)
     figure, (loss, perplexity) = plt.subplots(1, 2, figsize=(11, 3.8), constrained_layout=True)
     loss.plot([r["step"] for r in our_steps], [r["train_loss"] for r in our_steps], "o-", label="darts-hub")
     loss.plot(*zip(*their_steps), "s--", label="original")
-    loss.set(title="training loss (cross-entropy, mean since the last point)", xlabel="step")
+    loss.set(title="training loss (mean since the last point)", xlabel=f"step ({steps_per_epoch} per epoch)")
     our_test = json.loads((ours / "all_results.json").read_text()).get("test_perplexity")
     perplexity.plot(
         [r["epoch"] for r in our_epochs],
@@ -182,6 +185,7 @@ def plot_lm(args: argparse.Namespace) -> None:
     )
     perplexity.plot(*zip(*their_valid), "s--", label="original" + (f" (test {their_test:.1f})" if their_test else ""))
     perplexity.set(title="validation perplexity", xlabel="epoch", yscale="log")
+    perplexity.xaxis.set_major_locator(MaxNLocator(integer=True))
     for panel in (loss, perplexity):
         panel.legend()
         panel.grid(alpha=0.3)
