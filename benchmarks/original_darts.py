@@ -85,19 +85,28 @@ def run_original_search(args: argparse.Namespace) -> None:
     def recording_genotype(network):
         if network not in networks:
             networks.append(network)
-        alphas.append(softmax_alphas(network))
-        return derive(network)
+        genotype = derive(network)
+        alphas.append(softmax_alphas(network) | {"genotype": genotype_dict(genotype)})
+        return genotype
 
     model_search.Network.genotype = recording_genotype
     sys.argv = ["train_search.py", "--train_portion", str(args.train_portion), *args.search_arguments]
     with contextlib.chdir(output_dir):
         runpy.run_path(str(original / "train_search.py"), run_name="__main__")
-    alphas.append(softmax_alphas(networks[0]))
+    alphas.append(softmax_alphas(networks[0]) | {"genotype": genotype_dict(derive(networks[0]))})
     (log,) = output_dir.glob("search-*/log.txt")
     history = original_search_history(log.read_text(), alphas[1:])
     (output_dir / "alphas_history.json").write_text(json.dumps(history, indent=1))
     (output_dir / "data_order.json").write_text(json.dumps(order.tolist()))
     print(f"Wrote {output_dir / 'alphas_history.json'} ({len(history)} epochs).")
+
+
+def genotype_dict(genotype) -> dict:
+    """The original's Genotype (a namedtuple of lists of (operation, input) pairs) as our genotype.json."""
+    return {
+        key: [list(edge) for edge in value] if "concat" not in key else list(value)
+        for key, value in genotype._asdict().items()
+    }
 
 
 def softmax_alphas(network) -> dict[str, list[list[float]]]:
@@ -109,7 +118,7 @@ def softmax_alphas(network) -> dict[str, list[list[float]]]:
 
 def original_search_history(log: str, alphas_after_epochs: list[dict]) -> list[dict]:
     """Per epoch of the original's search log: the learning rate, training and validation accuracy (as fractions,
-    like ours) and the softmax alphas after the epoch."""
+    like ours), the softmax alphas after the epoch and the genotype they give (the original's own derivation)."""
     rates = [float(value) for value in re.findall(r"epoch \d+ lr (\S+)", log)]
     train = [float(value) / 100 for value in re.findall(r"train_acc (\S+)", log)]
     valid = [float(value) / 100 for value in re.findall(r"valid_acc (\S+)", log)]
