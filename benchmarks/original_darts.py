@@ -79,23 +79,23 @@ def run_original_search(args: argparse.Namespace) -> None:
     torchvision.datasets.CIFAR10 = SameImages
     # The original prints the softmax alphas (rounded) before each epoch and saves no alphas: record them from the
     # genotype() it calls at the start of each epoch, and once more at the end.
-    networks, alphas = [], []
+    networks, architectures = [], []
     derive = model_search.Network.genotype
 
     def recording_genotype(network):
         if network not in networks:
             networks.append(network)
         genotype = derive(network)
-        alphas.append(softmax_alphas(network) | {"genotype": genotype_dict(genotype)})
+        architectures.append(softmax_alphas(network) | {"genotype": genotype_dict(genotype)})
         return genotype
 
     model_search.Network.genotype = recording_genotype
     sys.argv = ["train_search.py", "--train_portion", str(args.train_portion), *args.search_arguments]
     with contextlib.chdir(output_dir):
         runpy.run_path(str(original / "train_search.py"), run_name="__main__")
-    alphas.append(softmax_alphas(networks[0]) | {"genotype": genotype_dict(derive(networks[0]))})
+    architectures.append(softmax_alphas(networks[0]) | {"genotype": genotype_dict(derive(networks[0]))})
     (log,) = output_dir.glob("search-*/log.txt")
-    history = original_search_history(log.read_text(), alphas[1:])
+    history = original_search_history(log.read_text(), architectures[1:])
     (output_dir / "alphas_history.json").write_text(json.dumps(history, indent=1))
     (output_dir / "data_order.json").write_text(json.dumps(order.tolist()))
     print(f"Wrote {output_dir / 'alphas_history.json'} ({len(history)} epochs).")
@@ -116,7 +116,7 @@ def softmax_alphas(network) -> dict[str, list[list[float]]]:
     }
 
 
-def original_search_history(log: str, alphas_after_epochs: list[dict]) -> list[dict]:
+def original_search_history(log: str, architectures_after_epochs: list[dict]) -> list[dict]:
     """Per epoch of the original's search log: the learning rate, training and validation accuracy (as fractions,
     like ours), the softmax alphas after the epoch and the genotype they give (the original's own derivation)."""
     rates = [float(value) for value in re.findall(r"epoch \d+ lr (\S+)", log)]
@@ -124,9 +124,9 @@ def original_search_history(log: str, alphas_after_epochs: list[dict]) -> list[d
     valid = [float(value) / 100 for value in re.findall(r"valid_acc (\S+)", log)]
     return [
         {"epoch": epoch + 1, "learning_rate": rate, "train_accuracy": train_accuracy, "valid_accuracy": valid_accuracy}
-        | alphas
-        for epoch, (rate, train_accuracy, valid_accuracy, alphas) in enumerate(
-            zip(rates, train, valid, alphas_after_epochs, strict=True)
+        | architecture
+        for epoch, (rate, train_accuracy, valid_accuracy, architecture) in enumerate(
+            zip(rates, train, valid, architectures_after_epochs, strict=True)
         )
     ]
 
