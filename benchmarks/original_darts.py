@@ -132,8 +132,8 @@ def original_search_history(log: str, architectures_after_epochs: list[dict]) ->
 
 
 def plot_search(args: argparse.Namespace) -> None:
-    """Alpha entropy of each cell and architecture-validation accuracy per epoch: ours solid, the original's dashed,
-    one line per search folder."""
+    """Per epoch, how far each cell's alphas have settled (1 - their normalised entropy, log scale) and the
+    architecture-validation accuracy: ours solid, the original's dashed, one line per search folder."""
     figure, panels = plt.subplots(1, 3, figsize=(14, 3.8), constrained_layout=True)
     for folders, style, who in ((args.ours, "-", "darts-hub"), (args.original, "--", "original")):
         for folder in folders:
@@ -141,18 +141,20 @@ def plot_search(args: argparse.Namespace) -> None:
             epochs = [record["epoch"] for record in history]
             label = f"{who}: {Path(folder).name}"
             for panel, cell in zip(panels, ("normal", "reduce")):
-                entropies = [normalised_entropy(alphas_of(record)[cell]) for record in history]
-                panel.plot(epochs, entropies, style, marker="o", label=label)
+                settled = [1 - normalised_entropy(alphas_of(record)[cell]) for record in history]
+                panel.plot(epochs, settled, style, marker="o", label=label)
             panels[2].plot(epochs, [record["valid_accuracy"] for record in history], style, marker="o", label=label)
     titles = (
-        "normal cell: alpha entropy (1 = uniform)",
-        "reduction cell: alpha entropy",
+        "normal cell: 1 - alpha entropy (0 = uniform)",
+        "reduction cell: 1 - alpha entropy",
         "architecture-validation accuracy",
     )
     for panel, title in zip(panels, titles):
         panel.set(title=title, xlabel="epoch")
         panel.xaxis.set_major_locator(MaxNLocator(integer=True))
         panel.grid(alpha=0.3)
+    for panel in panels[:2]:  # how far the alphas have moved from uniform: orders of magnitude over a search
+        panel.set_yscale("log")
     panels[2].legend(fontsize=8)
     figure.savefig(args.output, dpi=90)
     print(f"Wrote {args.output}.")
