@@ -62,10 +62,10 @@ def main():
     }
     if args.workload == "all":
         flags = [f"--{key}={value}" for key, value in options.items()]
+        search_flags = ["--partial_channels", str(args.partial_channels)]
+        if args.activation_checkpointing:
+            search_flags.append("--activation_checkpointing")
         for workload in WORKLOADS:
-            search_flags = ["--partial_channels", str(args.partial_channels)]
-            if args.activation_checkpointing:
-                search_flags.append("--activation_checkpointing")
             subprocess.run(
                 [sys.executable, "-m", "darts_hub.commands.benchmark", "--workload", workload, *flags]
                 + (search_flags if workload.startswith("search_") else []),
