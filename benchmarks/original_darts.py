@@ -30,22 +30,21 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from darts_hub.data.images import stratified_order
+from darts_hub.data.images import stratified_split
 from darts_hub.plots import MaxNLocator, alphas_of, normalised_entropy, plt
 
 
 def search_order(labels: np.ndarray, max_train_samples: int | None, data_seed: int, train_portion: float):
     """The indices of the images darts-search trains on, weight part first, then architecture part: the original's
     train_search.py takes the first `train_portion` of its dataset for the weights and the rest for the alphas, so
-    this order gives it exactly our two parts (as `inputs.open_image_splits` and `search_images.split_for_search`
-    choose them)."""
+    this order gives it exactly our two parts (the two cuts `inputs.open_image_splits` and
+    `search_images.split_for_search` make, with the same `stratified_split`)."""
     labels = torch.as_tensor(labels)
     chosen = torch.arange(len(labels))
     if max_train_samples is not None and max_train_samples < len(labels):
-        chosen = stratified_order(labels, data_seed)[:max_train_samples].sort().values
-    order = stratified_order(labels[chosen], data_seed)
-    split = int(math.floor(train_portion * len(chosen)))
-    return torch.cat([chosen[order[:split].sort().values], chosen[order[split:].sort().values]]).numpy()
+        chosen, _ = stratified_split(labels, max_train_samples, data_seed)
+    weight_part, arch_part = stratified_split(labels[chosen], int(math.floor(train_portion * len(chosen))), data_seed)
+    return torch.cat([chosen[weight_part], chosen[arch_part]]).numpy()
 
 
 def run_original_search(args: argparse.Namespace) -> None:

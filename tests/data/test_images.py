@@ -12,6 +12,7 @@ from darts_hub.data.images import (
     find_columns,
     load_image_dataset,
     stratified_order,
+    stratified_split,
 )
 
 
@@ -187,3 +188,11 @@ def test_stratified_order_keeps_every_class_in_proportion_in_every_prefix():
     assert not torch.equal(order, other)
     # The seed chooses which images of a class come first, not only the interleaving.
     assert set(order[:50].tolist()) != set(other[:50].tolist())
+
+
+def test_stratified_split_is_the_stratified_prefix_and_the_rest_in_ascending_order():
+    labels = torch.tensor([0] * 30 + [1] * 60 + [2] * 10)
+    chosen, rest = stratified_split(labels, 40, seed=3)
+    assert chosen.tolist() == sorted(stratified_order(labels, seed=3)[:40].tolist())
+    assert rest.tolist() == sorted(set(range(100)) - set(chosen.tolist()))
+    assert torch.bincount(labels[chosen], minlength=3).tolist() == [12, 24, 4]

@@ -236,6 +236,14 @@ def stratified_order(labels: torch.Tensor, seed: int) -> torch.Tensor:
     return shuffled[torch.sort(place, stable=True).indices]
 
 
+def stratified_split(labels: torch.Tensor, size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A stratified random choice of `size` of the `labels`' indices (`stratified_order`'s first `size`) and the
+    rest, each in ascending order: the subsample of `--max_train_samples` and the weight/architecture cut of a
+    search are both this, so that whoever needs to reproduce them (the comparison with the original) calls it too."""
+    order = stratified_order(labels, seed)
+    return order[:size].sort().values, order[size:].sort().values
+
+
 def available_memory() -> int:
     """Bytes of memory the system can still give this process."""
     return psutil.virtual_memory().available
@@ -532,4 +540,5 @@ __all__ = [
     "load_image_dataset",
     "make_loader",
     "stratified_order",
+    "stratified_split",
 ]

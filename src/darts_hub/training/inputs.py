@@ -18,7 +18,7 @@ from ..data.images import (
     find_columns,
     labels_of,
     load_image_dataset,
-    stratified_order,
+    stratified_split,
 )
 from ..data.text import batchify
 from .arguments import ImageDataArguments
@@ -67,8 +67,10 @@ def open_image_splits(args: ImageDataArguments, accelerator: Accelerator, splits
     image_column, label_column = find_columns(train, args.image_column_name, args.label_column_name)
     class_names = class_names_of(train, label_column)
     if args.max_train_samples is not None and args.max_train_samples < len(train):
-        chosen = stratified_order(labels_of(train, label_column, class_names), args.data_seed)
-        dataset["train"] = train.select(chosen[: args.max_train_samples].sort().values.tolist())
+        chosen, _ = stratified_split(
+            labels_of(train, label_column, class_names), args.max_train_samples, args.data_seed
+        )
+        dataset["train"] = train.select(chosen.tolist())
     return ImageSplits(
         dataset, image_column, label_column, class_names, args.dataloader_num_workers if args.stream_images else None
     )

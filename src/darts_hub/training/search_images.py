@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from accelerate import Accelerator
 
-from ..data.images import ImageTensors, StreamedImages, make_loader, stratified_order
+from ..data.images import ImageTensors, StreamedImages, make_loader, stratified_split
 from ..hub import save_search_result
 from ..models.modeling_darts_search import DartsSearchConfig, DartsSearchModel
 from ..search.architect import Architect
@@ -119,10 +119,8 @@ def split_for_search(data: ImageTensors | StreamedImages, train_portion: float, 
     num_weight_samples = int(math.floor(train_portion * len(data.labels)))
     if num_weight_samples < 1 or num_weight_samples >= len(data.labels):
         raise ValueError(f"{len(data.labels)} images cannot be split with --train_portion {train_portion}.")
-    indices = stratified_order(data.labels, seed)
-    return data.subset(indices[:num_weight_samples].sort().values), data.subset(
-        indices[num_weight_samples:].sort().values
-    )
+    weight_indices, arch_indices = stratified_split(data.labels, num_weight_samples, seed)
+    return data.subset(weight_indices), data.subset(arch_indices)
 
 
 def run_search(args: SearchArguments) -> DartsSearchModel:
