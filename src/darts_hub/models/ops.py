@@ -12,6 +12,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from .depthwise import DepthwiseConv2d
+
 
 class ReLUConvBN(nn.Module):
     """ReLU -> convolution -> BatchNorm: the 1x1 preprocessing of cell inputs."""
@@ -35,16 +37,7 @@ class DilConv(nn.Module):
         super().__init__()
         self.op = nn.Sequential(
             nn.ReLU(inplace=False),
-            nn.Conv2d(
-                channels,
-                channels,
-                kernel_size,
-                stride=stride,
-                padding=padding,
-                dilation=dilation,
-                groups=channels,
-                bias=False,
-            ),
+            DepthwiseConv2d(channels, kernel_size, stride=stride, padding=padding, dilation=dilation),
             nn.Conv2d(channels, channels, 1, bias=False),
             nn.BatchNorm2d(channels, affine=affine),
         )
@@ -60,12 +53,12 @@ class SepConv(nn.Module):
         super().__init__()
         self.op = nn.Sequential(
             nn.ReLU(inplace=False),
-            nn.Conv2d(channels, channels, kernel_size, stride=stride, padding=padding, groups=channels, bias=False),
+            DepthwiseConv2d(channels, kernel_size, stride=stride, padding=padding),
             nn.Conv2d(channels, channels, 1, bias=False),
             nn.BatchNorm2d(channels, affine=affine),
             # In place: BatchNorm's backward needs its input, not its output (one activation less to keep).
             nn.ReLU(inplace=True),
-            nn.Conv2d(channels, channels, kernel_size, stride=1, padding=padding, groups=channels, bias=False),
+            DepthwiseConv2d(channels, kernel_size, padding=padding),
             nn.Conv2d(channels, channels, 1, bias=False),
             nn.BatchNorm2d(channels, affine=affine),
         )

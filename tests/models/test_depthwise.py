@@ -1,0 +1,123 @@
+"""The depthwise convolution with the fast CPU backward pass computes PyTorch's gradients."""
+
+import logging
+
+import pytest
+import torch
+from torch import nn
+
+from darts_hub.models import depthwise
+from darts_hub.models.depthwise import DepthwiseConv2d
+from darts_hub.models.ops import DilConv, SepConv
+
+
+def reference_convolution(conv: DepthwiseConv2d) -> nn.Conv2d:
+    reference = nn.Conv2d(
+        conv.in_channels,
+        conv.out_channels,
+        conv.kernel_size,
+        conv.stride,
+        conv.padding,
+        conv.dilation,
+        groups=conv.groups,
+        bias=False,
+    ).to(conv.weight.dtype)
+    reference.load_state_dict(conv.state_dict())
+    return reference
+
+
+def gradients(module, x, output_grad, create_graph=False):
+    return torch.autograd.grad(module(x), (x, module.weight), output_grad, create_graph=create_graph)
+
+
+@pytest.fixture(scope="module")
+def kernels():
+    # The fast path must really run here (a test that silently fell back to PyTorch's backward would prove nothing).
+    assert depthwise.depthwise_kernels() is not None
+    return depthwise.depthwise_kernels()
+
+
+@pytest.mark.parametrize("memory_format", [torch.channels_last, torch.contiguous_format])
+@pytest.mark.parametrize(
+    ("kernel_size", "dilation", "stride"), [(5, 1, 1), (3, 2, 1), (5, 2, 1), (5, 1, 2), (3, 2, 2)]
+)
+def test_gradients_equal_pytorchs(kernels, kernel_size, dilation, stride, memory_format):
+    torch.manual_seed(0)
+    # 20 channels: one 16-channel vector of accumulators and a remainder of 4; an odd image size for the edges.
+    conv = DepthwiseConv2d(20, kernel_size, stride, dilation * (kernel_size - 1) // 2, dilation).double()
+    x = torch.randn(3, 20, 9, 9, dtype=torch.float64).contiguous(memory_format=memory_format).requires_grad_()
+    output = conv(x)
+    assert output.grad_fn.name() == "DepthwiseConvolutionBackward"  # ours, not PyTorch's
+    output_grad = torch.randn_like(output)
+    for ours, theirs in zip(gradients(conv, x, output_grad), gradients(reference_convolution(conv), x, output_grad)):
+        torch.testing.assert_close(ours, theirs, rtol=1e-12, atol=1e-12)
+
+
+def test_float32_gradients_and_one_sided_gradients(kernels):
+    torch.manual_seed(0)
+    conv = DepthwiseConv2d(16, 5, 1, 4, 2).to(memory_format=torch.channels_last)
+    x = torch.randn(8, 16, 12, 12).contiguous(memory_format=torch.channels_last).requires_grad_()
+    output_grad = torch.randn_like(conv(x))
+    reference = reference_convolution(conv)
+    for ours, theirs in zip(gradients(conv, x, output_grad), gradients(reference, x, output_grad)):
+        torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-4)
+    # Only the input's gradient (the architecture step's weights are constants), then only the filter's.
+    conv.weight.requires_grad_(False)
+    (input_grad,) = torch.autograd.grad(conv(x), x, output_grad)
+    torch.testing.assert_close(input_grad, torch.autograd.grad(reference(x), x, output_grad)[0], rtol=1e-4, atol=1e-4)
+    conv.weight.requires_grad_(True)
+    (weight_grad,) = torch.autograd.grad(conv(x.detach()), conv.weight, output_grad)
+    (reference_grad,) = torch.autograd.grad(reference(x.detach()), reference.weight, output_grad)
+    torch.testing.assert_close(weight_grad, reference_grad, rtol=1e-4, atol=1e-4)
+
+
+def test_double_backward_equals_pytorchs(kernels):
+    """`--hessian exact` differentiates the backward pass itself: PyTorch's differentiable backward runs there."""
+    torch.manual_seed(0)
+    conv = DepthwiseConv2d(4, 5, 1, 2).double()
+    x = torch.randn(2, 4, 7, 7, dtype=torch.float64, requires_grad=True)
+    output_grad = torch.randn(2, 4, 7, 7, dtype=torch.float64)
+
+    def second_order(module):
+        input_grad, weight_grad = gradients(module, x, output_grad, create_graph=True)
+        return torch.autograd.grad(input_grad.square().sum() + weight_grad.square().sum(), (x, module.weight))
+
+    for ours, theirs in zip(second_order(conv), second_order(reference_convolution(conv))):
+        torch.testing.assert_close(ours, theirs, rtol=1e-12, atol=1e-12)
+
+
+def test_same_module_and_state_dict_as_a_grouped_conv2d():
+    conv = DepthwiseConv2d(8, 5, stride=2, padding=4, dilation=2)
+    assert isinstance(conv, nn.Conv2d) and conv.groups == 8 and conv.bias is None
+    assert list(conv.state_dict()) == ["weight"] and conv.weight.shape == (8, 1, 5, 5)
+    assert not DepthwiseConv2d(8, 3, padding=1).fast_backward  # oneDNN's own is fast for 3x3 filters
+    # The separable and dilated convolutions keep the original checkpoints' layout.
+    assert [type(layer).__name__ for layer in SepConv(8, 5, 1, 2).op] == [
+        "ReLU", "DepthwiseConv2d", "Conv2d", "BatchNorm2d", "ReLU", "DepthwiseConv2d", "Conv2d", "BatchNorm2d"
+    ]  # fmt: skip
+    assert list(DilConv(8, 3, 1, 2, 2).state_dict())[:2] == ["op.1.weight", "op.2.weight"]
+
+
+def test_without_the_kernel_pytorchs_backward_runs(monkeypatch, caplog):
+    """No compiler: a warning, and the same gradients from PyTorch's own backward pass."""
+
+    def no_compiler(*args, **kwargs):
+        raise RuntimeError("no C++ compiler here")
+
+    depthwise.depthwise_kernels.cache_clear()
+    monkeypatch.setattr(torch.utils.cpp_extension, "load", no_compiler)
+    try:
+        with caplog.at_level(logging.WARNING, logger="darts_hub.models.depthwise"):
+            assert depthwise.depthwise_kernels() is None
+        assert "could not be built (RuntimeError: no C++ compiler here)" in caplog.text
+        conv = DepthwiseConv2d(4, 5, 1, 2).double()
+        x = torch.randn(2, 4, 7, 7, dtype=torch.float64, requires_grad=True)
+        output = conv(x)
+        assert output.grad_fn.name() == "ConvolutionBackward0"  # PyTorch's, not ours
+        output_grad = torch.randn_like(output)
+        for ours, theirs in zip(
+            gradients(conv, x, output_grad), gradients(reference_convolution(conv), x, output_grad)
+        ):
+            torch.testing.assert_close(ours, theirs)
+    finally:
+        depthwise.depthwise_kernels.cache_clear()
