@@ -1,5 +1,7 @@
 """The convolutional supernet: sizes as the original's, alphas, mixed operations, the derived network."""
 
+import copy
+
 import pytest
 import torch
 from helpers import tiny_supernet
@@ -55,6 +57,27 @@ def test_mixed_op_is_the_weighted_sum_and_none_costs_nothing():
     only_none = torch.zeros(len(PRIMITIVES))
     only_none[PRIMITIVES.index("none")] = 1.0
     assert torch.count_nonzero(op(x, only_none)) == 0
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_mixed_op_trains_as_the_plain_weighted_sum(stride):
+    """Training mode: the operations weighted inside their BatchNorms (and the shared ReLU) give the plain sum's
+    output, gradients (input, operation weights, the softmax weights) and BatchNorm running statistics."""
+    torch.manual_seed(0)
+    op = MixedOp(list(PRIMITIVES), channels=4, stride=stride).double()
+    reference = copy.deepcopy(op)
+    x = torch.randn(3, 4, 7, 7, dtype=torch.float64, requires_grad=True)
+    weights = torch.softmax(torch.randn(len(PRIMITIVES), dtype=torch.float64), 0).requires_grad_()
+    output = op(x, weights)
+    expected = sum(weights[PRIMITIVES.index(name)] * module(x) for name, module in reference.ops.items())
+    torch.testing.assert_close(output, expected)
+    output_grad = torch.randn_like(output)
+    ours = torch.autograd.grad(output, [x, weights, *op.parameters()], output_grad)
+    theirs = torch.autograd.grad(expected, [x, weights, *reference.parameters()], output_grad)
+    for mine, reference_grad in zip(ours, theirs):
+        torch.testing.assert_close(mine, reference_grad)
+    for (name, buffer), (_, reference_buffer) in zip(op.named_buffers(), reference.named_buffers()):
+        torch.testing.assert_close(buffer, reference_buffer, msg=name)
 
 
 def test_derived_config_builds_the_network_found():

@@ -36,7 +36,7 @@ def depthwise_kernels():
             import ninja
 
             os.environ["PATH"] = ninja.BIN_DIR + os.pathsep + os.environ.get("PATH", "")
-        logger.info("Compiling the depthwise-convolution backward kernel (once per machine, about a minute).")
+        logger.info("Loading the depthwise-convolution backward kernel (compiled on first use: about 30 s).")
         return load(
             "darts_hub_depthwise_backward",
             [str(Path(__file__).with_name("depthwise_backward.cpp"))],
