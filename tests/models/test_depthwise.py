@@ -43,9 +43,9 @@ def kernels():
 )
 def test_gradients_equal_pytorchs(kernels, kernel_size, dilation, stride, memory_format):
     torch.manual_seed(0)
-    # 20 channels: one 16-channel vector of accumulators and a remainder of 4; an odd image size for the edges.
+    # 20 channels: one 16-channel vector of accumulators and a remainder of 4; odd, unequal sides for the edges.
     conv = DepthwiseConv2d(20, kernel_size, stride, dilation * (kernel_size - 1) // 2, dilation).double()
-    x = torch.randn(3, 20, 9, 9, dtype=torch.float64).contiguous(memory_format=memory_format).requires_grad_()
+    x = torch.randn(3, 20, 9, 11, dtype=torch.float64).contiguous(memory_format=memory_format).requires_grad_()
     output = conv(x)
     assert output.grad_fn.name() == "DepthwiseConvolutionBackward"  # ours, not PyTorch's
     output_grad = torch.randn_like(output)
