@@ -111,11 +111,15 @@ std::vector<torch::Tensor> depthwise_backward(torch::Tensor grad, torch::Tensor 
   torch::Tensor input_gradient, weight_gradient;
   AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "depthwise_backward", [&] {
     if (need_weight) {
-      // One partial sum per thread, added up at the end: no two threads write the same accumulator.
-      auto partial = torch::zeros({at::get_num_threads(), taps_size}, input.options());
-      at::parallel_for(0, s.batch * s.out_height, 1, [&](int64_t begin, int64_t end) {
-        scalar_t* taps = partial.data_ptr<scalar_t>() + at::get_thread_num() * taps_size;
-        weight_grad_rows<scalar_t>(grad.data_ptr<scalar_t>(), input.data_ptr<scalar_t>(), taps, s, begin, end);
+      // The rows in one fixed block per thread, each block summed into its own partial gradient, the partial ones
+      // added up at the end: no two threads write the same accumulator, and the sums do not depend on scheduling.
+      const int64_t blocks = at::get_num_threads(), rows = s.batch * s.out_height;
+      auto partial = torch::zeros({blocks, taps_size}, input.options());
+      at::parallel_for(0, blocks, 1, [&](int64_t begin, int64_t end) {
+        for (int64_t block = begin; block < end; ++block)
+          weight_grad_rows<scalar_t>(grad.data_ptr<scalar_t>(), input.data_ptr<scalar_t>(),
+                                     partial.data_ptr<scalar_t>() + block * taps_size, s, rows * block / blocks,
+                                     rows * (block + 1) / blocks);
       });
       weight_gradient = partial.sum(0).view({s.kernel, s.kernel, s.channels}).permute({2, 0, 1}).unsqueeze(1);
       weight_gradient = weight_gradient.contiguous();
