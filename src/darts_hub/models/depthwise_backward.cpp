@@ -5,8 +5,9 @@
 // product along an image row that the compiler keeps in vector registers. Tensors are channels-last in memory:
 // gradient [B, Ho, Wo, C], input and input gradient [B, H, W, C], filter taps [k, k, C].
 //
-// The row loops are compiled three times (AVX-512, AVX2, plain x86-64) and the one the CPU supports is chosen when the
-// library loads, so that a build cached on one machine never runs instructions another lacks.
+// On x86-64 with GCC the row loops are compiled three times (AVX-512, AVX2, plain x86-64) and the one the CPU supports
+// is chosen when the library loads, so that a build cached on one machine never runs instructions another lacks;
+// elsewhere (ARM, clang) they are compiled once for the machine's baseline.
 
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
@@ -14,6 +15,12 @@
 #include <algorithm>
 #include <utility>
 #include <vector>
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__ELF__)
+#define PER_CPU_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define PER_CPU_CLONES
+#endif
 
 namespace {
 
@@ -36,7 +43,7 @@ struct Geometry {
 
 // Adds the weight gradient of output rows [begin, end) (row = image * out_height + output row) to `taps`.
 template <typename T>
-__attribute__((target_clones("avx512f", "avx2", "default"))) void weight_grad_rows(
+PER_CPU_CLONES void weight_grad_rows(
     const T* grad, const T* input, T* taps, const Geometry& s, int64_t begin, int64_t end) {
   const int64_t C = s.channels;
   for (int64_t row = begin; row < end; ++row) {
@@ -70,7 +77,7 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void weight_grad_ro
 
 // Adds the input gradient of images [begin, end) to `input_grad`.
 template <typename T>
-__attribute__((target_clones("avx512f", "avx2", "default"))) void input_grad_images(
+PER_CPU_CLONES void input_grad_images(
     const T* grad, const T* taps, T* input_grad, const Geometry& s, int64_t begin, int64_t end) {
   const int64_t C = s.channels;
   for (int64_t image = begin; image < end; ++image)
