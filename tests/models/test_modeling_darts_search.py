@@ -61,8 +61,8 @@ def test_mixed_op_is_the_weighted_sum_and_none_costs_nothing():
 
 @pytest.mark.parametrize("stride", [1, 2])
 def test_mixed_op_trains_as_the_plain_weighted_sum(stride):
-    """Training mode: the operations weighted inside their BatchNorms (and the shared ReLU) give the plain sum's
-    output, gradients (input, operation weights, the softmax weights) and BatchNorm running statistics."""
+    """Training mode: the shared ReLU and the in-place sums give the plain sum's output, gradients (input, operation
+    weights, the softmax weights) and BatchNorm running statistics."""
     torch.manual_seed(0)
     op = MixedOp(list(PRIMITIVES), channels=4, stride=stride).double()
     reference = copy.deepcopy(op)

@@ -7,7 +7,7 @@ search step those backward passes took 38% of the time (batch 64, Intel Xeon), w
 CPU tensors, computes the weight gradient (and a strided input gradient) with a small C++ kernel,
 `depthwise_backward.cpp`, and a stride-1 input gradient as the forward convolution of the gradient with the flipped
 filter. The same mathematics (tested against PyTorch's gradients). The kernel is compiled the first time it is needed
-on a machine (about a minute, with torch's extension builder; cached in `TORCH_EXTENSIONS_DIR`); where it cannot be
+on a machine (25-40 s on 2 cores, with torch's extension builder; cached in `TORCH_EXTENSIONS_DIR`); where it cannot be
 built (no C++ compiler), and for double backward (`--hessian exact`), PyTorch's own backward runs.
 """
 
@@ -36,7 +36,7 @@ def depthwise_kernels():
             import ninja
 
             os.environ["PATH"] = ninja.BIN_DIR + os.pathsep + os.environ.get("PATH", "")
-        logger.info("Loading the depthwise-convolution backward kernel (compiled on first use: about 30 s).")
+        logger.info("Loading the depthwise-convolution backward kernel (compiled on first use: 25-40 s on 2 cores).")
         return load(
             "darts_hub_depthwise_backward",
             [str(Path(__file__).with_name("depthwise_backward.cpp"))],
