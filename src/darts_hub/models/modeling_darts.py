@@ -22,7 +22,7 @@ from transformers.utils import ModelOutput
 
 from .configuration_darts import DartsConfig
 from .genotypes import Genotype
-from .ops import DropPath, FactorizedReduce, ReLUConvBN, build_operation
+from .ops import DropPath, FactorizedReduce, FoldingSequential, RectifyingOperation, ReLUConvBN, build_operation
 
 
 def cell_input_layers(
@@ -41,7 +41,9 @@ def cell_input_layers(
 def cifar_stem(num_channels: int, out_channels: int) -> nn.Sequential:
     """The CIFAR stem of the derived network and of the search supernet: one 3x3 convolution keeping the
     resolution, then BatchNorm."""
-    return nn.Sequential(nn.Conv2d(num_channels, out_channels, 3, padding=1, bias=False), nn.BatchNorm2d(out_channels))
+    return FoldingSequential(
+        nn.Conv2d(num_channels, out_channels, 3, padding=1, bias=False), nn.BatchNorm2d(out_channels)
+    )
 
 
 def stack_cells(
@@ -107,12 +109,22 @@ class DartsCell(nn.Module):
         self.reduction = reduction
         self.out_channels = channels * len(self.concat)
 
-    def forward(self, s0: torch.Tensor, s1: torch.Tensor) -> torch.Tensor:
-        states = [self.preprocess0(s0), self.preprocess1(s1)]
+    def forward(self, s0: torch.Tensor, s1: torch.Tensor, rectified: bool = False) -> torch.Tensor:
+        """`rectified`: the inputs are already ReLU'd (the network rectifies each cell output once for the two
+        cells that read it). Within the cell, each state is rectified once for all the operations that begin with
+        a ReLU (`RectifyingOperation`)."""
+        states = [self.preprocess0(s0, rectified), self.preprocess1(s1, rectified)]
+        rectified_states = {}
         for first in range(0, len(self.ops), 2):
             node = 0
             for edge in (first, first + 1):
-                h = self.ops[edge](states[self.inputs[edge]])
+                op, source = self.ops[edge], self.inputs[edge]
+                if isinstance(op, RectifyingOperation):
+                    if source not in rectified_states:
+                        rectified_states[source] = nn.functional.relu(states[source])
+                    h = op(rectified_states[source], rectified=True)
+                else:
+                    h = op(states[source])
                 node = node + (self.drop_path(h) if self.droppable[edge] else h)
             states.append(node)
         return torch.cat([states[i] for i in self.concat], dim=1)
@@ -139,7 +151,7 @@ class DartsAuxiliaryHead(nn.Module):
         if stem == "cifar":
             layers.append(nn.BatchNorm2d(768))
         layers.append(nn.ReLU(inplace=True))
-        self.features = nn.Sequential(*layers)
+        self.features = FoldingSequential(*layers)
         self.classifier = nn.Linear(768, num_labels)
 
     def forward(self, hidden_state: torch.Tensor) -> torch.Tensor:
@@ -249,14 +261,14 @@ class DartsModel(DartsPreTrainedModel):
             stem_channels = config.stem_multiplier * channels
             self.stem = cifar_stem(config.num_channels, stem_channels)
         else:
-            self.stem0 = nn.Sequential(
+            self.stem0 = FoldingSequential(
                 nn.Conv2d(config.num_channels, channels // 2, 3, stride=2, padding=1, bias=False),
                 nn.BatchNorm2d(channels // 2),
                 nn.ReLU(inplace=True),
                 nn.Conv2d(channels // 2, channels, 3, stride=2, padding=1, bias=False),
                 nn.BatchNorm2d(channels),
             )
-            self.stem1 = nn.Sequential(
+            self.stem1 = FoldingSequential(
                 nn.ReLU(inplace=True),
                 nn.Conv2d(channels, channels, 3, stride=2, padding=1, bias=False),
                 nn.BatchNorm2d(channels),
@@ -294,8 +306,13 @@ class DartsModel(DartsPreTrainedModel):
             s1 = self.stem1(s0)
         hidden_states = (s1,) if output_hidden_states else None
         auxiliary_hidden_state = None
+        # Every cell begins by rectifying its two inputs (the outputs of the two cells before it): each output is
+        # rectified once, here, for both.
+        r1 = nn.functional.relu(s1)
+        r0 = r1 if s0 is s1 else nn.functional.relu(s0)
         for index, cell in enumerate(self.cells):
-            s0, s1 = s1, cell(s0, s1)
+            s1 = cell(r0, r1, rectified=True)
+            r0, r1 = r1, nn.functional.relu(s1) if index + 1 < len(self.cells) else None
             if index == self.config.auxiliary_cell:
                 auxiliary_hidden_state = s1
             if output_hidden_states:

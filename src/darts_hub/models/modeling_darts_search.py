@@ -23,7 +23,7 @@ from transformers.modeling_outputs import ImageClassifierOutputWithNoAttention
 from .configuration_darts import STEMS, reduction_positions
 from .genotypes import CNN_OPERATIONS, PRIMITIVES, Genotype, derive_genotype
 from .modeling_darts import cell_input_layers, cifar_stem, init_pytorch_default, stack_cells
-from .ops import build_operation
+from .ops import RectifyingOperation, build_operation
 
 
 class DartsSearchConfig(PreTrainedConfig):
@@ -128,11 +128,7 @@ class MixedOp(nn.Module):
                 op = nn.Sequential(op, nn.BatchNorm2d(self.op_channels, affine=False))
             self.ops[name] = op
         self.op_columns = [primitives.index(name) for name in self.ops]
-        # For the operations that begin with a ReLU, the layers after it (sharing the registered modules).
-        self.after_relu = [
-            op.op[1:] if isinstance(getattr(op, "op", None), nn.Sequential) and isinstance(op.op[0], nn.ReLU) else None
-            for op in self.ops.values()
-        ]
+        self.rectifying = [isinstance(op, RectifyingOperation) for op in self.ops.values()]
 
     def forward(self, x: torch.Tensor, weights: torch.Tensor, edge_weight: torch.Tensor | None = None) -> torch.Tensor:
         # weights: [num_primitives], the softmax of this edge's alphas; edge_weight: the edge's normalised beta
@@ -148,10 +144,10 @@ class MixedOp(nn.Module):
         return channel_shuffle(torch.cat([self._weighted_sum(x, weights), bypass], dim=1), self.partial_channels)
 
     def _weighted_sum(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        relu_x = nn.functional.relu(x) if any(layers is not None for layers in self.after_relu) else None
+        relu_x = nn.functional.relu(x) if any(self.rectifying) else None
         total = None
-        for column, op, layers in zip(self.op_columns, self.ops.values(), self.after_relu):
-            output = op(x) if layers is None else layers(relu_x)
+        for column, op, rectifying in zip(self.op_columns, self.ops.values(), self.rectifying):
+            output = op(relu_x, rectified=True) if rectifying else op(x)
             # One fused multiply-add into the running sum, in place (autograd keeps no sum, only the outputs and
             # weights): a third of the memory traffic of `total + weight * output`.
             total = weights[column] * output if total is None else total.addcmul_(weights[column], output)

@@ -11,47 +11,94 @@ from collections.abc import Callable
 
 import torch
 from torch import nn
+from torch.func import functional_call
 
 from .depthwise import DepthwiseConv2d
 
 
-class ReLUConvBN(nn.Module):
+def folded_batch_norm(batch_norm: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """In evaluation with running statistics, BatchNorm is a fixed affine map per channel, `scale * x + shift`:
+    (scale, shift), or None when it normalises with the batch's statistics (training, or no running statistics)."""
+    if batch_norm.training or batch_norm.running_var is None:
+        return None
+    scale = (batch_norm.running_var + batch_norm.eps).rsqrt()
+    if batch_norm.weight is not None:
+        scale = scale * batch_norm.weight
+    shift = -batch_norm.running_mean * scale
+    if batch_norm.bias is not None:
+        shift = shift + batch_norm.bias
+    return scale, shift
+
+
+def convolve_folded(conv: nn.Conv2d, x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """`scale * conv(x) + shift` per output channel, as one convolution with scaled weights and a bias (through
+    the module, so that its hooks still run)."""
+    bias = shift if conv.bias is None else shift + scale * conv.bias
+    return functional_call(conv, {"weight": conv.weight * scale.view(-1, 1, 1, 1), "bias": bias}, (x,))
+
+
+class FoldingSequential(nn.Sequential):
+    """`nn.Sequential` (same layout and keys) that, in evaluation, runs each convolution followed by a BatchNorm as
+    one convolution with the BatchNorm folded into its weights and bias: the same map (up to rounding) with one pass
+    over the activations instead of two. In training, plain `nn.Sequential`."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        layers = list(self)
+        index = 0
+        while index < len(layers):
+            layer, following = layers[index], layers[index + 1] if index + 1 < len(layers) else None
+            folded = folded_batch_norm(following) if isinstance(following, nn.BatchNorm2d) else None
+            if folded is not None and isinstance(layer, nn.Conv2d):
+                x = convolve_folded(layer, x, *folded)
+                index += 2
+            else:
+                x = layer(x)
+                index += 1
+        return x
+
+
+class RectifyingOperation(nn.Module):
+    """An operation that begins with a ReLU of its input (by default: its layers `self.op`, a ReLU first).
+
+    A caller feeding one input to several such operations rectifies it once and passes `rectified=True`: the same
+    result, with one ReLU (and, in training, one stored activation) instead of one per operation.
+    """
+
+    def forward(self, x: torch.Tensor, rectified: bool = False) -> torch.Tensor:
+        return self.op[1:](x) if rectified else self.op(x)
+
+
+class ReLUConvBN(RectifyingOperation):
     """ReLU -> convolution -> BatchNorm: the 1x1 preprocessing of cell inputs."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int, padding: int, affine=True):
         super().__init__()
-        self.op = nn.Sequential(
+        self.op = FoldingSequential(
             nn.ReLU(inplace=False),
             nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, padding=padding, bias=False),
             nn.BatchNorm2d(out_channels, affine=affine),
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.op(x)
 
-
-class DilConv(nn.Module):
+class DilConv(RectifyingOperation):
     """ReLU -> dilated depthwise convolution -> pointwise convolution -> BatchNorm."""
 
     def __init__(self, channels: int, kernel_size: int, stride: int, padding: int, dilation: int, affine=True):
         super().__init__()
-        self.op = nn.Sequential(
+        self.op = FoldingSequential(
             nn.ReLU(inplace=False),
             DepthwiseConv2d(channels, kernel_size, stride=stride, padding=padding, dilation=dilation),
             nn.Conv2d(channels, channels, 1, bias=False),
             nn.BatchNorm2d(channels, affine=affine),
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.op(x)
 
-
-class SepConv(nn.Module):
+class SepConv(RectifyingOperation):
     """A separable convolution applied twice (the NASNet convention): only the first one strides."""
 
     def __init__(self, channels: int, kernel_size: int, stride: int, padding: int, affine=True):
         super().__init__()
-        self.op = nn.Sequential(
+        self.op = FoldingSequential(
             nn.ReLU(inplace=False),
             DepthwiseConv2d(channels, kernel_size, stride=stride, padding=padding),
             nn.Conv2d(channels, channels, 1, bias=False),
@@ -63,11 +110,8 @@ class SepConv(nn.Module):
             nn.BatchNorm2d(channels, affine=affine),
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.op(x)
 
-
-class FactorizedReduce(nn.Module):
+class FactorizedReduce(RectifyingOperation):
     """Halve the resolution without losing pixels: two strided 1x1 convolutions, the second shifted by one pixel."""
 
     def __init__(self, in_channels: int, out_channels: int, affine=True):
@@ -84,18 +128,23 @@ class FactorizedReduce(nn.Module):
         self.conv_2 = nn.Conv2d(in_channels, out_channels // 2, 1, stride=stride, bias=False)
         self.bn = nn.BatchNorm2d(out_channels, affine=affine)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.relu(x)
+    def forward(self, x: torch.Tensor, rectified: bool = False) -> torch.Tensor:
+        if not rectified:
+            x = self.relu(x)
         # On odd sizes the shifted branch is one pixel smaller; pad it back so both halves line up.
         shifted = nn.functional.pad(x[:, :, 1:, 1:], (0, x.shape[-1] % 2, 0, x.shape[-2] % 2))
         if self.subsample_first:
             x, shifted = x[:, :, ::2, ::2], shifted[:, :, ::2, ::2]
-        return self.bn(torch.cat([self.conv_1(x), self.conv_2(shifted)], dim=1))
+        folded = folded_batch_norm(self.bn)
+        if folded is None:
+            return self.bn(torch.cat([self.conv_1(x), self.conv_2(shifted)], dim=1))
+        halves = zip((self.conv_1, self.conv_2), (x, shifted), *(part.chunk(2) for part in folded))
+        return torch.cat([convolve_folded(conv, half, scale, shift) for conv, half, scale, shift in halves], dim=1)
 
 
 def _conv_7x1_1x7(channels: int, stride: int, affine: bool) -> nn.Sequential:
-    """AmoebaNet's factorised 7x7 convolution (a plain Sequential, as in the original layout)."""
-    return nn.Sequential(
+    """AmoebaNet's factorised 7x7 convolution (a Sequential, as in the original layout)."""
+    return FoldingSequential(
         nn.ReLU(inplace=False),
         nn.Conv2d(channels, channels, (1, 7), stride=(1, stride), padding=(0, 3), bias=False),
         nn.Conv2d(channels, channels, (7, 1), stride=(stride, 1), padding=(3, 0), bias=False),
@@ -147,4 +196,15 @@ class DropPath(nn.Module):
         return f"drop_prob={self.drop_prob}"
 
 
-__all__ = ["OPS", "DilConv", "DropPath", "FactorizedReduce", "ReLUConvBN", "SepConv", "build_operation"]
+__all__ = [
+    "OPS",
+    "DilConv",
+    "DropPath",
+    "FactorizedReduce",
+    "FoldingSequential",
+    "ReLUConvBN",
+    "RectifyingOperation",
+    "SepConv",
+    "build_operation",
+    "folded_batch_norm",
+]

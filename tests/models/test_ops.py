@@ -1,0 +1,103 @@
+"""The derived network's two shortcuts compute what the plain layers compute: BatchNorm folded into the convolution
+before it in evaluation, and one ReLU per tensor for all the operations that begin with one."""
+
+import pytest
+import torch
+from torch import nn
+
+from darts_hub import DartsConfig, DartsForImageClassification
+from darts_hub.models import ops
+from darts_hub.models.ops import FactorizedReduce, FoldingSequential, folded_batch_norm
+
+
+def plain_logits(model: DartsForImageClassification, pixels: torch.Tensor) -> torch.Tensor:
+    """The network written without the shortcuts: every operation applies its own ReLU, every layer runs alone."""
+
+    def run(layers, x):
+        return nn.Sequential.forward(layers, x) if isinstance(layers, FoldingSequential) else layers(x)
+
+    def operation(op, x):
+        return op(x) if isinstance(op, FactorizedReduce) else run(getattr(op, "op", op), x)
+
+    darts = model.darts
+    if darts.config.stem == "cifar":
+        s0 = s1 = run(darts.stem, pixels)
+    else:
+        s0 = run(darts.stem0, pixels)
+        s1 = run(darts.stem1, s0)
+    for cell in darts.cells:
+        states = [operation(cell.preprocess0, s0), operation(cell.preprocess1, s1)]
+        for first in range(0, len(cell.ops), 2):
+            states.append(sum(operation(cell.ops[e], states[cell.inputs[e]]) for e in (first, first + 1)))
+        s0, s1 = s1, torch.cat([states[i] for i in cell.concat], dim=1)
+    return model.classifier(darts.pooler(s1).flatten(1))
+
+
+def randomized(model: nn.Module) -> nn.Module:
+    """Non-trivial BatchNorm affine parameters and running statistics (fresh ones are the identity map)."""
+    generator = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                module.running_mean.copy_(torch.randn(module.num_features, generator=generator))
+                module.running_var.copy_(torch.rand(module.num_features, generator=generator) + 0.5)
+                module.weight.copy_(torch.randn(module.num_features, generator=generator))
+                module.bias.copy_(torch.randn(module.num_features, generator=generator))
+    return model
+
+
+@pytest.mark.parametrize("genotype", ["DARTS_V2", "AmoebaNet"])  # AmoebaNet: 1x7/7x1 convolutions, average pooling
+def test_training_step_equals_the_plain_network(genotype):
+    """Shared ReLUs: the same logits, gradients and BatchNorm statistics as every operation rectifying alone."""
+    torch.manual_seed(0)
+    config = DartsConfig(genotype=genotype, init_channels=8, num_cells=5, num_labels=4, use_auxiliary_head=False)
+    model = DartsForImageClassification(config).double().train()
+    reference = DartsForImageClassification(config).double().train()
+    reference.load_state_dict(model.state_dict())
+    pixels = torch.randn(3, 3, 32, 32, dtype=torch.float64)
+    logits, expected = model(pixels).logits, plain_logits(reference, pixels)
+    torch.testing.assert_close(logits, expected, rtol=1e-10, atol=1e-12)
+    logits.square().sum().backward()
+    expected.square().sum().backward()
+    for (name, parameter), other in zip(model.named_parameters(), reference.parameters()):
+        torch.testing.assert_close(parameter.grad, other.grad, rtol=1e-9, atol=1e-12, msg=name)
+    for (name, buffer), other in zip(model.named_buffers(), reference.buffers()):
+        torch.testing.assert_close(buffer, other, rtol=0, atol=0, msg=name)
+
+
+@pytest.mark.parametrize("stem", ["cifar", "imagenet"])
+@pytest.mark.parametrize("dtype, tolerance", [(torch.float64, 1e-10), (torch.float32, 1e-4)])
+def test_evaluation_with_folded_batch_norms_equals_the_plain_network(stem, dtype, tolerance, monkeypatch):
+    torch.manual_seed(0)
+    size = 32 if stem == "cifar" else 64
+    config = DartsConfig(genotype="DARTS_V2", stem=stem, init_channels=8, num_cells=5, num_labels=4, image_size=size)
+    model = randomized(DartsForImageClassification(config)).to(dtype).eval()
+    pixels = torch.randn(2, 3, size, size, dtype=dtype)
+    folded = model(pixels).logits
+    monkeypatch.setattr(ops, "folded_batch_norm", lambda batch_norm: None)
+    unfolded = model(pixels).logits
+    assert not torch.equal(folded, unfolded)  # the folded path did run: its rounding differs
+    torch.testing.assert_close(folded, unfolded, rtol=tolerance, atol=tolerance)
+    torch.testing.assert_close(folded, plain_logits(model, pixels), rtol=tolerance, atol=tolerance)
+
+
+def test_folding_only_in_evaluation_with_running_statistics():
+    batch_norm = randomized(nn.BatchNorm2d(3))
+    assert folded_batch_norm(batch_norm) is None  # training: the batch's statistics
+    scale, shift = folded_batch_norm(batch_norm.eval())
+    x = torch.randn(2, 3, 4, 4)
+    torch.testing.assert_close(scale.view(1, 3, 1, 1) * x + shift.view(1, 3, 1, 1), batch_norm(x))
+    assert folded_batch_norm(nn.BatchNorm2d(3, track_running_stats=False).eval()) is None
+
+
+def test_folded_convolutions_keep_their_hooks_and_gradients():
+    layers = FoldingSequential(nn.Conv2d(3, 4, 1, bias=False), randomized(nn.BatchNorm2d(4))).eval()
+    seen = []
+    layers[0].register_forward_hook(lambda module, inputs, output: seen.append(output.shape))
+    x = torch.randn(2, 3, 5, 5, requires_grad=True)
+    layers(x).sum().backward()
+    assert seen == [(2, 4, 5, 5)]
+    expected = x.detach().requires_grad_()
+    nn.Sequential.forward(layers, expected).sum().backward()
+    torch.testing.assert_close(x.grad, expected.grad)
+    assert layers[0].weight.grad is not None and layers[1].weight.grad is not None
