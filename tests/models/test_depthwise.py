@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from darts_hub.models import depthwise
+from darts_hub.models.cpu_kernels import load_kernels
 from darts_hub.models.depthwise import DepthwiseConv2d
 from darts_hub.models.ops import DilConv, SepConv
 
@@ -104,12 +105,12 @@ def test_without_the_kernel_pytorchs_backward_runs(monkeypatch, caplog):
     def no_compiler(*args, **kwargs):
         raise RuntimeError("no C++ compiler here")
 
-    depthwise.depthwise_kernels.cache_clear()
+    load_kernels.cache_clear()
     monkeypatch.setattr(torch.utils.cpp_extension, "load", no_compiler)
     try:
-        with caplog.at_level(logging.WARNING, logger="darts_hub.models.depthwise"):
+        with caplog.at_level(logging.WARNING, logger="darts_hub.models.cpu_kernels"):
             assert depthwise.depthwise_kernels() is None
-        assert "could not be built (RuntimeError: no C++ compiler here)" in caplog.text
+        assert "depthwise_backward kernel could not be built (RuntimeError: no C++ compiler here)" in caplog.text
         conv = DepthwiseConv2d(4, 5, 1, 2).double()
         x = torch.randn(2, 4, 7, 7, dtype=torch.float64, requires_grad=True)
         output = conv(x)
@@ -120,4 +121,4 @@ def test_without_the_kernel_pytorchs_backward_runs(monkeypatch, caplog):
         ):
             torch.testing.assert_close(ours, theirs)
     finally:
-        depthwise.depthwise_kernels.cache_clear()
+        load_kernels.cache_clear()

@@ -7,49 +7,21 @@ search step those backward passes took 38% of the time (batch 64, Intel Xeon), w
 CPU tensors, computes the weight gradient (and a strided input gradient) with a small C++ kernel,
 `depthwise_backward.cpp`, and a stride-1 input gradient as the forward convolution of the gradient with the flipped
 filter. The same mathematics (tested against PyTorch's gradients). The kernel is compiled the first time it is needed
-on a machine (25-40 s on 2 cores, with torch's extension builder; cached in `TORCH_EXTENSIONS_DIR`); where it cannot be
-built (no C++ compiler), and for double backward (`--hessian exact`), PyTorch's own backward runs.
+on a machine (`cpu_kernels.py`); where it cannot be built (no C++ compiler), and for double backward (`--hessian
+exact`), PyTorch's own backward runs.
 """
 
 from __future__ import annotations
 
-import functools
-import logging
-import os
-import shutil
-from pathlib import Path
-
 import torch
 from torch import nn
 
+from .cpu_kernels import load_kernels
 
-logger = logging.getLogger(__name__)
 
-
-@functools.cache
 def depthwise_kernels():
     """The compiled kernel module (built once per machine), or None where it cannot be built."""
-    try:
-        from torch.utils.cpp_extension import load
-
-        if shutil.which("ninja") is None:  # torch's builder runs `ninja`; the pip package puts it beside Python
-            import ninja
-
-            os.environ["PATH"] = ninja.BIN_DIR + os.pathsep + os.environ.get("PATH", "")
-        logger.info("Loading the depthwise-convolution backward kernel (compiled on first use: 25-40 s on 2 cores).")
-        return load(
-            "darts_hub_depthwise_backward",
-            [str(Path(__file__).with_name("depthwise_backward.cpp"))],
-            extra_cflags=["-O3", "-fopenmp"],
-        )
-    except Exception as error:  # a missing compiler, ninja or source file: the slower built-in backward still works
-        logger.warning(
-            "The depthwise-convolution backward kernel could not be built (%s: %s); PyTorch's own backward runs "
-            "instead: the same results, slower on the CPU.",
-            type(error).__name__,
-            error,
-        )
-        return None
+    return load_kernels("depthwise_backward")
 
 
 class DepthwiseConvolution(torch.autograd.Function):

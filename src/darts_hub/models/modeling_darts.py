@@ -20,6 +20,7 @@ from transformers.image_utils import PILImageResampling
 from transformers.modeling_outputs import ImageClassifierOutputWithNoAttention
 from transformers.utils import ModelOutput
 
+from .batch_norm import BatchNorm2d
 from .configuration_darts import DartsConfig
 from .genotypes import Genotype
 from .ops import DropPath, FactorizedReduce, FoldingSequential, RectifyingOperation, ReLUConvBN, build_operation
@@ -42,7 +43,7 @@ def cifar_stem(num_channels: int, out_channels: int) -> nn.Sequential:
     """The CIFAR stem of the derived network and of the search supernet: one 3x3 convolution keeping the
     resolution, then BatchNorm."""
     return FoldingSequential(
-        nn.Conv2d(num_channels, out_channels, 3, padding=1, bias=False), nn.BatchNorm2d(out_channels)
+        nn.Conv2d(num_channels, out_channels, 3, padding=1, bias=False), BatchNorm2d(out_channels)
     )
 
 
@@ -144,12 +145,12 @@ class DartsAuxiliaryHead(nn.Module):
             nn.ReLU(inplace=True),
             nn.AvgPool2d(5, stride=3 if stem == "cifar" else 2, padding=0, count_include_pad=False),
             nn.Conv2d(in_channels, 128, 1, bias=False),
-            nn.BatchNorm2d(128),
+            BatchNorm2d(128),
             nn.ReLU(inplace=True),
             nn.Conv2d(128, 768, 2, bias=False),
         ]
         if stem == "cifar":
-            layers.append(nn.BatchNorm2d(768))
+            layers.append(BatchNorm2d(768))
         layers.append(nn.ReLU(inplace=True))
         self.features = FoldingSequential(*layers)
         self.classifier = nn.Linear(768, num_labels)
@@ -263,15 +264,15 @@ class DartsModel(DartsPreTrainedModel):
         else:
             self.stem0 = FoldingSequential(
                 nn.Conv2d(config.num_channels, channels // 2, 3, stride=2, padding=1, bias=False),
-                nn.BatchNorm2d(channels // 2),
+                BatchNorm2d(channels // 2),
                 nn.ReLU(inplace=True),
                 nn.Conv2d(channels // 2, channels, 3, stride=2, padding=1, bias=False),
-                nn.BatchNorm2d(channels),
+                BatchNorm2d(channels),
             )
             self.stem1 = FoldingSequential(
                 nn.ReLU(inplace=True),
                 nn.Conv2d(channels, channels, 3, stride=2, padding=1, bias=False),
-                nn.BatchNorm2d(channels),
+                BatchNorm2d(channels),
             )
             stem_channels = channels
         genotype = config.get_genotype()

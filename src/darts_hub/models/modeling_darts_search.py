@@ -20,6 +20,7 @@ from transformers import PreTrainedConfig, PreTrainedModel
 from transformers import initialization as init
 from transformers.modeling_outputs import ImageClassifierOutputWithNoAttention
 
+from .batch_norm import BatchNorm2d
 from .configuration_darts import STEMS, reduction_positions
 from .genotypes import CNN_OPERATIONS, PRIMITIVES, Genotype, derive_genotype
 from .modeling_darts import cell_input_layers, cifar_stem, init_pytorch_default, stack_cells
@@ -125,7 +126,7 @@ class MixedOp(nn.Module):
                 continue
             op = build_operation(name, self.op_channels, stride, affine=False)
             if "pool" in name:
-                op = nn.Sequential(op, nn.BatchNorm2d(self.op_channels, affine=False))
+                op = nn.Sequential(op, BatchNorm2d(self.op_channels, affine=False))
             self.ops[name] = op
         self.op_columns = [primitives.index(name) for name in self.ops]
         self.rectifying = [isinstance(op, RectifyingOperation) for op in self.ops.values()]

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
+from .batch_norm import BatchNorm2d
 from .depthwise import DepthwiseConv2d
 
 
@@ -76,7 +77,7 @@ class ReLUConvBN(RectifyingOperation):
         self.op = FoldingSequential(
             nn.ReLU(inplace=False),
             nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, padding=padding, bias=False),
-            nn.BatchNorm2d(out_channels, affine=affine),
+            BatchNorm2d(out_channels, affine=affine),
         )
 
 
@@ -89,7 +90,7 @@ class DilConv(RectifyingOperation):
             nn.ReLU(inplace=False),
             DepthwiseConv2d(channels, kernel_size, stride=stride, padding=padding, dilation=dilation),
             nn.Conv2d(channels, channels, 1, bias=False),
-            nn.BatchNorm2d(channels, affine=affine),
+            BatchNorm2d(channels, affine=affine),
         )
 
 
@@ -102,12 +103,12 @@ class SepConv(RectifyingOperation):
             nn.ReLU(inplace=False),
             DepthwiseConv2d(channels, kernel_size, stride=stride, padding=padding),
             nn.Conv2d(channels, channels, 1, bias=False),
-            nn.BatchNorm2d(channels, affine=affine),
+            BatchNorm2d(channels, affine=affine),
             # In place: BatchNorm's backward needs its input, not its output (one activation less to keep).
             nn.ReLU(inplace=True),
             DepthwiseConv2d(channels, kernel_size, padding=padding),
             nn.Conv2d(channels, channels, 1, bias=False),
-            nn.BatchNorm2d(channels, affine=affine),
+            BatchNorm2d(channels, affine=affine),
         )
 
 
@@ -126,7 +127,7 @@ class FactorizedReduce(RectifyingOperation):
         stride = 1 if self.subsample_first else 2
         self.conv_1 = nn.Conv2d(in_channels, out_channels // 2, 1, stride=stride, bias=False)
         self.conv_2 = nn.Conv2d(in_channels, out_channels // 2, 1, stride=stride, bias=False)
-        self.bn = nn.BatchNorm2d(out_channels, affine=affine)
+        self.bn = BatchNorm2d(out_channels, affine=affine)
 
     def forward(self, x: torch.Tensor, rectified: bool = False) -> torch.Tensor:
         if not rectified:
@@ -148,7 +149,7 @@ def _conv_7x1_1x7(channels: int, stride: int, affine: bool) -> nn.Sequential:
         nn.ReLU(inplace=False),
         nn.Conv2d(channels, channels, (1, 7), stride=(1, stride), padding=(0, 3), bias=False),
         nn.Conv2d(channels, channels, (7, 1), stride=(stride, 1), padding=(3, 0), bias=False),
-        nn.BatchNorm2d(channels, affine=affine),
+        BatchNorm2d(channels, affine=affine),
     )
 
 
