@@ -7,7 +7,7 @@
 // precision in a fixed number of row blocks (the same sums whatever the thread count and scheduling).
 //
 // On x86-64 with GCC the row loops are compiled for AVX-512, AVX2 and plain x86-64, the one the CPU supports chosen
-// when the library loads (as in depthwise_backward.cpp).
+// when the library loads (`per_cpu_clones.h`).
 
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
@@ -16,11 +16,7 @@
 #include <cmath>
 #include <vector>
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__ELF__)
-#define PER_CPU_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define PER_CPU_CLONES
-#endif
+#include "per_cpu_clones.h"
 
 namespace {
 

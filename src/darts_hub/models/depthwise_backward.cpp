@@ -16,11 +16,7 @@
 #include <utility>
 #include <vector>
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__ELF__)
-#define PER_CPU_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define PER_CPU_CLONES
-#endif
+#include "per_cpu_clones.h"
 
 namespace {
 
