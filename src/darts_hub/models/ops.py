@@ -41,11 +41,12 @@ def convolve_folded(conv: nn.Conv2d, x: torch.Tensor, scale: torch.Tensor, shift
 class FoldingSequential(nn.Sequential):
     """`nn.Sequential` (same layout and keys) that, in evaluation, runs each convolution followed by a BatchNorm as
     one convolution with the BatchNorm folded into its weights and bias: the same map (up to rounding) with one pass
-    over the activations instead of two. In training, plain `nn.Sequential`."""
+    over the activations instead of two. In training, plain `nn.Sequential`. `start` skips the first layers (without
+    building a slice of the sequence on every call)."""
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, start: int = 0) -> torch.Tensor:
         layers = list(self)
-        index = 0
+        index = start
         while index < len(layers):
             layer, following = layers[index], layers[index + 1] if index + 1 < len(layers) else None
             folded = folded_batch_norm(following) if isinstance(following, nn.BatchNorm2d) else None
@@ -66,7 +67,7 @@ class RectifyingOperation(nn.Module):
     """
 
     def forward(self, x: torch.Tensor, rectified: bool = False) -> torch.Tensor:
-        return self.op[1:](x) if rectified else self.op(x)
+        return self.op(x, start=1 if rectified else 0)
 
 
 class ReLUConvBN(RectifyingOperation):
