@@ -7,7 +7,6 @@ import torch
 from torch import nn
 
 from darts_hub.models import depthwise
-from darts_hub.models.cpu_kernels import load_kernels
 from darts_hub.models.depthwise import DepthwiseConv2d
 from darts_hub.models.ops import DilConv, SepConv
 
@@ -99,26 +98,15 @@ def test_same_module_and_state_dict_as_a_grouped_conv2d():
     assert list(DilConv(8, 3, 1, 2, 2).state_dict())[:2] == ["op.1.weight", "op.2.weight"]
 
 
-def test_without_the_kernel_pytorchs_backward_runs(monkeypatch, caplog):
+def test_without_the_kernel_pytorchs_backward_runs(without_a_compiler, caplog):
     """No compiler: a warning, and the same gradients from PyTorch's own backward pass."""
-
-    def no_compiler(*args, **kwargs):
-        raise RuntimeError("no C++ compiler here")
-
-    load_kernels.cache_clear()
-    monkeypatch.setattr(torch.utils.cpp_extension, "load", no_compiler)
-    try:
-        with caplog.at_level(logging.WARNING, logger="darts_hub.models.cpu_kernels"):
-            assert depthwise.depthwise_kernels() is None
-        assert "depthwise_backward kernel could not be built (RuntimeError: no C++ compiler here)" in caplog.text
-        conv = DepthwiseConv2d(4, 5, 1, 2).double()
-        x = torch.randn(2, 4, 7, 7, dtype=torch.float64, requires_grad=True)
-        output = conv(x)
-        assert output.grad_fn.name() == "ConvolutionBackward0"  # PyTorch's, not ours
-        output_grad = torch.randn_like(output)
-        for ours, theirs in zip(
-            gradients(conv, x, output_grad), gradients(reference_convolution(conv), x, output_grad)
-        ):
-            torch.testing.assert_close(ours, theirs)
-    finally:
-        load_kernels.cache_clear()
+    with caplog.at_level(logging.WARNING, logger="darts_hub.models.cpu_kernels"):
+        assert depthwise.depthwise_kernels() is None
+    assert "depthwise_backward kernel could not be built (RuntimeError: no C++ compiler here)" in caplog.text
+    conv = DepthwiseConv2d(4, 5, 1, 2).double()
+    x = torch.randn(2, 4, 7, 7, dtype=torch.float64, requires_grad=True)
+    output = conv(x)
+    assert output.grad_fn.name() == "ConvolutionBackward0"  # PyTorch's, not ours
+    output_grad = torch.randn_like(output)
+    for ours, theirs in zip(gradients(conv, x, output_grad), gradients(reference_convolution(conv), x, output_grad)):
+        torch.testing.assert_close(ours, theirs)
