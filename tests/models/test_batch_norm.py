@@ -59,17 +59,28 @@ def test_float32_and_the_original_statistics_of_a_search_step():
     torch.testing.assert_close(ours.running_var, theirs.running_var)
 
 
-def test_double_backward_matches_pytorch():
-    """`--hessian exact` differentiates the backward pass: PyTorch's differentiable backward runs there."""
-    ours, theirs = twins(5)
+@pytest.mark.parametrize("affine", [True, False])
+def test_double_backward_matches_pytorch(affine):
+    """`--hessian exact` differentiates the backward pass: with an affine map PyTorch's differentiable backward runs
+    there; without, the gradient is built from the kept output and 1 / std, whose own gradient then counts."""
+    ours, theirs = twins(5, affine=affine)
     x = torch.randn(3, 5, 4, 4, dtype=torch.float64).contiguous(memory_format=torch.channels_last)
     results = []
     for layer in (ours, theirs):
         inputs = x.detach().requires_grad_()
         (grad,) = torch.autograd.grad(layer(inputs).pow(3).sum(), inputs, create_graph=True)
-        results.append(torch.autograd.grad(grad.square().sum(), [inputs, layer.weight]))
+        results.append(torch.autograd.grad(grad.square().sum(), [inputs, *layer.parameters()]))
     for ours_grad, theirs_grad in zip(*results):
         torch.testing.assert_close(ours_grad, theirs_grad, rtol=1e-10, atol=1e-12)
+
+
+def test_without_an_affine_map_the_output_is_kept_instead_of_the_input():
+    """The search's BatchNorm keeps its output (kept anyway by the weighted sum), so its input can be freed."""
+    x = torch.randn(4, 6, 5, 5, dtype=torch.float64).contiguous(memory_format=torch.channels_last).requires_grad_()
+    for affine, kept in ((False, "output"), (True, "input")):
+        output = BatchNorm2d(6, affine=affine).to(torch.float64)(x)
+        saved = output.grad_fn.saved_tensors[0]
+        assert saved.data_ptr() == (output if kept == "output" else x).data_ptr(), affine
 
 
 def test_pytorch_runs_elsewhere_with_the_same_state_dict():

@@ -80,6 +80,55 @@ def test_mixed_op_trains_as_the_plain_weighted_sum(stride):
         torch.testing.assert_close(buffer, reference_buffer, msg=name)
 
 
+def with_pytorchs_layers(model: torch.nn.Module) -> torch.nn.Module:
+    """A copy of `model` whose layers with CPU kernels (BatchNorm, pooling, depthwise convolutions) are PyTorch's own
+    classes again: each of ours is a subclass with the same state, so the copy computes with PyTorch's layers."""
+    plain = copy.deepcopy(model)
+    for module in plain.modules():
+        if type(module).__module__.startswith("darts_hub"):
+            base = next((cls for cls in type(module).__mro__ if cls.__module__.startswith("torch.nn")), None)
+            if base is not None and base is not torch.nn.Module and base is not torch.nn.Sequential:
+                module.__class__ = base
+    return plain
+
+
+def backward_nodes(output: torch.Tensor) -> set[str]:
+    """The names of the autograd nodes behind `output`."""
+    names, pending, seen = set(), [output.grad_fn], set()
+    while pending:
+        node = pending.pop()
+        if node is not None and node not in seen:
+            seen.add(node)
+            names.add(node.name())
+            pending += [following for following, _ in node.next_functions]
+    return names
+
+
+def test_a_channels_last_search_step_equals_pytorchs_layers():
+    """The supernet in the scripts' CPU layout runs the BatchNorm (keeping its output), pooling and depthwise kernels:
+    the same loss, gradients of every weight and alpha, and BatchNorm statistics as with PyTorch's layers."""
+    torch.manual_seed(0)
+    model = tiny_supernet(init_channels=6, num_nodes=3, multiplier=3).double().train()
+    model = model.to(memory_format=torch.channels_last)
+    reference = with_pytorchs_layers(model)
+    pixels = torch.randn(4, 3, 8, 8, dtype=torch.float64).contiguous(memory_format=torch.channels_last)
+    labels = torch.tensor([0, 1, 2, 1])
+    loss, expected = model(pixels, labels=labels).loss, reference(pixels, labels=labels).loss
+    kernels = {
+        "BatchNormalizationBackward",
+        "MaxPoolingBackward",
+        "AvgPoolingBackward",
+        "DepthwiseConvolutionBackward",
+    }
+    assert kernels <= backward_nodes(loss) and kernels.isdisjoint(backward_nodes(expected))
+    torch.testing.assert_close(loss, expected, rtol=1e-12, atol=1e-12)
+    loss.backward(), expected.backward()
+    for (name, parameter), other in zip(model.named_parameters(), reference.parameters()):
+        torch.testing.assert_close(parameter.grad, other.grad, rtol=1e-9, atol=1e-12, msg=name)
+    for (name, buffer), other in zip(model.named_buffers(), reference.buffers()):
+        torch.testing.assert_close(buffer, other, rtol=1e-12, atol=1e-12, msg=name)
+
+
 def test_derived_config_builds_the_network_found():
     model = tiny_supernet()
     config = derived_config(model, init_channels=8, num_cells=3)

@@ -9,40 +9,44 @@ from darts_hub.models.modeling_darts_rnn_search import DartsRNNSearchConfig, Dar
 from darts_hub.search.architect import Architect
 
 
-def batches(seed=0, dtype=torch.float64):
+def batches(seed=0, dtype=torch.float64, memory_format=torch.contiguous_format):
     generator = torch.Generator().manual_seed(seed)
 
     def batch():
         return {
-            "pixel_values": torch.randn(8, 3, 8, 8, generator=generator, dtype=dtype),
+            "pixel_values": torch.randn(8, 3, 8, 8, generator=generator, dtype=dtype).contiguous(
+                memory_format=memory_format
+            ),
             "labels": torch.randint(0, 3, (8,), generator=generator),
         }
 
     return batch(), batch()
 
 
-def supernet_with_optimizers():
+def supernet_with_optimizers(memory_format=torch.contiguous_format):
     torch.manual_seed(0)
-    model = tiny_supernet().double().train()
+    model = tiny_supernet().double().train().to(memory_format=memory_format)
     with torch.no_grad():
         for alpha in model.arch_parameters():
             alpha.normal_(0, 0.5)
     weight_optimizer = torch.optim.SGD(model.weight_parameters(), lr=0.1, momentum=0.9, weight_decay=3e-4)
     arch_optimizer = torch.optim.Adam(model.arch_parameters(), lr=3e-4)
-    train, _ = batches(1)
+    train, _ = batches(1, memory_format=memory_format)
     model(**train).loss.backward()  # one weight step, so the unrolled step has a momentum buffer
     weight_optimizer.step()
     weight_optimizer.zero_grad()
     return model, weight_optimizer, arch_optimizer
 
 
-def test_second_order_finite_differences_match_the_exact_unrolled_gradient():
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+def test_second_order_finite_differences_match_the_exact_unrolled_gradient(memory_format):
     """Eq. 7-8 of the paper against autograd through the unrolled weight step (double backward).
 
     ReLU networks are piecewise linear: a perturbation of 0.01 (the paper's) crosses kinks of this tiny network, so
-    the maths is checked in float64 with a perturbation small enough to stay on one linear piece."""
-    model, weight_optimizer, arch_optimizer = supernet_with_optimizers()
-    train, valid = batches()
+    the maths is checked in float64 with a perturbation small enough to stay on one linear piece. Channels-last (the
+    scripts' layout on the CPU) runs the BatchNorm and pooling kernels, differentiated twice for the exact term."""
+    model, weight_optimizer, arch_optimizer = supernet_with_optimizers(memory_format)
+    train, valid = batches(memory_format=memory_format)
     first = flat(Architect(model, arch_optimizer, order=1).arch_gradients(train, valid, weight_optimizer)[0])
     finite = flat(
         Architect(model, arch_optimizer, order=2, epsilon_scale=1e-6).arch_gradients(train, valid, weight_optimizer)[0]

@@ -15,6 +15,7 @@ from torch.func import functional_call
 
 from .batch_norm import BatchNorm2d
 from .depthwise import DepthwiseConv2d
+from .pooling import AvgPool2d, MaxPool2d
 
 
 def folded_batch_norm(batch_norm: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor] | None:
@@ -105,8 +106,9 @@ class SepConv(RectifyingOperation):
             DepthwiseConv2d(channels, kernel_size, stride=stride, padding=padding),
             nn.Conv2d(channels, channels, 1, bias=False),
             BatchNorm2d(channels, affine=affine),
-            # In place: BatchNorm's backward needs its input, not its output (one activation less to keep).
-            nn.ReLU(inplace=True),
+            # In place where BatchNorm's backward needs its input (one activation less to keep); without an affine
+            # map BatchNorm keeps its output instead (`BatchNormalization`), which must not change.
+            nn.ReLU(inplace=affine),
             DepthwiseConv2d(channels, kernel_size, padding=padding),
             nn.Conv2d(channels, channels, 1, bias=False),
             BatchNorm2d(channels, affine=affine),
@@ -157,8 +159,8 @@ def _conv_7x1_1x7(channels: int, stride: int, affine: bool) -> nn.Sequential:
 OperationFactory = Callable[[int, int, bool], nn.Module]
 
 OPS: dict[str, OperationFactory] = {
-    "max_pool_3x3": lambda c, stride, affine: nn.MaxPool2d(3, stride=stride, padding=1),
-    "avg_pool_3x3": lambda c, stride, affine: nn.AvgPool2d(3, stride=stride, padding=1, count_include_pad=False),
+    "max_pool_3x3": lambda c, stride, affine: MaxPool2d(3, stride=stride, padding=1),
+    "avg_pool_3x3": lambda c, stride, affine: AvgPool2d(3, stride=stride, padding=1, count_include_pad=False),
     "skip_connect": lambda c, stride, affine: nn.Identity() if stride == 1 else FactorizedReduce(c, c, affine),
     "sep_conv_3x3": lambda c, stride, affine: SepConv(c, 3, stride, 1, affine),
     "sep_conv_5x5": lambda c, stride, affine: SepConv(c, 5, stride, 2, affine),
