@@ -86,6 +86,37 @@ def test_double_backward_equals_pytorchs(kernels):
         torch.testing.assert_close(ours, theirs, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize(("kernel_size", "dilation", "stride"), [(3, 1, 1), (5, 1, 1), (3, 2, 2)])
+@pytest.mark.parametrize("create_graph", [False, True])
+def test_rectifying_the_input_equals_relu_then_convolution(kernels, kernel_size, dilation, stride, create_graph):
+    """`rectifies_input`: the convolution of ReLU(x), keeping x instead of ReLU(x); the same output and gradients
+    (and second-order gradients) as PyTorch's ReLU followed by PyTorch's convolution, for 3x3 (oneDNN's backward) and
+    larger (the kernel's) filters."""
+    torch.manual_seed(0)
+    padding = dilation * (kernel_size - 1) // 2
+    conv = DepthwiseConv2d(20, kernel_size, stride, padding, dilation, rectifies_input=True).double()
+    conv = conv.to(memory_format=torch.channels_last)
+    reference = nn.Sequential(nn.ReLU(), reference_convolution(conv))
+    x = torch.randn(3, 20, 9, 11, dtype=torch.float64).contiguous(memory_format=torch.channels_last).requires_grad_()
+    output = conv(x)
+    assert output.grad_fn.name() == "DepthwiseConvolutionBackward"
+    saved_input, _ = output.grad_fn.saved_tensors
+    assert saved_input.data_ptr() == x.data_ptr()  # x itself, no ReLU output
+    torch.testing.assert_close(output, reference(x), rtol=1e-12, atol=1e-12)
+    output_grad = torch.randn_like(output)
+    results = []
+    for module in (conv, reference):
+        weight = module.weight if module is conv else module[1].weight
+        grads = torch.autograd.grad(module(x), (x, weight), output_grad, create_graph=create_graph)
+        if create_graph:
+            grads = torch.autograd.grad(grads[0].pow(3).sum() + grads[1].square().sum(), (x, weight))
+        results.append(grads)
+    for ours, theirs in zip(*results):
+        torch.testing.assert_close(ours, theirs, rtol=1e-12, atol=1e-12)
+    with torch.no_grad():  # evaluation: PyTorch's convolution of the ReLU
+        torch.testing.assert_close(conv(x), reference(x), rtol=1e-12, atol=1e-12)
+
+
 def test_same_module_and_state_dict_as_a_grouped_conv2d():
     conv = DepthwiseConv2d(8, 5, stride=2, padding=4, dilation=2)
     assert isinstance(conv, nn.Conv2d) and conv.groups == 8 and conv.bias is None

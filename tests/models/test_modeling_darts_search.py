@@ -82,13 +82,17 @@ def test_mixed_op_trains_as_the_plain_weighted_sum(stride):
 
 def with_pytorchs_layers(model: torch.nn.Module) -> torch.nn.Module:
     """A copy of `model` whose layers with CPU kernels (BatchNorm, pooling, depthwise convolutions) are PyTorch's own
-    classes again: each of ours is a subclass with the same state, so the copy computes with PyTorch's layers."""
+    classes again (each of ours is a subclass with the same state), and a depthwise convolution that rectifies its
+    input is PyTorch's ReLU and convolution."""
     plain = copy.deepcopy(model)
-    for module in plain.modules():
+    for name, module in list(plain.named_modules()):
         if type(module).__module__.startswith("darts_hub"):
-            base = next((cls for cls in type(module).__mro__ if cls.__module__.startswith("torch.nn")), None)
-            if base is not None and base is not torch.nn.Module and base is not torch.nn.Sequential:
+            base = next(cls for cls in type(module).__mro__ if cls.__module__.startswith("torch.nn"))
+            if base not in (torch.nn.Module, torch.nn.Sequential):
                 module.__class__ = base
+        if getattr(module, "rectifies_input", False):
+            parent_name, _, child = name.rpartition(".")
+            plain.get_submodule(parent_name).register_module(child, torch.nn.Sequential(torch.nn.ReLU(), module))
     return plain
 
 

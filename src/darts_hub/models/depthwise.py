@@ -25,62 +25,85 @@ def depthwise_kernels():
 
 
 class DepthwiseConvolution(torch.autograd.Function):
-    """A depthwise convolution (`groups` = channels, no bias) with the fast backward pass."""
+    """A depthwise convolution (`groups` = channels, no bias) with the fast backward pass; with `rectify`, of the
+    input's ReLU, keeping the input rather than the ReLU's output (recomputed in the backward pass)."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, stride: int, padding: int, dilation: int) -> torch.Tensor:
+    def forward(ctx, x, weight, stride: int, padding: int, dilation: int, fast: bool, rectify: bool) -> torch.Tensor:
         ctx.save_for_backward(x, weight)
-        ctx.geometry = stride, padding, dilation
-        return nn.functional.conv2d(x, weight, None, stride, padding, dilation, groups=x.shape[1])
+        ctx.geometry, ctx.fast, ctx.rectify = (stride, padding, dilation), fast, rectify
+        inputs = nn.functional.relu(x) if rectify else x
+        return nn.functional.conv2d(inputs, weight, None, stride, padding, dilation, groups=x.shape[1])
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
         x, weight = ctx.saved_tensors
+        inputs = nn.functional.relu(x) if ctx.rectify else x
         stride, padding, dilation = ctx.geometry
         need_input, need_weight = ctx.needs_input_grad[:2]
-        if torch.is_grad_enabled():  # a backward that is itself differentiated (create_graph): PyTorch's own
+        if torch.is_grad_enabled() or not ctx.fast:  # differentiable (create_graph), or a 3x3 filter: PyTorch's own
             input_grad, weight_grad, _ = torch.ops.aten.convolution_backward(
-                grad, x, weight, None, [stride] * 2, [padding] * 2, [dilation] * 2, False, [0, 0], x.shape[1],
+                grad, inputs, weight, None, [stride] * 2, [padding] * 2, [dilation] * 2, False, [0, 0], x.shape[1],
                 [need_input, need_weight, False],
             )  # fmt: skip
-            return input_grad, weight_grad, None, None, None
-        flipped_forward = need_input and stride == 1
-        input_grad, weight_grad = depthwise_kernels().depthwise_backward(
-            grad, x, weight, stride, padding, dilation, need_input and not flipped_forward, need_weight
+        else:
+            input_grad, weight_grad = _fast_backward(grad, inputs, weight, need_input, need_weight, ctx.geometry)
+        if ctx.rectify and input_grad is not None:
+            input_grad = torch.ops.aten.threshold_backward(input_grad, x, 0)  # ReLU's backward: zero where x <= 0
+        return input_grad, weight_grad, None, None, None, None, None
+
+
+def _fast_backward(grad, x, weight, need_input: bool, need_weight: bool, geometry: tuple[int, int, int]):
+    """The kernel's weight gradient (and strided input gradient); a stride-1 input gradient as a forward pass."""
+    stride, padding, dilation = geometry
+    flipped_forward = need_input and stride == 1
+    input_grad, weight_grad = depthwise_kernels().depthwise_backward(
+        grad, x, weight, stride, padding, dilation, need_input and not flipped_forward, need_weight
+    )
+    if flipped_forward:
+        # The input gradient of a stride-1 convolution is the convolution of the gradient with the filter turned by
+        # 180 degrees: a forward pass, which oneDNN runs fast.
+        reach = dilation * (weight.shape[-1] - 1)
+        input_grad = nn.functional.conv2d(
+            grad, weight.flip(-1, -2), None, 1, reach - padding, dilation, groups=x.shape[1]
         )
-        if flipped_forward:
-            # The input gradient of a stride-1 convolution is the convolution of the gradient with the filter
-            # turned by 180 degrees: a forward pass, which oneDNN runs fast.
-            reach = dilation * (weight.shape[-1] - 1)
-            input_grad = nn.functional.conv2d(
-                grad, weight.flip(-1, -2), None, 1, reach - padding, dilation, groups=x.shape[1]
-            )
-        return input_grad, weight_grad, None, None, None
+    return input_grad, weight_grad
 
 
 class DepthwiseConv2d(nn.Conv2d):
     """`nn.Conv2d(channels, channels, kernel_size, stride, padding, dilation, groups=channels, bias=False)` with the
-    fast CPU backward pass for filters larger than 3x3 or dilated (oneDNN's own is fast for 3x3 ones)."""
+    fast CPU backward pass for filters larger than 3x3 or dilated (oneDNN's own is fast for 3x3 ones).
 
-    def __init__(self, channels: int, kernel_size: int, stride: int = 1, padding: int = 0, dilation: int = 1):
+    With `rectifies_input` it convolves the ReLU of its input, and in training keeps the input instead of the
+    ReLU's output: where the input is kept anyway (the output of an affine-free BatchNorm, which keeps its output),
+    one activation less. The search's separable convolutions use it for their second ReLU."""
+
+    def __init__(
+        self, channels: int, kernel_size: int, stride: int = 1, padding: int = 0, dilation: int = 1,
+        rectifies_input: bool = False,
+    ):  # fmt: skip
         super().__init__(
             channels, channels, kernel_size, stride=stride, padding=padding, dilation=dilation, groups=channels,
             bias=False,
         )  # fmt: skip
         self.fast_backward = kernel_size > 3 or dilation > 1
+        self.rectifies_input = rectifies_input
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if (
+        differentiated = torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad)
+        fast = (
             self.fast_backward
             and x.device.type == "cpu"
             and x.dtype in (torch.float32, torch.float64)
-            and torch.is_grad_enabled()
-            and (x.requires_grad or self.weight.requires_grad)
-            and not torch.is_autocast_enabled("cpu")
             and depthwise_kernels() is not None
-        ):
-            return DepthwiseConvolution.apply(x, self.weight, self.stride[0], self.padding[0], self.dilation[0])
-        return super().forward(x)
+        )
+        if differentiated and (fast or self.rectifies_input) and not torch.is_autocast_enabled(x.device.type):
+            geometry = self.stride[0], self.padding[0], self.dilation[0]
+            return DepthwiseConvolution.apply(x, self.weight, *geometry, fast, self.rectifies_input)
+        return super().forward(nn.functional.relu(x) if self.rectifies_input else x)
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + (", rectifies_input=True" if self.rectifies_input else "")
 
 
 __all__ = ["DepthwiseConv2d", "DepthwiseConvolution", "depthwise_kernels"]

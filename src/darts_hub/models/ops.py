@@ -101,15 +101,16 @@ class SepConv(RectifyingOperation):
 
     def __init__(self, channels: int, kernel_size: int, stride: int, padding: int, affine=True):
         super().__init__()
+        # The second ReLU keeps no activation of its own in training. With an affine map BatchNorm keeps its input,
+        # and the ReLU runs in place on its output; without one (the search) BatchNorm keeps its output
+        # (`BatchNormalization`), which the second depthwise convolution rectifies itself, keeping it too.
         self.op = FoldingSequential(
             nn.ReLU(inplace=False),
             DepthwiseConv2d(channels, kernel_size, stride=stride, padding=padding),
             nn.Conv2d(channels, channels, 1, bias=False),
             BatchNorm2d(channels, affine=affine),
-            # In place where BatchNorm's backward needs its input (one activation less to keep); without an affine
-            # map BatchNorm keeps its output instead (`BatchNormalization`), which must not change.
-            nn.ReLU(inplace=affine),
-            DepthwiseConv2d(channels, kernel_size, padding=padding),
+            nn.ReLU(inplace=True) if affine else nn.Identity(),
+            DepthwiseConv2d(channels, kernel_size, padding=padding, rectifies_input=not affine),
             nn.Conv2d(channels, channels, 1, bias=False),
             BatchNorm2d(channels, affine=affine),
         )
