@@ -133,6 +133,44 @@ def test_a_channels_last_search_step_equals_pytorchs_layers():
         torch.testing.assert_close(buffer, other, rtol=1e-12, atol=1e-12, msg=name)
 
 
+def plain_supernet_logits(model: DartsSearchModel, pixels: torch.Tensor) -> torch.Tensor:
+    """The supernet written plainly: every operation of every edge applies its own ReLU; sums out of place."""
+    weights = {cell: torch.softmax(model.alphas[cell], dim=-1) for cell in ("normal", "reduce")}
+    s0 = s1 = model.stem(pixels)
+    for cell in model.cells:
+        cell_weights = weights["reduce" if cell.reduction else "normal"]
+        states, edge = [cell.preprocess0(s0), cell.preprocess1(s1)], 0
+        for _ in range(cell.num_nodes):
+            node = 0
+            for h in states:
+                mixed = cell.edges[edge]
+                node = node + sum(cell_weights[edge, c] * op(h) for c, op in zip(mixed.op_columns, mixed.ops.values()))
+                edge += 1
+            states.append(node)
+        s0, s1 = s1, torch.cat(states[-cell.multiplier :], dim=1)
+    return model.classifier(model.pooler(s1).flatten(1))
+
+
+def test_search_step_equals_the_plain_supernet():
+    """The shared ReLUs (one per state for all the edges reading it) and the in-place sums: the same logits,
+    gradients of every weight and alpha, and BatchNorm statistics as the plain supernet."""
+    torch.manual_seed(0)
+    model = tiny_supernet(init_channels=6, num_nodes=3, multiplier=3).double().train()
+    with torch.no_grad():
+        for alpha in model.arch_parameters():
+            alpha.normal_()
+    reference = copy.deepcopy(model)
+    pixels = torch.randn(4, 3, 8, 8, dtype=torch.float64)
+    logits, expected = model(pixels).logits, plain_supernet_logits(reference, pixels)
+    torch.testing.assert_close(logits, expected, rtol=1e-12, atol=1e-12)
+    logits.square().sum().backward()
+    expected.square().sum().backward()
+    for (name, parameter), other in zip(model.named_parameters(), reference.parameters()):
+        torch.testing.assert_close(parameter.grad, other.grad, rtol=1e-9, atol=1e-12, msg=name)
+    for (name, buffer), other in zip(model.named_buffers(), reference.buffers()):
+        torch.testing.assert_close(buffer, other, rtol=1e-12, atol=1e-12, msg=name)
+
+
 def test_derived_config_builds_the_network_found():
     model = tiny_supernet()
     config = derived_config(model, init_channels=8, num_cells=3)

@@ -109,7 +109,8 @@ class MixedOp(nn.Module):
 
     'none' (the zero operation) is not built: its term is zero, so it costs nothing and only takes part in the
     softmax. Pooling is followed by an affine-free BatchNorm so that its scale is comparable with the others'. The
-    convolutions all start with the same ReLU of the input; it is computed once per edge, not once per operation.
+    convolutions all start with the same ReLU of the input: computed once, by the cell for all the edges reading the
+    input (`rectified`), or else by the edge.
 
     With `partial_channels` K > 1 (PC-DARTS) the operations see the first 1/K of the channels; the others bypass
     them (max-pooled on a reduction edge) and the two parts are channel-shuffled in K groups, so that the next
@@ -131,21 +132,35 @@ class MixedOp(nn.Module):
         self.op_columns = [primitives.index(name) for name in self.ops]
         self.rectifying = [isinstance(op, RectifyingOperation) for op in self.ops.values()]
 
-    def forward(self, x: torch.Tensor, weights: torch.Tensor, edge_weight: torch.Tensor | None = None) -> torch.Tensor:
-        # weights: [num_primitives], the softmax of this edge's alphas; edge_weight: the edge's normalised beta
+    def forward(
+        self,
+        x: torch.Tensor,
+        weights: torch.Tensor,
+        edge_weight: torch.Tensor | None = None,
+        rectified: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        # weights: [num_primitives], the softmax of this edge's alphas; edge_weight: the edge's normalised beta;
+        # rectified: the ReLU of the channels the operations see, where the cell computed it once for all the edges
+        # reading x (`rectified_inputs`)
         if edge_weight is not None:
             weights = weights * edge_weight
         if self.partial_channels == 1:
-            return self._weighted_sum(x, weights)
+            return self._weighted_sum(x, weights, rectified)
         x, bypass = x[:, : self.op_channels], x[:, self.op_channels :]
         if self.stride == 2:
             bypass = nn.functional.max_pool2d(bypass, 2, 2, ceil_mode=True)
         if edge_weight is not None:
             bypass = bypass * edge_weight
-        return channel_shuffle(torch.cat([self._weighted_sum(x, weights), bypass], dim=1), self.partial_channels)
+        total = self._weighted_sum(x, weights, rectified)
+        return channel_shuffle(torch.cat([total, bypass], dim=1), self.partial_channels)
 
-    def _weighted_sum(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        relu_x = nn.functional.relu(x) if any(self.rectifying) else None
+    def rectified_inputs(self, x: torch.Tensor) -> torch.Tensor | None:
+        """The ReLU of the channels of `x` the operations see (all, or the first 1/K), if any operation needs it."""
+        return nn.functional.relu(x[:, : self.op_channels]) if any(self.rectifying) else None
+
+    def _weighted_sum(self, x: torch.Tensor, weights: torch.Tensor, relu_x: torch.Tensor | None) -> torch.Tensor:
+        if relu_x is None:
+            relu_x = self.rectified_inputs(x)
         total = None
         for column, op, rectifying in zip(self.op_columns, self.ops.values(), self.rectifying):
             output = op(relu_x, rectified=True) if rectifying else op(x)
@@ -208,15 +223,19 @@ class SearchCell(nn.Module):
         if self.gradient_checkpointing and self.training and torch.is_grad_enabled() and not recomputing:
             return self._gradient_checkpointing_func(self._checkpointed_forward(), s0, s1, weights, edge_weights)
         states = [self.preprocess0(s0), self.preprocess1(s1)]
+        # Every edge reading a state begins its convolutions with the state's ReLU: computed (and kept) once per state.
+        rectified = [self.edges[0].rectified_inputs(state) for state in states]
         edge = 0
-        for _ in range(self.num_nodes):
+        for index in range(self.num_nodes):
             node = None
-            for h in states:  # the node sums its edges in place, as a mixed operation sums its operations
+            for h, relu_h in zip(states, rectified):  # the node sums its edges in place, as the mixed operations do
                 edge_weight = None if edge_weights is None else edge_weights[edge]
-                output = self.edges[edge](h, weights[edge], edge_weight)
+                output = self.edges[edge](h, weights[edge], edge_weight, relu_h)
                 node = output if node is None else node.add_(output)
                 edge += 1
             states.append(node)
+            if index < self.num_nodes - 1:
+                rectified.append(self.edges[0].rectified_inputs(node))
         return torch.cat(states[-self.multiplier :], dim=1)
 
     def _checkpointed_forward(self):
