@@ -17,6 +17,15 @@ TESTS = Path(__file__).resolve().parent
 needs_dot = pytest.mark.skipif(shutil.which("dot") is None, reason="needs the graphviz `dot` binary")
 
 
+def assert_same_gradients_and_buffers(model: torch.nn.Module, reference: torch.nn.Module, buffer_tolerance=1e-12):
+    """After the same backward pass: every parameter's gradient (float64, to 1e-9) and every buffer (BatchNorm's
+    running statistics) of `model` as `reference`'s, parameters and buffers in the same order."""
+    for (name, parameter), other in zip(model.named_parameters(), reference.parameters(), strict=True):
+        torch.testing.assert_close(parameter.grad, other.grad, rtol=1e-9, atol=1e-12, msg=name)
+    for (name, buffer), other in zip(model.named_buffers(), reference.buffers(), strict=True):
+        torch.testing.assert_close(buffer, other, rtol=buffer_tolerance, atol=buffer_tolerance, msg=name)
+
+
 def folder_hash(folder: Path) -> dict[str, str]:
     return {
         str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()

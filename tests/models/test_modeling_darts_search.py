@@ -4,7 +4,7 @@ import copy
 
 import pytest
 import torch
-from helpers import tiny_supernet
+from helpers import assert_same_gradients_and_buffers, tiny_supernet
 from transformers import AutoModelForImageClassification
 
 from darts_hub import DartsConfig, DartsForImageClassification, count_mult_adds, count_parameters
@@ -127,10 +127,7 @@ def test_a_channels_last_search_step_equals_pytorchs_layers():
     assert kernels <= backward_nodes(loss) and kernels.isdisjoint(backward_nodes(expected))
     torch.testing.assert_close(loss, expected, rtol=1e-12, atol=1e-12)
     loss.backward(), expected.backward()
-    for (name, parameter), other in zip(model.named_parameters(), reference.parameters()):
-        torch.testing.assert_close(parameter.grad, other.grad, rtol=1e-9, atol=1e-12, msg=name)
-    for (name, buffer), other in zip(model.named_buffers(), reference.buffers()):
-        torch.testing.assert_close(buffer, other, rtol=1e-12, atol=1e-12, msg=name)
+    assert_same_gradients_and_buffers(model, reference)
 
 
 def plain_supernet_logits(model: DartsSearchModel, pixels: torch.Tensor) -> torch.Tensor:
@@ -165,10 +162,7 @@ def test_search_step_equals_the_plain_supernet():
     torch.testing.assert_close(logits, expected, rtol=1e-12, atol=1e-12)
     logits.square().sum().backward()
     expected.square().sum().backward()
-    for (name, parameter), other in zip(model.named_parameters(), reference.parameters()):
-        torch.testing.assert_close(parameter.grad, other.grad, rtol=1e-9, atol=1e-12, msg=name)
-    for (name, buffer), other in zip(model.named_buffers(), reference.buffers()):
-        torch.testing.assert_close(buffer, other, rtol=1e-12, atol=1e-12, msg=name)
+    assert_same_gradients_and_buffers(model, reference)
 
 
 def test_derived_config_builds_the_network_found():

@@ -3,6 +3,7 @@ before it in evaluation, and one ReLU per tensor for all the operations that beg
 
 import pytest
 import torch
+from helpers import assert_same_gradients_and_buffers
 from torch import nn
 
 from darts_hub import DartsConfig, DartsForImageClassification
@@ -59,10 +60,7 @@ def test_training_step_equals_the_plain_network(genotype):
     torch.testing.assert_close(logits, expected, rtol=1e-10, atol=1e-12)
     logits.square().sum().backward()
     expected.square().sum().backward()
-    for (name, parameter), other in zip(model.named_parameters(), reference.parameters()):
-        torch.testing.assert_close(parameter.grad, other.grad, rtol=1e-9, atol=1e-12, msg=name)
-    for (name, buffer), other in zip(model.named_buffers(), reference.buffers()):
-        torch.testing.assert_close(buffer, other, rtol=0, atol=0, msg=name)
+    assert_same_gradients_and_buffers(model, reference, buffer_tolerance=0)
 
 
 @pytest.mark.parametrize("stem", ["cifar", "imagenet"])

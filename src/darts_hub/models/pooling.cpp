@@ -47,18 +47,28 @@ struct Geometry {
   }
 };
 
-// Each output row is computed tap by tap: for tap (kh, kw), output column ow reads input column ow * stride + kw - 1,
-// so with stride 1 a whole row of outputs reads one contiguous run of the input ([columns, C] flattened), one long
-// vectorised loop; with stride 2, one run of C values per column. `for_each_run` calls
-// run(out_offset, in_offset, length) for every run of tap kw, offsets in values from the rows' starts.
+// Each output row is computed tap by tap: for tap (kh, kw), output column ow reads input column ow * stride + kw - 1
+// of input row oh * stride + kh - 1, so with stride 1 a whole row of outputs reads one contiguous run of the input
+// ([columns, C] flattened): one long vectorised loop; with stride 2, one run of C values per column. `for_each_run`
+// calls run(tap, out_offset, in_offset, length) for every run of every tap inside the image of output row `oh`
+// (tap = kh * 3 + kw; offsets in values, from the start of the output row and of the input image).
 template <typename Run>
-inline void for_each_run(const Geometry& g, int64_t kw, Run run) {
-  const auto [first, last] = g.columns(kw);
-  if (first >= last) return;
-  if (g.stride == 1) {
-    run(first * g.channels, g.source(first, kw) * g.channels, (last - first) * g.channels);
-  } else {
-    for (int64_t ow = first; ow < last; ++ow) run(ow * g.channels, g.source(ow, kw) * g.channels, g.channels);
+inline void for_each_run(const Geometry& g, int64_t oh, Run run) {
+  for (int64_t kh = 0; kh < kSize; ++kh) {
+    const int64_t ih = g.source(oh, kh);
+    if (ih < 0 || ih >= g.height) continue;
+    for (int64_t kw = 0; kw < kSize; ++kw) {
+      const auto [first, last] = g.columns(kw);
+      const int64_t tap = kh * kSize + kw, row = ih * g.width;
+      if (first >= last) continue;
+      if (g.stride == 1) {
+        run(tap, first * g.channels, (row + g.source(first, kw)) * g.channels, (last - first) * g.channels);
+      } else {
+        for (int64_t ow = first; ow < last; ++ow) {
+          run(tap, ow * g.channels, (row + g.source(ow, kw)) * g.channels, g.channels);
+        }
+      }
+    }
   }
 }
 
@@ -99,16 +109,9 @@ void max_pool_row(const T* image, T* out, uint8_t* where, T* taps, int64_t oh, c
     const int64_t first_column = std::max<int64_t>(g.source(ow, 0), 0) - g.source(ow, 0);
     std::fill(taps + ow * g.channels, taps + (ow + 1) * g.channels, static_cast<T>(first_row * kSize + first_column));
   }
-  for (int64_t kh = 0; kh < kSize; ++kh) {
-    const int64_t ih = g.source(oh, kh);
-    if (ih < 0 || ih >= g.height) continue;
-    const T* row = image + ih * g.width * g.channels;
-    for (int64_t kw = 0; kw < kSize; ++kw) {
-      for_each_run(g, kw, [&](int64_t out_offset, int64_t in_offset, int64_t run_length) {
-        max_run<T>(out + out_offset, taps + out_offset, row + in_offset, run_length, static_cast<T>(kh * kSize + kw));
-      });
-    }
-  }
+  for_each_run(g, oh, [&](int64_t tap, int64_t out_offset, int64_t in_offset, int64_t run_length) {
+    max_run<T>(out + out_offset, taps + out_offset, image + in_offset, run_length, static_cast<T>(tap));
+  });
   for (int64_t i = 0; i < length; ++i) where[i] = static_cast<uint8_t>(taps[i]);
 }
 
@@ -117,33 +120,18 @@ template <typename T>
 void max_pool_backward_row(const T* grad, const uint8_t* where, T* image_grad, T* taps, int64_t oh,
                            const Geometry& g) {
   for (int64_t i = 0; i < g.out_width * g.channels; ++i) taps[i] = static_cast<T>(where[i]);
-  for (int64_t kh = 0; kh < kSize; ++kh) {
-    const int64_t ih = g.source(oh, kh);
-    if (ih < 0 || ih >= g.height) continue;
-    T* row_grad = image_grad + ih * g.width * g.channels;
-    for (int64_t kw = 0; kw < kSize; ++kw) {
-      for_each_run(g, kw, [&](int64_t out_offset, int64_t in_offset, int64_t run_length) {
-        add_run_where<T>(row_grad + in_offset, grad + out_offset, taps + out_offset, run_length,
-                         static_cast<T>(kh * kSize + kw));
-      });
-    }
-  }
+  for_each_run(g, oh, [&](int64_t tap, int64_t out_offset, int64_t in_offset, int64_t run_length) {
+    add_run_where<T>(image_grad + in_offset, grad + out_offset, taps + out_offset, run_length, static_cast<T>(tap));
+  });
 }
 
 // One output row of average pooling over the window's pixels inside the image (count_include_pad=False).
 template <typename T>
 void avg_pool_row(const T* image, T* out, int64_t oh, const Geometry& g) {
   std::fill(out, out + g.out_width * g.channels, T(0));
-  for (int64_t kh = 0; kh < kSize; ++kh) {
-    const int64_t ih = g.source(oh, kh);
-    if (ih < 0 || ih >= g.height) continue;
-    const T* row = image + ih * g.width * g.channels;
-    for (int64_t kw = 0; kw < kSize; ++kw) {
-      for_each_run(g, kw, [&](int64_t out_offset, int64_t in_offset, int64_t run_length) {
-        add_run<T>(out + out_offset, row + in_offset, run_length);
-      });
-    }
-  }
+  for_each_run(g, oh, [&](int64_t, int64_t out_offset, int64_t in_offset, int64_t run_length) {
+    add_run<T>(out + out_offset, image + in_offset, run_length);
+  });
   for (int64_t ow = 0; ow < g.out_width; ++ow) {
     const T count = static_cast<T>(g.count(oh, ow));
     for (int64_t c = 0; c < g.channels; ++c) out[ow * g.channels + c] /= count;
@@ -158,16 +146,9 @@ void avg_pool_backward_row(const T* grad, T* image_grad, T* shares, int64_t oh, 
     const T count = static_cast<T>(g.count(oh, ow));
     for (int64_t c = 0; c < g.channels; ++c) shares[ow * g.channels + c] = grad[ow * g.channels + c] / count;
   }
-  for (int64_t kh = 0; kh < kSize; ++kh) {
-    const int64_t ih = g.source(oh, kh);
-    if (ih < 0 || ih >= g.height) continue;
-    T* row_grad = image_grad + ih * g.width * g.channels;
-    for (int64_t kw = 0; kw < kSize; ++kw) {
-      for_each_run(g, kw, [&](int64_t out_offset, int64_t in_offset, int64_t run_length) {
-        add_run<T>(row_grad + in_offset, shares + out_offset, run_length);
-      });
-    }
-  }
+  for_each_run(g, oh, [&](int64_t, int64_t out_offset, int64_t in_offset, int64_t run_length) {
+    add_run<T>(image_grad + in_offset, shares + out_offset, run_length);
+  });
 }
 
 torch::Tensor empty_output(const torch::Tensor& like, const Geometry& g, at::ScalarType dtype) {
@@ -175,10 +156,9 @@ torch::Tensor empty_output(const torch::Tensor& like, const Geometry& g, at::Sca
                       at::MemoryFormat::ChannelsLast);
 }
 
-}  // namespace
-
-// Calls row(image, out_row, scratch, n, oh) for every output row of every image, rows in parallel; scratch holds
-// out_width * C values. For the backward passes `by_image`: one image's rows in order (they add into its gradient).
+// Calls row(n, oh, offset, scratch) for output row oh of image n (offset: of the row in the output), rows in
+// parallel; scratch holds out_width * C values. For the backward passes `by_image`: one image's rows in order (they
+// add into its gradient).
 template <typename T, typename Row>
 void for_each_row(const Geometry& g, bool by_image, Row row) {
   const int64_t rows_per_task = by_image ? g.out_height : 1;
@@ -191,6 +171,8 @@ void for_each_row(const Geometry& g, bool by_image, Row row) {
     }
   });
 }
+
+}  // namespace
 
 // x: [N, C, H, W] channels-last. Returns the output and the position (0-8) of each maximum in its window.
 std::vector<torch::Tensor> max_pool_forward(const torch::Tensor& x, int64_t stride) {
