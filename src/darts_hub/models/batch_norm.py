@@ -70,9 +70,13 @@ def _normalized_backward(ctx, grad: torch.Tensor | None, invstd_grad: torch.Tens
         centred = grad - grad.mean(dims, keepdim=True) - x_hat * (grad * x_hat).mean(dims, keepdim=True)
         input_grad = invstd.view(per_channel) * centred
     elif grad is not None:  # the kernel's backward with x = x_hat: mean 0, 1 / std 1, and invstd as the scale
-        ones = torch.ones_like(invstd)
         input_grad, _, _ = load_kernels("batch_norm").batch_norm_backward(
-            grad.contiguous(memory_format=torch.channels_last), x_hat, ones - 1, ones, invstd, True
+            grad.contiguous(memory_format=torch.channels_last),
+            x_hat,
+            torch.zeros_like(invstd),
+            torch.ones_like(invstd),
+            invstd,
+            True,
         )
     if invstd_grad is not None:
         invstd_term = x_hat * (-invstd.square() * invstd_grad / count).view(per_channel)

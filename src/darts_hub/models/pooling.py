@@ -1,7 +1,8 @@
 """The cells' 3x3 pooling, fast on channels-last CPU tensors, and max pooling that keeps one byte per maximum.
 
 PyTorch's channels-last 3x3 pooling takes 5-10 times the time its memory traffic needs: in a first-order search step
-(batch 64, Intel Xeon) the max and average pools of the 112 mixed operations took about a fifth of the time. And max
+(batch 64, Intel Xeon) the max and average pools of the 112 mixed operations took 10-20% of the time (per-call times
+summed over a step, on a noisy machine). And max
 pooling keeps, for its backward pass, the flat index of every maximum as int64: twice the memory of the float32
 activation. `MaxPool2d` and `AvgPool2d` are `nn.MaxPool2d` and `nn.AvgPool2d` that, for the cells' pooling (3x3,
 padding 1, stride 1 or 2) of channels-last float CPU tensors, run a C++ kernel (`pooling.cpp`) and, for max pooling,
