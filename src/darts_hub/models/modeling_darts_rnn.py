@@ -18,6 +18,7 @@ from transformers.cache_utils import Cache
 from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
 
 from .configuration_darts_rnn import DartsRNNConfig
+from .recurrence import highway_recurrence
 
 
 ACTIVATIONS = {
@@ -49,43 +50,37 @@ class DartsRNNCell(nn.Module):
         self.w0 = nn.Parameter(torch.empty(2 * hidden, 2 * hidden))
         self.ws = nn.ParameterList(nn.Parameter(torch.empty(hidden, 2 * hidden)) for _ in range(num_nodes))
 
+    def dropout_masks(self, inputs: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """The variational dropout masks of x and h, one per sequence, in training (None otherwise)."""
+        if not self.training:
+            return None, None
+        batch = inputs.shape[0]
+        return (
+            variational_mask(inputs, (batch, inputs.shape[-1]), self.dropout_x),
+            variational_mask(inputs, (batch, self.hidden_size), self.dropout_h),
+        )
+
     def forward(
-        self, inputs: torch.Tensor, hidden: torch.Tensor, step_mask: torch.Tensor | None = None, **step_kwargs
+        self, inputs: torch.Tensor, hidden: torch.Tensor, step_mask: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """inputs: [batch, time, hidden]; hidden: [batch, hidden]; step_mask: [batch, time], 0 where the state must
         stay unchanged (left padding). Returns the outputs [batch, time, hidden] and the last state [batch, hidden].
-        `step_kwargs` go to every `step` (the search cell's architecture weights)."""
-        batch = inputs.shape[0]
-        x_mask = h_mask = None
-        if self.training:
-            x_mask = variational_mask(inputs, (batch, inputs.shape[-1]), self.dropout_x)
-            h_mask = variational_mask(inputs, (batch, self.hidden_size), self.dropout_h)
-        outputs = []
-        for t in range(inputs.shape[1]):
-            new_hidden = self.step(inputs[:, t], hidden, x_mask, h_mask, **step_kwargs)
-            if step_mask is not None:
-                new_hidden = torch.where(step_mask[:, t, None].bool(), new_hidden, hidden)
-            hidden = new_hidden
-            outputs.append(hidden)
-        return torch.stack(outputs, dim=1), hidden
-
-    def initial_state(self, x, h_prev, x_mask, h_mask) -> torch.Tensor:
-        """The highway node mixing x_t and h_{t-1}: s0 = h + sigmoid(c0) * (tanh(h0) - h), [c0, h0] = [x, h] W0."""
-        if x_mask is not None:
-            xh = torch.cat([x * x_mask, h_prev * h_mask], dim=-1)
-        else:
-            xh = torch.cat([x, h_prev], dim=-1)
-        c0, h0 = (xh @ self.w0).chunk(2, dim=-1)
-        return h_prev + c0.sigmoid() * (h0.tanh() - h_prev)
-
-    def step(self, x, h_prev, x_mask, h_mask) -> torch.Tensor:
-        """One time step: the new hidden state [batch, hidden]."""
-        states = [self.initial_state(x, h_prev, x_mask, h_mask)]
-        for weight, (name, source) in zip(self.ws, self.genotype.recurrent):
-            s_prev = states[source]
-            c, h = ((s_prev * h_mask if h_mask is not None else s_prev) @ weight).chunk(2, dim=-1)
-            states.append(s_prev + c.sigmoid() * (ACTIVATIONS[name](h) - s_prev))
-        return torch.stack([states[i] for i in self.genotype.concat], dim=-1).mean(dim=-1)
+        The x half of the initial node's projection is one product over the sequence; the recurrence runs in
+        `highway_recurrence` (its backward pass through time written out)."""
+        x_mask, h_mask = self.dropout_masks(inputs)
+        x = inputs * x_mask[:, None] if x_mask is not None else inputs
+        w0_x, w0_h = self.w0.split(self.hidden_size)
+        outputs = highway_recurrence(
+            x.transpose(0, 1) @ w0_x,
+            hidden,
+            w0_h,
+            self.ws,
+            self.genotype.recurrent,
+            self.genotype.concat,
+            h_mask,
+            step_mask.t() if step_mask is not None else None,
+        )
+        return outputs.transpose(0, 1), outputs[-1]
 
 
 def embed_with_dropout(model, input_ids: torch.Tensor) -> torch.Tensor:

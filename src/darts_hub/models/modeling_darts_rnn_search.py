@@ -62,6 +62,25 @@ class DartsRNNSearchCell(DartsRNNCell):
         self.bn = nn.BatchNorm1d(config.hidden_size, affine=False)
         self.op_columns = [RECURRENT_PRIMITIVES.index(name) for name in RECURRENT_OPERATIONS]
 
+    def forward(self, inputs: torch.Tensor, hidden: torch.Tensor, weights: torch.Tensor):
+        """inputs: [batch, time, hidden]; hidden: [batch, hidden]; weights: the softmax of the alphas. Returns the
+        outputs [batch, time, hidden] and the last state [batch, hidden]."""
+        x_mask, h_mask = self.dropout_masks(inputs)
+        outputs = []
+        for t in range(inputs.shape[1]):
+            hidden = self.step(inputs[:, t], hidden, x_mask, h_mask, weights)
+            outputs.append(hidden)
+        return torch.stack(outputs, dim=1), hidden
+
+    def initial_state(self, x, h_prev, x_mask, h_mask) -> torch.Tensor:
+        """The highway node mixing x_t and h_{t-1}: s0 = h + sigmoid(c0) * (tanh(h0) - h), [c0, h0] = [x, h] W0."""
+        if x_mask is not None:
+            xh = torch.cat([x * x_mask, h_prev * h_mask], dim=-1)
+        else:
+            xh = torch.cat([x, h_prev], dim=-1)
+        c0, h0 = (xh @ self.w0).chunk(2, dim=-1)
+        return h_prev + c0.sigmoid() * (h0.tanh() - h_prev)
+
     def step(self, x, h_prev, x_mask, h_mask, weights: torch.Tensor) -> torch.Tensor:
         # weights: [num_edges, num_primitives]; states: [nodes so far, batch, hidden]
         states = self.bn(self.initial_state(x, h_prev, x_mask, h_mask))[None]
