@@ -45,14 +45,15 @@ def test_derived_config_defaults_to_the_paper_sizes():
 
 def test_search_cell_node_is_the_weighted_sum_of_highway_updates():
     """Each node is sum over inputs j and operations k of w_jk (s_j + c_j (f_k(h_j) - s_j)) ('none' adds nothing)."""
-    from darts_hub.models.modeling_darts_rnn import ACTIVATIONS
+    from darts_hub.models.recurrence import ACTIVATIONS
 
     torch.manual_seed(0)
     config = DartsRNNSearchConfig(vocab_size=20, hidden_size=6, num_nodes=2)
     cell = DartsRNNSearchModel(config).cell.eval()
     weights = torch.softmax(torch.randn(3, len(RECURRENT_PRIMITIVES)), -1)
     x, h_prev = torch.randn(4, 6), torch.randn(4, 6)
-    states = [cell.bn(cell.initial_state(x, h_prev, None, None))]
+    c0, h0 = (torch.cat([x, h_prev], -1) @ cell.w0).chunk(2, dim=-1)
+    states = [cell.bn(h_prev + c0.sigmoid() * (h0.tanh() - h_prev))]
     offset = 0
     for node, weight in enumerate(cell.ws):
         total = 0
@@ -64,4 +65,6 @@ def test_search_cell_node_is_the_weighted_sum_of_highway_updates():
         states.append(cell.bn(total))
         offset += node + 1
     expected = torch.stack(states[1:]).mean(0)
-    torch.testing.assert_close(cell.step(x, h_prev, None, None, weights=weights), expected)
+    outputs, last = cell(x[:, None], h_prev, weights=weights)
+    torch.testing.assert_close(outputs[:, 0], expected)
+    torch.testing.assert_close(last, expected)

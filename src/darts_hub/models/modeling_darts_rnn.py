@@ -21,14 +21,6 @@ from .configuration_darts_rnn import DartsRNNConfig
 from .recurrence import highway_recurrence
 
 
-ACTIVATIONS = {
-    "tanh": torch.tanh,
-    "relu": torch.relu,
-    "sigmoid": torch.sigmoid,
-    "identity": lambda x: x,
-}
-
-
 def variational_mask(reference: torch.Tensor, shape: tuple[int, ...], drop_prob: float) -> torch.Tensor:
     """A dropout mask (already scaled by 1 / keep) of `shape`, on `reference`'s device and dtype."""
     keep = 1.0 - drop_prob
@@ -71,7 +63,7 @@ class DartsRNNCell(nn.Module):
         x = inputs * x_mask[:, None] if x_mask is not None else inputs
         w0_x, w0_h = self.w0.split(self.hidden_size)
         outputs = highway_recurrence(
-            x.transpose(0, 1) @ w0_x,
+            (x @ w0_x).transpose(0, 1),
             hidden,
             w0_h,
             self.ws,

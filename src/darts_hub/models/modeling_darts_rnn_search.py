@@ -14,13 +14,13 @@ from transformers import initialization as init
 
 from .genotypes import RECURRENT_OPERATIONS, RECURRENT_PRIMITIVES, RecurrentGenotype, derive_recurrent_genotype
 from .modeling_darts_rnn import (
-    ACTIVATIONS,
     DartsRNNCausalLMOutput,
     DartsRNNCell,
     LockedDropout,
     embed_with_dropout,
     init_recurrent_weights,
 )
+from .recurrence import mixed_highway_recurrence
 
 
 class DartsRNNSearchConfig(PreTrainedConfig):
@@ -55,7 +55,7 @@ class DartsRNNSearchConfig(PreTrainedConfig):
 
 
 class DartsRNNSearchCell(DartsRNNCell):
-    """The cell with every edge mixed; `step` takes the softmax of the alphas."""
+    """The cell with every edge mixed, weighted by the softmax of the alphas."""
 
     def __init__(self, config: DartsRNNSearchConfig):
         super().__init__(config, num_nodes=config.num_nodes)
@@ -63,41 +63,24 @@ class DartsRNNSearchCell(DartsRNNCell):
         self.op_columns = [RECURRENT_PRIMITIVES.index(name) for name in RECURRENT_OPERATIONS]
 
     def forward(self, inputs: torch.Tensor, hidden: torch.Tensor, weights: torch.Tensor):
-        """inputs: [batch, time, hidden]; hidden: [batch, hidden]; weights: the softmax of the alphas. Returns the
-        outputs [batch, time, hidden] and the last state [batch, hidden]."""
+        """inputs: [batch, time, hidden]; hidden: [batch, hidden]; weights: the softmax of the alphas [edges,
+        primitives]. Returns the outputs [batch, time, hidden] and the last state [batch, hidden]. The x half of the
+        initial node's projection is one product over the sequence; the recurrence runs in
+        `mixed_highway_recurrence` (its backward pass through time written out)."""
         x_mask, h_mask = self.dropout_masks(inputs)
-        outputs = []
-        for t in range(inputs.shape[1]):
-            hidden = self.step(inputs[:, t], hidden, x_mask, h_mask, weights)
-            outputs.append(hidden)
-        return torch.stack(outputs, dim=1), hidden
-
-    def initial_state(self, x, h_prev, x_mask, h_mask) -> torch.Tensor:
-        """The highway node mixing x_t and h_{t-1}: s0 = h + sigmoid(c0) * (tanh(h0) - h), [c0, h0] = [x, h] W0."""
-        if x_mask is not None:
-            xh = torch.cat([x * x_mask, h_prev * h_mask], dim=-1)
-        else:
-            xh = torch.cat([x, h_prev], dim=-1)
-        c0, h0 = (xh @ self.w0).chunk(2, dim=-1)
-        return h_prev + c0.sigmoid() * (h0.tanh() - h_prev)
-
-    def step(self, x, h_prev, x_mask, h_mask, weights: torch.Tensor) -> torch.Tensor:
-        # weights: [num_edges, num_primitives]; states: [nodes so far, batch, hidden]
-        states = self.bn(self.initial_state(x, h_prev, x_mask, h_mask))[None]
-        offset = 0
-        for node, weight in enumerate(self.ws):
-            masked = states * h_mask[None] if h_mask is not None else states
-            c, h = (masked @ weight).chunk(2, dim=-1)
-            c = c.sigmoid()
-            edge_weights = weights[offset : offset + node + 1, self.op_columns, None, None]  # [inputs, ops, 1, 1]
-            # sum_k w_k (s + c (f_k(h) - s)) = W s + c (sum_k w_k f_k(h) - W s), W = sum_k w_k over the operations
-            # ('none' is not computed: it only lowers W). One highway update per input instead of one per operation.
-            mixed = sum(edge_weights[:, k] * ACTIVATIONS[name](h) for k, name in enumerate(RECURRENT_OPERATIONS))
-            kept = edge_weights.sum(1) * states
-            s = (kept + c * (mixed - kept)).sum(0)
-            states = torch.cat([states, self.bn(s)[None]])
-            offset += node + 1
-        return states[1:].mean(0)
+        x = inputs * x_mask[:, None] if x_mask is not None else inputs
+        w0_x, w0_h = self.w0.split(self.hidden_size)
+        outputs = mixed_highway_recurrence(
+            (x @ w0_x).transpose(0, 1),
+            hidden,
+            w0_h,
+            weights[:, self.op_columns],
+            h_mask,
+            RECURRENT_OPERATIONS,
+            list(self.ws),
+            self.bn,
+        )
+        return outputs.transpose(0, 1), outputs[-1]
 
 
 class DartsRNNSearchModel(PreTrainedModel):

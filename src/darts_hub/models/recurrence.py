@@ -18,6 +18,14 @@ import torch
 from torch.autograd.function import once_differentiable
 
 
+ACTIVATIONS = {
+    "tanh": torch.tanh,
+    "relu": torch.relu,
+    "sigmoid": torch.sigmoid,
+    "identity": lambda x: x,
+}
+
+
 def _activation(name: str, pre_activation: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
     if name == "tanh":
         return torch.tanh(pre_activation, out=out)
@@ -149,3 +157,219 @@ def highway_recurrence(
         weights = [weight.to(dtype) for weight in weights]
     with torch.autocast(device, enabled=False):
         return HighwayRecurrence.apply(x_projection, hidden, w_hidden, nodes, concat, h_mask, step_mask, *weights)
+
+
+def mixed_highway_steps(x_projection, hidden, w_hidden, edge_weights, h_mask, operations, weights, normalize):
+    """The recurrent search cell over a sequence, step by step under autograd: the initial node, then every node
+    the weighted sum, over its inputs j and the candidate activations k, of w_jk (s_j + c_j (f_k(h_j) - s_j)),
+    followed by `normalize` (BatchNorm without an affine map). Since sum_k w_jk (s + c (f_k - s)) = W_j s +
+    c (sum_k w_jk f_k - W_j s) with W_j = sum_k w_jk, each input gets one highway update ('none' only lowers W_j).
+    `edge_weights` [edges, operations]: the softmax of the alphas without 'none'. Returns [time, batch, hidden]."""
+    hidden_size = hidden.shape[-1]
+    kept_weights = edge_weights.sum(1)[:, None, None]
+    outputs = []
+    for projection in x_projection:
+        masked = hidden * h_mask if h_mask is not None else hidden
+        c0, h0 = (projection + masked @ w_hidden).split(hidden_size, dim=-1)
+        states = normalize(hidden + c0.sigmoid() * (h0.tanh() - hidden))[None]  # [nodes so far, batch, hidden]
+        for node, weight in enumerate(weights, start=1):
+            edges = slice(node * (node - 1) // 2, node * (node + 1) // 2)
+            masked = states * h_mask if h_mask is not None else states
+            c, h = (masked @ weight).split(hidden_size, dim=-1)
+            c = c.sigmoid()
+            w = edge_weights[edges, :, None, None]
+            mixed = sum(w[:, k] * ACTIVATIONS[name](h) for k, name in enumerate(operations))
+            kept = kept_weights[edges] * states
+            states = torch.cat([states, normalize((kept + c * (mixed - kept)).sum(0))[None]])
+        hidden = states[1:].mean(0)
+        outputs.append(hidden)
+    return torch.stack(outputs)
+
+
+class BatchStatistics:
+    """The affine-free BatchNorm of the search cell as `MixedHighwayRecurrence` computes it: in training, batch
+    statistics, moving `bn`'s running statistics in place as `nn.BatchNorm1d` does; in evaluation the running ones."""
+
+    def __init__(self, bn: torch.nn.BatchNorm1d):
+        self.training, self.momentum, self.eps = bn.training, bn.momentum, bn.eps
+        self.running_mean, self.running_var = bn.running_mean, bn.running_var
+
+    def normalize(self, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x_hat and 1 / sqrt(variance + eps) of `u` [batch, hidden]."""
+        if self.training:
+            variance, mean = torch.var_mean(u, dim=0, correction=0)
+            with torch.no_grad():
+                self.running_mean.lerp_(mean, self.momentum)
+                self.running_var.lerp_(variance * u.shape[0] / max(u.shape[0] - 1, 1), self.momentum)
+        else:
+            mean, variance = self.running_mean, self.running_var
+        invstd = torch.rsqrt(variance + self.eps)
+        return (u - mean) * invstd, invstd
+
+    def backward(self, grad: torch.Tensor, x_hat: torch.Tensor, invstd: torch.Tensor) -> torch.Tensor:
+        """The gradient of `u` from that of x_hat."""
+        if not self.training:
+            return grad * invstd
+        return (grad - grad.mean(0) - x_hat * (grad * x_hat).mean(0)).mul_(invstd)
+
+    def differentiable(self, u: torch.Tensor) -> torch.Tensor:
+        """x_hat under autograd, the running statistics left alone (the recomputation for a differentiated backward)."""
+        if self.training:
+            return torch.nn.functional.batch_norm(u, None, None, training=True, eps=self.eps)
+        return torch.nn.functional.batch_norm(u, self.running_mean, self.running_var, training=False, eps=self.eps)
+
+
+def _edges(node: int, offset: int = 0) -> slice:
+    """The edges into `node` (1-based: node i has the i states before it as inputs)."""
+    return slice(node * (node - 1) // 2 + offset, node * (node + 1) // 2 + offset)
+
+
+class MixedHighwayRecurrence(torch.autograd.Function):
+    """`mixed_highway_steps` with its backward pass through time written out (the same mathematics, tested against
+    it). Kept for the backward pass: the normalised states and 1 / std of every node, the gate c and pre-activation h
+    of every edge (f_k(h) is recomputed); the weight gradients are one product per weight over all time steps. A
+    backward pass that is itself differentiated (`--hessian exact`) recomputes the sequence with `mixed_highway_steps`
+    and differentiates that."""
+
+    @staticmethod
+    def forward(ctx, x_projection, hidden, w_hidden, edge_weights, h_mask, statistics, operations, *weights):
+        time, batch, hidden_size = x_projection.shape[0], *hidden.shape
+        num_nodes = len(weights)
+        saving = any(ctx.needs_input_grad)
+        kept_steps = time if saving else 1
+        states = hidden.new_empty(kept_steps, num_nodes + 1, batch, hidden_size)
+        invstds = hidden.new_empty(kept_steps, num_nodes + 1, hidden_size)
+        initial_gates, initial_activations = hidden.new_empty(2, kept_steps, batch, hidden_size)
+        gates = hidden.new_empty(kept_steps, len(edge_weights), batch, hidden_size)
+        pre_activations = torch.empty_like(gates)
+        outputs = hidden.new_empty(time, batch, hidden_size)
+        kept_weights = edge_weights.sum(1)[:, None, None]
+        for t in range(time):
+            k = t if saving else 0
+            h_prev = outputs[t - 1] if t else hidden
+            masked = h_prev * h_mask if h_mask is not None else h_prev
+            projection = torch.addmm(x_projection[t], masked, w_hidden)
+            c0 = torch.sigmoid(projection[:, :hidden_size], out=initial_gates[k])
+            g0 = torch.tanh(projection[:, hidden_size:], out=initial_activations[k])
+            states[k, 0], invstds[k, 0] = statistics.normalize(torch.sub(g0, h_prev).mul_(c0).add_(h_prev))
+            for node, weight in enumerate(weights, start=1):
+                edges, inputs = _edges(node), states[k, :node]
+                masked = inputs * h_mask if h_mask is not None else inputs
+                projection = (masked.reshape(-1, hidden_size) @ weight).view(node, batch, 2 * hidden_size)
+                c = torch.sigmoid(projection[..., :hidden_size], out=gates[k, edges])
+                h = pre_activations[k, edges]
+                h.copy_(projection[..., hidden_size:])
+                w = edge_weights[edges, :, None, None]
+                mixed = sum(w[:, i] * ACTIVATIONS[name](h) for i, name in enumerate(operations))
+                kept = kept_weights[edges] * inputs
+                states[k, node], invstds[k, node] = statistics.normalize((mixed - kept).mul_(c).add_(kept).sum(0))
+            torch.mean(states[k, 1:], dim=0, out=outputs[t])
+        if saving:
+            ctx.save_for_backward(
+                x_projection, hidden, w_hidden, edge_weights, h_mask, outputs, states, invstds,
+                initial_gates, initial_activations, gates, pre_activations, *weights,
+            )  # fmt: skip
+            ctx.statistics, ctx.operations = statistics, operations
+        return outputs
+
+    @staticmethod
+    def backward(ctx, grad_outputs):
+        if torch.is_grad_enabled():
+            return _differentiated_again(ctx, grad_outputs)
+        (
+            x_projection, hidden, w_hidden, edge_weights, h_mask, outputs, states, invstds,
+            initial_gates, initial_activations, gates, pre_activations, *weights,
+        ) = ctx.saved_tensors  # fmt: skip
+        time, num_states, batch, hidden_size = states.shape
+        statistics, operations = ctx.statistics, ctx.operations
+        weights_need_grad = any(ctx.needs_input_grad[7:])
+        kept_weights = edge_weights.sum(1)[:, None, None]
+        previous = torch.cat([hidden[None], outputs[:-1]])  # h_{t-1} of every step
+        initial_projection_grads = torch.empty_like(x_projection)
+        # the gradients of every edge's [c, h] (at every step when the weights need their gradients)
+        edge_projection_grads = x_projection.new_empty(
+            time if weights_need_grad else 1, *gates.shape[1:3], 2 * hidden_size
+        )
+        edge_weight_grads = torch.zeros_like(edge_weights)
+        state_grads = torch.empty_like(states[0])
+        carried = torch.zeros_like(hidden)  # d loss / d h_t from the steps after t
+        for t in reversed(range(time)):
+            k = t if weights_need_grad else 0
+            state_grads[0].zero_()
+            state_grads[1:] = (grad_outputs[t] + carried) / (num_states - 1)
+            for node in reversed(range(1, num_states)):
+                edges, inputs = _edges(node), states[t, :node]
+                u_grad = statistics.backward(state_grads[node], states[t, node], invstds[t, node])
+                c, h = gates[t, edges], pre_activations[t, edges]
+                w = edge_weights[edges, :, None, None]
+                activated = [ACTIVATIONS[name](h) for name in operations]
+                mixed = sum(w[:, i] * f for i, f in enumerate(activated))
+                kept = kept_weights[edges] * inputs
+                projection_grad = edge_projection_grads[k, edges]
+                gate_slope = c * (1 - c)
+                torch.sub(mixed, kept, out=projection_grad[..., :hidden_size]).mul_(u_grad).mul_(gate_slope)
+                mixed_grad = u_grad * c
+                slope = sum(
+                    w[:, i] * _activation_derivative(name, f) for i, (name, f) in enumerate(zip(operations, activated))
+                )
+                torch.mul(mixed_grad, slope, out=projection_grad[..., hidden_size:])
+                kept_grad = u_grad * (1 - c)
+                edge_weight_grads[edges] += torch.stack([(mixed_grad * f).sum((1, 2)) for f in activated], 1)
+                edge_weight_grads[edges] += (kept_grad * inputs).sum((1, 2))[:, None]
+                through = (projection_grad.reshape(-1, 2 * hidden_size) @ weights[node - 1].t()).view_as(inputs)
+                if h_mask is not None:
+                    through.mul_(h_mask)
+                state_grads[:node] += through.addcmul_(kept_grad, kept_weights[edges])
+            u_grad = statistics.backward(state_grads[0], states[t, 0], invstds[t, 0])
+            c0, g0, h_prev = initial_gates[t], initial_activations[t], previous[t]
+            projection_grad = initial_projection_grads[t]
+            torch.sub(g0, h_prev, out=projection_grad[:, :hidden_size]).mul_(u_grad).mul_(c0 * (1 - c0))
+            torch.mul(u_grad, c0, out=projection_grad[:, hidden_size:]).mul_(1 - g0 * g0)
+            carried = projection_grad @ w_hidden.t()
+            if h_mask is not None:
+                carried.mul_(h_mask)
+            carried.addcmul_(u_grad, 1 - c0)
+
+        def weight_grad(inputs, projection_grads):
+            masked = inputs * h_mask if h_mask is not None else inputs
+            return masked.reshape(-1, hidden_size).t() @ projection_grads.reshape(-1, 2 * hidden_size)
+
+        weight_grads = [None] * len(weights)
+        if weights_need_grad:
+            weight_grads = [
+                weight_grad(states[:, :node], edge_projection_grads[:, _edges(node)]) for node in range(1, num_states)
+            ]
+        w_hidden_grad = weight_grad(previous, initial_projection_grads) if ctx.needs_input_grad[2] else None
+        return initial_projection_grads, carried, w_hidden_grad, edge_weight_grads, None, None, None, *weight_grads
+
+
+def _differentiated_again(ctx, grad_outputs):
+    """The input gradients as differentiable functions of the inputs, by recomputing the sequence under autograd."""
+    x_projection, hidden, w_hidden, edge_weights, h_mask, *_ = ctx.saved_tensors
+    weights = ctx.saved_tensors[12:]
+    inputs = (x_projection, hidden, w_hidden, edge_weights, None, None, None, *weights)
+    differentiated = [i for i, tensor in enumerate(inputs) if tensor is not None and ctx.needs_input_grad[i]]
+    outputs = mixed_highway_steps(
+        x_projection, hidden, w_hidden, edge_weights, h_mask, ctx.operations, weights, ctx.statistics.differentiable
+    )
+    grads = torch.autograd.grad(
+        outputs, [inputs[i] for i in differentiated], grad_outputs, create_graph=True, allow_unused=True
+    )
+    result = [None] * len(inputs)
+    for i, grad in zip(differentiated, grads):
+        result[i] = grad
+    return tuple(result)
+
+
+def mixed_highway_recurrence(x_projection, hidden, w_hidden, edge_weights, h_mask, operations, weights, bn):
+    """The recurrent search cell's outputs [time, batch, hidden]: `MixedHighwayRecurrence`, or, under autocast (whose
+    casts it does not make), `mixed_highway_steps` with `bn` itself."""
+    if torch.is_autocast_enabled(hidden.device.type):
+        return mixed_highway_steps(x_projection, hidden, w_hidden, edge_weights, h_mask, operations, weights, bn)
+    statistics = BatchStatistics(bn)
+    outputs = MixedHighwayRecurrence.apply(
+        x_projection, hidden, w_hidden, edge_weights, h_mask, statistics, operations, *weights
+    )
+    if bn.training and bn.num_batches_tracked is not None:
+        bn.num_batches_tracked.add_(len(x_projection) * (len(weights) + 1))
+    return outputs
