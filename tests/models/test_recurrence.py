@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from darts_hub import DartsRNNConfig, DartsRNNForCausalLM
-from darts_hub.models.genotypes import RECURRENT_OPERATIONS
+from darts_hub.models.cpu_kernels import load_kernels
 from darts_hub.models.modeling_darts_rnn_search import DartsRNNSearchConfig, DartsRNNSearchModel
 from darts_hub.models.recurrence import ACTIVATIONS, mixed_highway_steps
 
@@ -105,13 +105,21 @@ def search_cell_step_by_step(cell, inputs, hidden, weights, bn):
     w0_x, w0_h = cell.w0.split(cell.hidden_size)
     x_projection = (x @ w0_x).transpose(0, 1)
     edge_weights = weights[:, cell.op_columns]
-    return mixed_highway_steps(
-        x_projection, hidden, w0_h, edge_weights, h_mask, RECURRENT_OPERATIONS, list(cell.ws), bn
-    ).transpose(0, 1)
+    return mixed_highway_steps(x_projection, hidden, w0_h, edge_weights, h_mask, list(cell.ws), bn).transpose(0, 1)
+
+
+@pytest.fixture(params=["kernel", "no-compiler"])
+def node_implementation(request):
+    """The node's elementwise passes by `mixed_node.cpp`, or by PyTorch's operations where it cannot be built."""
+    if request.param == "no-compiler":
+        request.getfixturevalue("without_a_compiler")
+    else:
+        assert load_kernels("mixed_node") is not None
+    return request.param
 
 
 @pytest.mark.parametrize("training", [True, False], ids=["batch-statistics", "running-statistics"])
-def test_search_cell_equals_its_step_by_step_form_in_outputs_gradients_and_statistics(training):
+def test_search_cell_equals_its_step_by_step_form_in_outputs_gradients_and_statistics(training, node_implementation):
     model = search_cell(training)
     cell, alphas = model.cell, model.alphas["recurrent"]
     reference_bn = copy.deepcopy(cell.bn)
@@ -150,7 +158,7 @@ def test_search_cell_equals_its_step_by_step_form_in_outputs_gradients_and_stati
         torch.testing.assert_close(our_product, their_product, rtol=0, atol=1e-12)
 
 
-def test_search_cell_without_gradients_and_under_autocast():
+def test_search_cell_without_gradients_and_under_autocast(node_implementation):
     model = search_cell(training=True)
     cell = model.cell
     inputs, hidden = torch.randn(5, 6, 12, dtype=torch.float64), torch.randn(5, 12, dtype=torch.float64)

@@ -1,5 +1,5 @@
-"""The package's C++ kernels for the CPU (`depthwise_backward.cpp`, `batch_norm.cpp`, `pooling.cpp`), compiled on
-first use.
+"""The package's C++ kernels for the CPU (`depthwise_backward.cpp`, `batch_norm.cpp`, `pooling.cpp`, and
+`mixed_node.cpp` for the recurrent search cell), compiled on first use.
 
 Each is compiled the first time it is needed on a machine (25-40 s on 2 cores, with torch's extension builder; cached
 in `TORCH_EXTENSIONS_DIR`). Where one cannot be built (no C++ compiler), a warning says so once and the layers that

@@ -72,7 +72,7 @@ class DartsRNNCell(nn.Module):
             h_mask,
             step_mask.t() if step_mask is not None else None,
         )
-        return outputs.transpose(0, 1), outputs[-1]
+        return outputs.transpose(0, 1).contiguous(), outputs[-1]
 
 
 def embed_with_dropout(model, input_ids: torch.Tensor) -> torch.Tensor:

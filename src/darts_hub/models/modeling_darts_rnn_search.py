@@ -76,11 +76,10 @@ class DartsRNNSearchCell(DartsRNNCell):
             w0_h,
             weights[:, self.op_columns],
             h_mask,
-            RECURRENT_OPERATIONS,
             list(self.ws),
             self.bn,
         )
-        return outputs.transpose(0, 1), outputs[-1]
+        return outputs.transpose(0, 1).contiguous(), outputs[-1]
 
 
 class DartsRNNSearchModel(PreTrainedModel):

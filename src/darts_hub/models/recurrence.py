@@ -17,6 +17,9 @@ from __future__ import annotations
 import torch
 from torch.autograd.function import once_differentiable
 
+from .cpu_kernels import load_kernels
+from .genotypes import RECURRENT_OPERATIONS
+
 
 ACTIVATIONS = {
     "tanh": torch.tanh,
@@ -159,12 +162,13 @@ def highway_recurrence(
         return HighwayRecurrence.apply(x_projection, hidden, w_hidden, nodes, concat, h_mask, step_mask, *weights)
 
 
-def mixed_highway_steps(x_projection, hidden, w_hidden, edge_weights, h_mask, operations, weights, normalize):
+def mixed_highway_steps(x_projection, hidden, w_hidden, edge_weights, h_mask, weights, normalize):
     """The recurrent search cell over a sequence, step by step under autograd: the initial node, then every node
     the weighted sum, over its inputs j and the candidate activations k, of w_jk (s_j + c_j (f_k(h_j) - s_j)),
     followed by `normalize` (BatchNorm without an affine map). Since sum_k w_jk (s + c (f_k - s)) = W_j s +
     c (sum_k w_jk f_k - W_j s) with W_j = sum_k w_jk, each input gets one highway update ('none' only lowers W_j).
-    `edge_weights` [edges, operations]: the softmax of the alphas without 'none'. Returns [time, batch, hidden]."""
+    `edge_weights` [edges, 4]: the softmax of the alphas of `RECURRENT_OPERATIONS` (without 'none'). Returns
+    [time, batch, hidden]."""
     hidden_size = hidden.shape[-1]
     kept_weights = edge_weights.sum(1)[:, None, None]
     outputs = []
@@ -173,17 +177,22 @@ def mixed_highway_steps(x_projection, hidden, w_hidden, edge_weights, h_mask, op
         c0, h0 = (projection + masked @ w_hidden).split(hidden_size, dim=-1)
         states = normalize(hidden + c0.sigmoid() * (h0.tanh() - hidden))[None]  # [nodes so far, batch, hidden]
         for node, weight in enumerate(weights, start=1):
-            edges = slice(node * (node - 1) // 2, node * (node + 1) // 2)
+            edges = _edges(node)
             masked = states * h_mask if h_mask is not None else states
             c, h = (masked @ weight).split(hidden_size, dim=-1)
             c = c.sigmoid()
             w = edge_weights[edges, :, None, None]
-            mixed = sum(w[:, k] * ACTIVATIONS[name](h) for k, name in enumerate(operations))
+            mixed = sum(w[:, k] * ACTIVATIONS[name](h) for k, name in enumerate(RECURRENT_OPERATIONS))
             kept = kept_weights[edges] * states
             states = torch.cat([states, normalize((kept + c * (mixed - kept)).sum(0))[None]])
         hidden = states[1:].mean(0)
         outputs.append(hidden)
     return torch.stack(outputs)
+
+
+def _edges(node: int) -> slice:
+    """The edges into `node` (1-based: node i has the i states before it as inputs)."""
+    return slice(node * (node - 1) // 2, node * (node + 1) // 2)
 
 
 class BatchStatistics:
@@ -194,16 +203,19 @@ class BatchStatistics:
         self.training, self.momentum, self.eps = bn.training, bn.momentum, bn.eps
         self.running_mean, self.running_var = bn.running_mean, bn.running_var
 
+    def record(self, mean: torch.Tensor, variance: torch.Tensor, count: int) -> torch.Tensor:
+        """Moves the running statistics by a batch of `count` rows; returns its 1 / sqrt(variance + eps)."""
+        self.running_mean.lerp_(mean, self.momentum)
+        self.running_var.lerp_(variance * count / max(count - 1, 1), self.momentum)
+        return torch.rsqrt(variance + self.eps)
+
     def normalize(self, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x_hat and 1 / sqrt(variance + eps) of `u` [batch, hidden]."""
         if self.training:
             variance, mean = torch.var_mean(u, dim=0, correction=0)
-            with torch.no_grad():
-                self.running_mean.lerp_(mean, self.momentum)
-                self.running_var.lerp_(variance * u.shape[0] / max(u.shape[0] - 1, 1), self.momentum)
+            invstd = self.record(mean, variance, len(u))
         else:
-            mean, variance = self.running_mean, self.running_var
-        invstd = torch.rsqrt(variance + self.eps)
+            mean, invstd = self.running_mean, torch.rsqrt(self.running_var + self.eps)
         return (u - mean) * invstd, invstd
 
     def backward(self, grad: torch.Tensor, x_hat: torch.Tensor, invstd: torch.Tensor) -> torch.Tensor:
@@ -219,20 +231,61 @@ class BatchStatistics:
         return torch.nn.functional.batch_norm(u, self.running_mean, self.running_var, training=False, eps=self.eps)
 
 
-def _edges(node: int, offset: int = 0) -> slice:
-    """The edges into `node` (1-based: node i has the i states before it as inputs)."""
-    return slice(node * (node - 1) // 2 + offset, node * (node + 1) // 2 + offset)
+def _mixed_node(h, tanh_h, sigmoid_h, c, inputs, edge_weights, statistics):
+    """x_hat and 1 / std of a node from its inputs' pre-activations h, tanh(h), sigmoid(h), gates c and states
+    `inputs` [n, batch, hidden] and their edge weights [n, 4]: one pass of `mixed_node.cpp` on the CPU."""
+    kernels = load_kernels("mixed_node") if h.device.type == "cpu" else None
+    if kernels is None:
+        w = edge_weights[:, :, None, None]
+        mixed = w[:, 0] * tanh_h + w[:, 1] * h.clamp(min=0) + w[:, 2] * sigmoid_h + w[:, 3] * h
+        kept = edge_weights.sum(1)[:, None, None] * inputs
+        return statistics.normalize((mixed - kept).mul_(c).add_(kept).sum(0))
+    u, mean, variance = kernels.mixed_node_forward(
+        h, tanh_h, sigmoid_h, c, inputs, edge_weights.contiguous(), statistics.training, statistics.eps
+    )
+    if not statistics.training:
+        return statistics.normalize(u)
+    return u, statistics.record(mean, variance, len(u))
+
+
+def _mixed_node_backward(
+    grad, x_hat, invstd, h, tanh_h, sigmoid_h, c, inputs, edge_weights, statistics, out, state_grads
+):
+    """`_mixed_node`'s backward from the gradient of x_hat: writes the gradients of the inputs' [c, h] projections
+    into `out` [n, batch, 2 hidden], adds the inputs' gradients through their kept share to `state_grads` and returns
+    the edge weights' gradient [n, 4]."""
+    kernels = load_kernels("mixed_node") if h.device.type == "cpu" else None
+    if kernels is not None:
+        return kernels.mixed_node_backward(
+            grad, x_hat, invstd, statistics.training, h, tanh_h, sigmoid_h, c, inputs, edge_weights.contiguous(), out,
+            state_grads,
+        )  # fmt: skip
+    hidden_size = h.shape[-1]
+    u_grad = statistics.backward(grad, x_hat, invstd)
+    w = edge_weights[:, :, None, None]
+    kept_weights = edge_weights.sum(1)[:, None, None]
+    activated = (tanh_h, h.clamp(min=0), sigmoid_h, h)
+    mixed = sum(w[:, k] * f for k, f in enumerate(activated))
+    torch.sub(mixed, kept_weights * inputs, out=out[..., :hidden_size]).mul_(u_grad).mul_(c * (1 - c))
+    mixed_grad = u_grad * c
+    slope = w[:, 0] * (1 - tanh_h * tanh_h) + w[:, 1] * (h > 0) + w[:, 2] * sigmoid_h * (1 - sigmoid_h) + w[:, 3]
+    torch.mul(mixed_grad, slope, out=out[..., hidden_size:])
+    kept_grad = u_grad * (1 - c)
+    state_grads.addcmul_(kept_grad, kept_weights)
+    return (
+        torch.stack([(mixed_grad * f).sum((1, 2)) for f in activated], 1) + (kept_grad * inputs).sum((1, 2))[:, None]
+    )
 
 
 class MixedHighwayRecurrence(torch.autograd.Function):
     """`mixed_highway_steps` with its backward pass through time written out (the same mathematics, tested against
-    it). Kept for the backward pass: the normalised states and 1 / std of every node, the gate c and pre-activation h
-    of every edge (f_k(h) is recomputed); the weight gradients are one product per weight over all time steps. A
+    it). Kept for the backward pass: the normalised states and 1 / std of every node, and the gate c, pre-activation
+    h, tanh(h) and sigmoid(h) of every edge; the weight gradients are one product per weight over all time steps. A
     backward pass that is itself differentiated (`--hessian exact`) recomputes the sequence with `mixed_highway_steps`
     and differentiates that."""
 
     @staticmethod
-    def forward(ctx, x_projection, hidden, w_hidden, edge_weights, h_mask, statistics, operations, *weights):
+    def forward(ctx, x_projection, hidden, w_hidden, edge_weights, h_mask, statistics, *weights):
         time, batch, hidden_size = x_projection.shape[0], *hidden.shape
         num_nodes = len(weights)
         saving = any(ctx.needs_input_grad)
@@ -240,10 +293,11 @@ class MixedHighwayRecurrence(torch.autograd.Function):
         states = hidden.new_empty(kept_steps, num_nodes + 1, batch, hidden_size)
         invstds = hidden.new_empty(kept_steps, num_nodes + 1, hidden_size)
         initial_gates, initial_activations = hidden.new_empty(2, kept_steps, batch, hidden_size)
-        gates = hidden.new_empty(kept_steps, len(edge_weights), batch, hidden_size)
-        pre_activations = torch.empty_like(gates)
+        # per edge: the gate c, the pre-activation h, tanh(h), sigmoid(h)
+        gates, pre_activations, tanhs, sigmoids = hidden.new_empty(
+            4, kept_steps, len(edge_weights), batch, hidden_size
+        )
         outputs = hidden.new_empty(time, batch, hidden_size)
-        kept_weights = edge_weights.sum(1)[:, None, None]
         for t in range(time):
             k = t if saving else 0
             h_prev = outputs[t - 1] if t else hidden
@@ -259,17 +313,22 @@ class MixedHighwayRecurrence(torch.autograd.Function):
                 c = torch.sigmoid(projection[..., :hidden_size], out=gates[k, edges])
                 h = pre_activations[k, edges]
                 h.copy_(projection[..., hidden_size:])
-                w = edge_weights[edges, :, None, None]
-                mixed = sum(w[:, i] * ACTIVATIONS[name](h) for i, name in enumerate(operations))
-                kept = kept_weights[edges] * inputs
-                states[k, node], invstds[k, node] = statistics.normalize((mixed - kept).mul_(c).add_(kept).sum(0))
+                states[k, node], invstds[k, node] = _mixed_node(
+                    h,
+                    torch.tanh(h, out=tanhs[k, edges]),
+                    torch.sigmoid(h, out=sigmoids[k, edges]),
+                    c,
+                    inputs,
+                    edge_weights[edges],
+                    statistics,
+                )
             torch.mean(states[k, 1:], dim=0, out=outputs[t])
         if saving:
             ctx.save_for_backward(
                 x_projection, hidden, w_hidden, edge_weights, h_mask, outputs, states, invstds,
-                initial_gates, initial_activations, gates, pre_activations, *weights,
+                initial_gates, initial_activations, gates, pre_activations, tanhs, sigmoids, *weights,
             )  # fmt: skip
-            ctx.statistics, ctx.operations = statistics, operations
+            ctx.statistics = statistics
         return outputs
 
     @staticmethod
@@ -278,12 +337,11 @@ class MixedHighwayRecurrence(torch.autograd.Function):
             return _differentiated_again(ctx, grad_outputs)
         (
             x_projection, hidden, w_hidden, edge_weights, h_mask, outputs, states, invstds,
-            initial_gates, initial_activations, gates, pre_activations, *weights,
+            initial_gates, initial_activations, gates, pre_activations, tanhs, sigmoids, *weights,
         ) = ctx.saved_tensors  # fmt: skip
         time, num_states, batch, hidden_size = states.shape
-        statistics, operations = ctx.statistics, ctx.operations
-        weights_need_grad = any(ctx.needs_input_grad[7:])
-        kept_weights = edge_weights.sum(1)[:, None, None]
+        statistics = ctx.statistics
+        weights_need_grad = any(ctx.needs_input_grad[6:])
         previous = torch.cat([hidden[None], outputs[:-1]])  # h_{t-1} of every step
         initial_projection_grads = torch.empty_like(x_projection)
         # the gradients of every edge's [c, h] (at every step when the weights need their gradients)
@@ -298,28 +356,20 @@ class MixedHighwayRecurrence(torch.autograd.Function):
             state_grads[0].zero_()
             state_grads[1:] = (grad_outputs[t] + carried) / (num_states - 1)
             for node in reversed(range(1, num_states)):
-                edges, inputs = _edges(node), states[t, :node]
-                u_grad = statistics.backward(state_grads[node], states[t, node], invstds[t, node])
-                c, h = gates[t, edges], pre_activations[t, edges]
-                w = edge_weights[edges, :, None, None]
-                activated = [ACTIVATIONS[name](h) for name in operations]
-                mixed = sum(w[:, i] * f for i, f in enumerate(activated))
-                kept = kept_weights[edges] * inputs
+                edges = _edges(node)
                 projection_grad = edge_projection_grads[k, edges]
-                gate_slope = c * (1 - c)
-                torch.sub(mixed, kept, out=projection_grad[..., :hidden_size]).mul_(u_grad).mul_(gate_slope)
-                mixed_grad = u_grad * c
-                slope = sum(
-                    w[:, i] * _activation_derivative(name, f) for i, (name, f) in enumerate(zip(operations, activated))
+                edge_weight_grads[edges] += _mixed_node_backward(
+                    state_grads[node], states[t, node], invstds[t, node], pre_activations[t, edges], tanhs[t, edges],
+                    sigmoids[t, edges], gates[t, edges], states[t, :node], edge_weights[edges], statistics,
+                    projection_grad, state_grads[:node],
+                )  # fmt: skip
+                through = (projection_grad.reshape(-1, 2 * hidden_size) @ weights[node - 1].t()).view(
+                    node, batch, hidden_size
                 )
-                torch.mul(mixed_grad, slope, out=projection_grad[..., hidden_size:])
-                kept_grad = u_grad * (1 - c)
-                edge_weight_grads[edges] += torch.stack([(mixed_grad * f).sum((1, 2)) for f in activated], 1)
-                edge_weight_grads[edges] += (kept_grad * inputs).sum((1, 2))[:, None]
-                through = (projection_grad.reshape(-1, 2 * hidden_size) @ weights[node - 1].t()).view_as(inputs)
                 if h_mask is not None:
-                    through.mul_(h_mask)
-                state_grads[:node] += through.addcmul_(kept_grad, kept_weights[edges])
+                    state_grads[:node].addcmul_(through, h_mask)
+                else:
+                    state_grads[:node] += through
             u_grad = statistics.backward(state_grads[0], states[t, 0], invstds[t, 0])
             c0, g0, h_prev = initial_gates[t], initial_activations[t], previous[t]
             projection_grad = initial_projection_grads[t]
@@ -340,17 +390,17 @@ class MixedHighwayRecurrence(torch.autograd.Function):
                 weight_grad(states[:, :node], edge_projection_grads[:, _edges(node)]) for node in range(1, num_states)
             ]
         w_hidden_grad = weight_grad(previous, initial_projection_grads) if ctx.needs_input_grad[2] else None
-        return initial_projection_grads, carried, w_hidden_grad, edge_weight_grads, None, None, None, *weight_grads
+        return initial_projection_grads, carried, w_hidden_grad, edge_weight_grads, None, None, *weight_grads
 
 
 def _differentiated_again(ctx, grad_outputs):
     """The input gradients as differentiable functions of the inputs, by recomputing the sequence under autograd."""
     x_projection, hidden, w_hidden, edge_weights, h_mask, *_ = ctx.saved_tensors
-    weights = ctx.saved_tensors[12:]
-    inputs = (x_projection, hidden, w_hidden, edge_weights, None, None, None, *weights)
+    weights = ctx.saved_tensors[14:]
+    inputs = (x_projection, hidden, w_hidden, edge_weights, None, None, *weights)
     differentiated = [i for i, tensor in enumerate(inputs) if tensor is not None and ctx.needs_input_grad[i]]
     outputs = mixed_highway_steps(
-        x_projection, hidden, w_hidden, edge_weights, h_mask, ctx.operations, weights, ctx.statistics.differentiable
+        x_projection, hidden, w_hidden, edge_weights, h_mask, weights, ctx.statistics.differentiable
     )
     grads = torch.autograd.grad(
         outputs, [inputs[i] for i in differentiated], grad_outputs, create_graph=True, allow_unused=True
@@ -361,15 +411,13 @@ def _differentiated_again(ctx, grad_outputs):
     return tuple(result)
 
 
-def mixed_highway_recurrence(x_projection, hidden, w_hidden, edge_weights, h_mask, operations, weights, bn):
+def mixed_highway_recurrence(x_projection, hidden, w_hidden, edge_weights, h_mask, weights, bn):
     """The recurrent search cell's outputs [time, batch, hidden]: `MixedHighwayRecurrence`, or, under autocast (whose
     casts it does not make), `mixed_highway_steps` with `bn` itself."""
     if torch.is_autocast_enabled(hidden.device.type):
-        return mixed_highway_steps(x_projection, hidden, w_hidden, edge_weights, h_mask, operations, weights, bn)
+        return mixed_highway_steps(x_projection, hidden, w_hidden, edge_weights, h_mask, weights, bn)
     statistics = BatchStatistics(bn)
-    outputs = MixedHighwayRecurrence.apply(
-        x_projection, hidden, w_hidden, edge_weights, h_mask, statistics, operations, *weights
-    )
+    outputs = MixedHighwayRecurrence.apply(x_projection, hidden, w_hidden, edge_weights, h_mask, statistics, *weights)
     if bn.training and bn.num_batches_tracked is not None:
         bn.num_batches_tracked.add_(len(x_projection) * (len(weights) + 1))
     return outputs
