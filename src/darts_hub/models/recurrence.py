@@ -231,35 +231,51 @@ class BatchStatistics:
         return torch.nn.functional.batch_norm(u, self.running_mean, self.running_var, training=False, eps=self.eps)
 
 
-def _mixed_node(h, tanh_h, sigmoid_h, c, inputs, edge_weights, statistics):
-    """x_hat and 1 / std of a node from its inputs' pre-activations h, tanh(h), sigmoid(h), gates c and states
-    `inputs` [n, batch, hidden] and their edge weights [n, 4]: one pass of `mixed_node.cpp` on the CPU."""
-    kernels = load_kernels("mixed_node") if h.device.type == "cpu" else None
-    if kernels is None:
-        w = edge_weights[:, :, None, None]
-        mixed = w[:, 0] * tanh_h + w[:, 1] * h.clamp(min=0) + w[:, 2] * sigmoid_h + w[:, 3] * h
-        kept = edge_weights.sum(1)[:, None, None] * inputs
-        return statistics.normalize((mixed - kept).mul_(c).add_(kept).sum(0))
-    u, mean, variance = kernels.mixed_node_forward(
-        h, tanh_h, sigmoid_h, c, inputs, edge_weights.contiguous(), statistics.training, statistics.eps
-    )
-    if not statistics.training:
-        return statistics.normalize(u)
-    return u, statistics.record(mean, variance, len(u))
+def _mixed_node(projection, tanh_h, sigmoid_h, inputs, edge_weights, statistics, out, invstd):
+    """Writes x_hat and 1 / std of a node into `out` and `invstd`, from its inputs' projections [n, batch, 2 hidden]
+    (rows [c, h], c through its sigmoid), tanh(h), sigmoid(h) and states `inputs` [n, batch, hidden], and their edge
+    weights [n, 4]: one pass of `mixed_node.cpp` on the CPU."""
+    kernels = load_kernels("mixed_node") if inputs.device.type == "cpu" else None
+    if kernels is not None:
+        kernels.mixed_node_forward(
+            projection, tanh_h, sigmoid_h, inputs, edge_weights.contiguous(), statistics.running_mean,
+            statistics.running_var, statistics.training, statistics.momentum, statistics.eps, out, invstd,
+        )  # fmt: skip
+        return
+    c, h = projection.chunk(2, dim=-1)
+    w = edge_weights[:, :, None, None]
+    mixed = w[:, 0] * tanh_h + w[:, 1] * h.clamp(min=0) + w[:, 2] * sigmoid_h + w[:, 3] * h
+    kept = edge_weights.sum(1)[:, None, None] * inputs
+    x_hat, node_invstd = statistics.normalize((mixed - kept).mul_(c).add_(kept).sum(0))
+    out.copy_(x_hat)
+    invstd.copy_(node_invstd)
 
 
 def _mixed_node_backward(
-    grad, x_hat, invstd, h, tanh_h, sigmoid_h, c, inputs, edge_weights, statistics, out, state_grads
+    grad,
+    x_hat,
+    invstd,
+    projection,
+    tanh_h,
+    sigmoid_h,
+    inputs,
+    edge_weights,
+    statistics,
+    out,
+    state_grads,
+    weight_grads,
 ):
     """`_mixed_node`'s backward from the gradient of x_hat: writes the gradients of the inputs' [c, h] projections
-    into `out` [n, batch, 2 hidden], adds the inputs' gradients through their kept share to `state_grads` and returns
-    the edge weights' gradient [n, 4]."""
-    kernels = load_kernels("mixed_node") if h.device.type == "cpu" else None
+    (before the gate's sigmoid) into `out` [n, batch, 2 hidden], adds the inputs' gradients through their kept share
+    to `state_grads` and the edge weights' gradient to `weight_grads` [n, 4]."""
+    kernels = load_kernels("mixed_node") if inputs.device.type == "cpu" else None
     if kernels is not None:
-        return kernels.mixed_node_backward(
-            grad, x_hat, invstd, statistics.training, h, tanh_h, sigmoid_h, c, inputs, edge_weights.contiguous(), out,
-            state_grads,
+        kernels.mixed_node_backward(
+            grad, x_hat, invstd, statistics.training, projection, tanh_h, sigmoid_h, inputs,
+            edge_weights.contiguous(), out, state_grads, weight_grads,
         )  # fmt: skip
+        return
+    c, h = projection.chunk(2, dim=-1)
     hidden_size = h.shape[-1]
     u_grad = statistics.backward(grad, x_hat, invstd)
     w = edge_weights[:, :, None, None]
@@ -272,15 +288,15 @@ def _mixed_node_backward(
     torch.mul(mixed_grad, slope, out=out[..., hidden_size:])
     kept_grad = u_grad * (1 - c)
     state_grads.addcmul_(kept_grad, kept_weights)
-    return (
-        torch.stack([(mixed_grad * f).sum((1, 2)) for f in activated], 1) + (kept_grad * inputs).sum((1, 2))[:, None]
-    )
+    weight_grads += torch.stack([(mixed_grad * f).sum((1, 2)) for f in activated], 1)
+    weight_grads += (kept_grad * inputs).sum((1, 2))[:, None]
 
 
 class MixedHighwayRecurrence(torch.autograd.Function):
     """`mixed_highway_steps` with its backward pass through time written out (the same mathematics, tested against
     it). Kept for the backward pass: the normalised states and 1 / std of every node, and the gate c, pre-activation
-    h, tanh(h) and sigmoid(h) of every edge; the weight gradients are one product per weight over all time steps. A
+    h, tanh(h) and sigmoid(h) of every edge (all a step's edges' [c, h] come from one product per node, written in
+    place); the weight gradients are one product per weight over all time steps. A
     backward pass that is itself differentiated (`--hessian exact`) recomputes the sequence with `mixed_highway_steps`
     and differentiates that."""
 
@@ -293,10 +309,9 @@ class MixedHighwayRecurrence(torch.autograd.Function):
         states = hidden.new_empty(kept_steps, num_nodes + 1, batch, hidden_size)
         invstds = hidden.new_empty(kept_steps, num_nodes + 1, hidden_size)
         initial_gates, initial_activations = hidden.new_empty(2, kept_steps, batch, hidden_size)
-        # per edge: the gate c, the pre-activation h, tanh(h), sigmoid(h)
-        gates, pre_activations, tanhs, sigmoids = hidden.new_empty(
-            4, kept_steps, len(edge_weights), batch, hidden_size
-        )
+        # per edge: the projection [c, h] (c through its sigmoid, in place), tanh(h), sigmoid(h)
+        projections = hidden.new_empty(kept_steps, len(edge_weights), batch, 2 * hidden_size)
+        tanhs, sigmoids = hidden.new_empty(2, kept_steps, len(edge_weights), batch, hidden_size)
         outputs = hidden.new_empty(time, batch, hidden_size)
         for t in range(time):
             k = t if saving else 0
@@ -309,24 +324,25 @@ class MixedHighwayRecurrence(torch.autograd.Function):
             for node, weight in enumerate(weights, start=1):
                 edges, inputs = _edges(node), states[k, :node]
                 masked = inputs * h_mask if h_mask is not None else inputs
-                projection = (masked.reshape(-1, hidden_size) @ weight).view(node, batch, 2 * hidden_size)
-                c = torch.sigmoid(projection[..., :hidden_size], out=gates[k, edges])
-                h = pre_activations[k, edges]
-                h.copy_(projection[..., hidden_size:])
-                states[k, node], invstds[k, node] = _mixed_node(
-                    h,
+                projection = projections[k, edges]
+                torch.mm(masked.reshape(-1, hidden_size), weight, out=projection.view(-1, 2 * hidden_size))
+                projection[..., :hidden_size].sigmoid_()
+                h = projection[..., hidden_size:]
+                _mixed_node(
+                    projection,
                     torch.tanh(h, out=tanhs[k, edges]),
                     torch.sigmoid(h, out=sigmoids[k, edges]),
-                    c,
                     inputs,
                     edge_weights[edges],
                     statistics,
+                    out=states[k, node],
+                    invstd=invstds[k, node],
                 )
             torch.mean(states[k, 1:], dim=0, out=outputs[t])
         if saving:
             ctx.save_for_backward(
                 x_projection, hidden, w_hidden, edge_weights, h_mask, outputs, states, invstds,
-                initial_gates, initial_activations, gates, pre_activations, tanhs, sigmoids, *weights,
+                initial_gates, initial_activations, projections, tanhs, sigmoids, *weights,
             )  # fmt: skip
             ctx.statistics = statistics
         return outputs
@@ -337,7 +353,7 @@ class MixedHighwayRecurrence(torch.autograd.Function):
             return _differentiated_again(ctx, grad_outputs)
         (
             x_projection, hidden, w_hidden, edge_weights, h_mask, outputs, states, invstds,
-            initial_gates, initial_activations, gates, pre_activations, tanhs, sigmoids, *weights,
+            initial_gates, initial_activations, projections, tanhs, sigmoids, *weights,
         ) = ctx.saved_tensors  # fmt: skip
         time, num_states, batch, hidden_size = states.shape
         statistics = ctx.statistics
@@ -345,9 +361,7 @@ class MixedHighwayRecurrence(torch.autograd.Function):
         previous = torch.cat([hidden[None], outputs[:-1]])  # h_{t-1} of every step
         initial_projection_grads = torch.empty_like(x_projection)
         # the gradients of every edge's [c, h] (at every step when the weights need their gradients)
-        edge_projection_grads = x_projection.new_empty(
-            time if weights_need_grad else 1, *gates.shape[1:3], 2 * hidden_size
-        )
+        edge_projection_grads = torch.empty_like(projections[: time if weights_need_grad else 1])
         edge_weight_grads = torch.zeros_like(edge_weights)
         state_grads = torch.empty_like(states[0])
         carried = torch.zeros_like(hidden)  # d loss / d h_t from the steps after t
@@ -358,10 +372,10 @@ class MixedHighwayRecurrence(torch.autograd.Function):
             for node in reversed(range(1, num_states)):
                 edges = _edges(node)
                 projection_grad = edge_projection_grads[k, edges]
-                edge_weight_grads[edges] += _mixed_node_backward(
-                    state_grads[node], states[t, node], invstds[t, node], pre_activations[t, edges], tanhs[t, edges],
-                    sigmoids[t, edges], gates[t, edges], states[t, :node], edge_weights[edges], statistics,
-                    projection_grad, state_grads[:node],
+                _mixed_node_backward(
+                    state_grads[node], states[t, node], invstds[t, node], projections[t, edges], tanhs[t, edges],
+                    sigmoids[t, edges], states[t, :node], edge_weights[edges], statistics,
+                    out=projection_grad, state_grads=state_grads[:node], weight_grads=edge_weight_grads[edges],
                 )  # fmt: skip
                 through = (projection_grad.reshape(-1, 2 * hidden_size) @ weights[node - 1].t()).view(
                     node, batch, hidden_size
@@ -396,7 +410,7 @@ class MixedHighwayRecurrence(torch.autograd.Function):
 def _differentiated_again(ctx, grad_outputs):
     """The input gradients as differentiable functions of the inputs, by recomputing the sequence under autograd."""
     x_projection, hidden, w_hidden, edge_weights, h_mask, *_ = ctx.saved_tensors
-    weights = ctx.saved_tensors[14:]
+    weights = ctx.saved_tensors[13:]
     inputs = (x_projection, hidden, w_hidden, edge_weights, None, None, *weights)
     differentiated = [i for i, tensor in enumerate(inputs) if tensor is not None and ctx.needs_input_grad[i]]
     outputs = mixed_highway_steps(
