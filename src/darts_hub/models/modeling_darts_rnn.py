@@ -52,18 +52,23 @@ class DartsRNNCell(nn.Module):
             variational_mask(inputs, (batch, self.hidden_size), self.dropout_h),
         )
 
+    def input_projection(self, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """The x half of the initial node's projection, one product over the sequence ([time, batch, 2 hidden], x's
+        dropout applied), the h half of W0, and the states' dropout mask (None out of training)."""
+        x_mask, h_mask = self.dropout_masks(inputs)
+        x = inputs * x_mask[:, None] if x_mask is not None else inputs
+        w0_x, w0_h = self.w0.split(self.hidden_size)
+        return (x @ w0_x).transpose(0, 1), w0_h, h_mask
+
     def forward(
         self, inputs: torch.Tensor, hidden: torch.Tensor, step_mask: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """inputs: [batch, time, hidden]; hidden: [batch, hidden]; step_mask: [batch, time], 0 where the state must
         stay unchanged (left padding). Returns the outputs [batch, time, hidden] and the last state [batch, hidden].
-        The x half of the initial node's projection is one product over the sequence; the recurrence runs in
-        `highway_recurrence` (its backward pass through time written out)."""
-        x_mask, h_mask = self.dropout_masks(inputs)
-        x = inputs * x_mask[:, None] if x_mask is not None else inputs
-        w0_x, w0_h = self.w0.split(self.hidden_size)
+        The recurrence runs in `highway_recurrence` (its backward pass through time written out)."""
+        x_projection, w0_h, h_mask = self.input_projection(inputs)
         outputs = highway_recurrence(
-            (x @ w0_x).transpose(0, 1),
+            x_projection,
             hidden,
             w0_h,
             self.ws,

@@ -64,20 +64,11 @@ class DartsRNNSearchCell(DartsRNNCell):
 
     def forward(self, inputs: torch.Tensor, hidden: torch.Tensor, weights: torch.Tensor):
         """inputs: [batch, time, hidden]; hidden: [batch, hidden]; weights: the softmax of the alphas [edges,
-        primitives]. Returns the outputs [batch, time, hidden] and the last state [batch, hidden]. The x half of the
-        initial node's projection is one product over the sequence; the recurrence runs in
-        `mixed_highway_recurrence` (its backward pass through time written out)."""
-        x_mask, h_mask = self.dropout_masks(inputs)
-        x = inputs * x_mask[:, None] if x_mask is not None else inputs
-        w0_x, w0_h = self.w0.split(self.hidden_size)
+        primitives]. Returns the outputs [batch, time, hidden] and the last state [batch, hidden]. The recurrence
+        runs in `mixed_highway_recurrence` (its backward pass through time written out)."""
+        x_projection, w0_h, h_mask = self.input_projection(inputs)
         outputs = mixed_highway_recurrence(
-            (x @ w0_x).transpose(0, 1),
-            hidden,
-            w0_h,
-            weights[:, self.op_columns],
-            h_mask,
-            list(self.ws),
-            self.bn,
+            x_projection, hidden, w0_h, weights[:, self.op_columns], h_mask, list(self.ws), self.bn
         )
         return outputs.transpose(0, 1).contiguous(), outputs[-1]
 
