@@ -1,15 +1,17 @@
-"""The DARTS recurrent cell over a whole sequence, with its backward pass through time written out.
+"""The DARTS recurrent cells over a whole sequence, with their backward pass through time written out.
 
-Run step by step under autograd, the cell's weight gradients are 9 outer products per time step (`[hidden, batch]
-@ [batch, 2 hidden]`, written to memory and added up: 315 of them for a 35-token chunk), and autograd keeps every
-intermediate of every node. Here the forward pass keeps only the states, gates and activations of each node; the
-backward pass walks the time steps back computing only what is sequential (the gradients of the states), and the
-weight gradients come at the end as one matrix product per weight over all time steps (`[hidden, time x batch] @
-[time x batch, 2 hidden]`), which runs at the machine's matrix speed. The input's half of the initial node's
-projection does not depend on the recurrence and is one product over the whole sequence, outside.
+Run step by step under autograd, the trained cell's weight gradients are 9 outer products per time step (`[hidden,
+batch] @ [batch, 2 hidden]`, written to memory and added up: 315 of them for a 35-token chunk), and autograd keeps
+every intermediate of every node; the search cell adds some 25 small operations per node forward and 60 backward. Here
+the forward pass keeps only the states, gates and activations of each node; the backward pass walks the time steps
+back computing only what is sequential (the gradients of the states), and the weight gradients come at the end as one
+matrix product per weight over all time steps (`[hidden, time x batch] @ [time x batch, 2 hidden]`). The input's half
+of the initial node's projection does not depend on the recurrence and is one product over the whole sequence,
+outside (`DartsRNNCell.input_projection`).
 
-The same mathematics as the step-by-step cell (tested against it: outputs, last state and every gradient). Not
-differentiable twice (nothing needs that: the recurrent search has its own cell).
+`HighwayRecurrence` runs the trained cell (any genotype; not differentiable twice, which nothing needs);
+`MixedHighwayRecurrence` the search cell, whose nodes' elementwise work runs in `mixed_node.cpp` on the CPU. Both are
+the same mathematics as the step-by-step cells (tested against them: outputs, statistics and every gradient).
 """
 
 from __future__ import annotations
@@ -203,17 +205,13 @@ class BatchStatistics:
         self.training, self.momentum, self.eps = bn.training, bn.momentum, bn.eps
         self.running_mean, self.running_var = bn.running_mean, bn.running_var
 
-    def record(self, mean: torch.Tensor, variance: torch.Tensor, count: int) -> torch.Tensor:
-        """Moves the running statistics by a batch of `count` rows; returns its 1 / sqrt(variance + eps)."""
-        self.running_mean.lerp_(mean, self.momentum)
-        self.running_var.lerp_(variance * count / max(count - 1, 1), self.momentum)
-        return torch.rsqrt(variance + self.eps)
-
     def normalize(self, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x_hat and 1 / sqrt(variance + eps) of `u` [batch, hidden]."""
         if self.training:
             variance, mean = torch.var_mean(u, dim=0, correction=0)
-            invstd = self.record(mean, variance, len(u))
+            self.running_mean.lerp_(mean, self.momentum)
+            self.running_var.lerp_(variance * len(u) / max(len(u) - 1, 1), self.momentum)
+            invstd = torch.rsqrt(variance + self.eps)
         else:
             mean, invstd = self.running_mean, torch.rsqrt(self.running_var + self.eps)
         return (u - mean) * invstd, invstd
