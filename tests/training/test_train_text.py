@@ -176,6 +176,7 @@ def test_gradient_accumulation_tar_and_learning_rate_scaling_make_the_expected_s
         assert optimizer.param_groups[0]["lr"] == 2.0  # the scaled rate was for this step only
         assert step.loss.item() == pytest.approx(loss.item(), rel=1e-5)  # reported without the regulariser
         torch.testing.assert_close(step.hidden_state, outputs.hidden_state.detach())
+        assert torch.equal(step.predictions, outputs.logits.argmax(-1))  # the next tokens the step predicted
         for a, b in zip(trained.parameters(), expected.parameters()):
             torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 

@@ -7,7 +7,7 @@ run.resume(scheduler, architect)                  # checkpointed state registere
 for epoch in run.epochs(args.epochs):
     for images, labels in run.batches(train_loader, epoch, "search epoch"):
         outputs = search_step(...)                # a plain function: it returns what it computed
-        run.record_step(outputs.loss, outputs.logits, labels)
+        run.record_step(outputs.loss, outputs.logits.argmax(-1), labels)
     if run.stopped_within_epoch:                  # --max_steps
         break
     train_loss, train_accuracy = run.epoch_metrics()
@@ -203,13 +203,13 @@ class Run:
                 self.stopped_within_epoch = progress.step_in_epoch < steps_per_epoch
                 return
 
-    def record_step(self, loss: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> None:
+    def record_step(self, loss: torch.Tensor, predictions: torch.Tensor, labels: torch.Tensor) -> None:
         """Add a step's loss and accuracy to the epoch's running figures, per label (an image's class, or every
-        next token of a text chunk)."""
+        next token of a text chunk; `predictions` the predicted ones)."""
         self._last_loss = loss.item()
         running = self.progress.running
         running[0] += self._last_loss * labels.numel()
-        running[1] += (logits.argmax(-1) == labels).sum().item()
+        running[1] += (predictions == labels).sum().item()
         running[2] += labels.numel()
 
     def log_step_loss(self) -> None:

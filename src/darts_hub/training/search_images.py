@@ -200,7 +200,7 @@ def run_search(args: SearchArguments) -> DartsSearchModel:
                 accelerator,
                 args.grad_clip,
             )
-            run.record_step(outputs.loss, outputs.logits, labels)
+            run.record_step(outputs.loss, outputs.logits.argmax(-1), labels)
         if run.stopped_within_epoch:
             break
         train_loss, train_accuracy = run.epoch_metrics()

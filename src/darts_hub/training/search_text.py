@@ -122,7 +122,7 @@ def run_recurrent_search(args: RecurrentSearchArguments) -> DartsRNNSearchModel:
                 )
             states.train = accelerator.gather(outputs.hidden_state.detach())
             states.valid = accelerator.gather(validation_outputs.hidden_state.detach())
-            run.record_step(outputs.loss, outputs.logits, targets)
+            run.record_step(outputs.loss, outputs.logits.argmax(-1), targets)
         if run.stopped_within_epoch:
             break
         train_loss, _ = run.epoch_metrics()

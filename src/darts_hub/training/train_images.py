@@ -137,7 +137,7 @@ def run_training(args: TrainArguments) -> DartsForImageClassification:
             outputs = train_step(model, optimizer, pixel_values, labels, accelerator, args.grad_clip)
             seconds["augmentation"] += augmented - began
             seconds["model"] += time.perf_counter() - augmented
-            run.record_step(outputs.loss, outputs.logits, labels)
+            run.record_step(outputs.loss, outputs.logits.argmax(-1), labels)
         if run.stopped_within_epoch:
             break
         train_loss, train_accuracy = run.epoch_metrics()

@@ -18,6 +18,7 @@ import json
 import logging
 import math
 from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -28,7 +29,7 @@ from ..data.text import ChunkLoader, RandomLengthChunks, batchify, encode_lines
 from ..hub import save_card, trained_language_model_card, write_folder_atomically
 from ..models import DartsRNNConfig, DartsRNNForCausalLM, build_tokenizer, vocabulary_in_order
 from ..models.genotypes import load_genotype
-from ..models.modeling_darts_rnn import DartsRNNCausalLMOutput, activation_slowness
+from ..models.modeling_darts_rnn import activation_slowness
 from ..models.tokenization_darts_rnn import EOS
 from ..visualize import draw_genotype
 from .arguments import LanguageModelTrainArguments
@@ -69,6 +70,16 @@ def build_language_model(args: LanguageModelTrainArguments, lines: dict[str, lis
     return DartsRNNForCausalLM(config), vocabulary
 
 
+@dataclass
+class LanguageModelStep:
+    """What `language_model_step` computed: the mean cross-entropy, the predicted next tokens [batch, steps] and the
+    streams' new states [batch, hidden] (detached)."""
+
+    loss: torch.Tensor
+    predictions: torch.Tensor
+    hidden_state: torch.Tensor
+
+
 def language_model_step(
     model,
     optimizer,
@@ -80,15 +91,16 @@ def language_model_step(
     grad_clip: float,
     tar_beta: float,
     num_groups: int = 1,
-) -> DartsRNNCausalLMOutput:
+) -> LanguageModelStep:
     """One optimisation step on a chunk `[batch, steps]` starting from the states `hidden` `[batch, hidden]`: the
     streams in `num_groups` groups (each group's loss weighted by its share, gradients synchronised once: less
     memory, the same step), cross-entropy plus `tar_beta` x activation slowness, clipping at `grad_clip`, and a step
-    at the learning rate scaled by steps / bptt. Returns the mean cross-entropy, the logits and the new states
-    (detached)."""
+    at the learning rate scaled by steps / bptt. Returns the mean cross-entropy, the predicted next tokens and the new
+    states (detached). The vocabulary-sized logits are let go before the backward pass: a chunk's logits are 90 MB at
+    PTB's sizes (300 MB at WikiText-2's), and the peak of the step is in that backward pass."""
     batch = inputs.shape[0]
     group_size = batch // num_groups
-    losses, logits, states = [], [], []
+    losses, predictions, states = [], [], []
     for start in range(0, batch, group_size):
         streams = slice(start, start + group_size)
         last_group = start + group_size == batch
@@ -98,17 +110,16 @@ def language_model_step(
             group_logits = outputs.logits.float()
             loss = torch.nn.functional.cross_entropy(group_logits.flatten(0, 1), targets[streams].flatten())
             regularised = loss + tar_beta * activation_slowness(outputs.hidden_states[-1].float())
+            predictions.append(group_logits.detach().argmax(-1))
+            states.append(outputs.hidden_state.detach())
+            del outputs, group_logits
             accelerator.backward(regularised * group_size / batch)
         losses.append(loss.detach())
-        logits.append(group_logits.detach())
-        states.append(outputs.hidden_state.detach())
     accelerator.clip_grad_norm_(model.parameters(), grad_clip)
     with scaled_learning_rate(optimizer, inputs.shape[1] / bptt):
         optimizer.step()
     optimizer.zero_grad(set_to_none=True)
-    return DartsRNNCausalLMOutput(
-        loss=torch.stack(losses).mean(), logits=torch.cat(logits), hidden_state=torch.cat(states)
-    )
+    return LanguageModelStep(torch.stack(losses).mean(), torch.cat(predictions), torch.cat(states))
 
 
 @contextmanager
@@ -189,7 +200,7 @@ def run_language_model_training(args: LanguageModelTrainArguments) -> DartsRNNFo
                 args.gradient_accumulation_steps,
             )
             state.hidden = accelerator.gather(outputs.hidden_state)
-            run.record_step(outputs.loss, outputs.logits, targets)
+            run.record_step(outputs.loss, outputs.predictions, targets)
         if run.stopped_within_epoch:
             break
         train_loss, _ = run.epoch_metrics()
@@ -282,6 +293,7 @@ def save_language_model_results(
 
 
 __all__ = [
+    "LanguageModelStep",
     "averaged_weights",
     "build_language_model",
     "language_model_step",
