@@ -71,11 +71,10 @@ class HighwayRecurrence(torch.autograd.Function):
         outputs = hidden.new_empty(time, batch, hidden_size)
         projection = hidden.new_empty(batch, 2 * hidden_size)
         masked = torch.empty_like(hidden)
+        all_weights, all_nodes = (w_hidden, *weights), (("tanh", None), *nodes)  # the initial node first
         for t in range(time):
             k = t if saving else 0
             h_prev = outputs[t - 1] if t else hidden
-            all_weights = (w_hidden, *weights)
-            all_nodes = (("tanh", None), *nodes)
             for i, ((name, source), weight) in enumerate(zip(all_nodes, all_weights)):
                 s_prev = h_prev if source is None else states[k, source]
                 m = torch.mul(s_prev, h_mask, out=masked) if h_mask is not None else s_prev
