@@ -92,7 +92,7 @@ class HighwayRecurrence(torch.autograd.Function):
             ctx.save_for_backward(
                 x_projection, hidden, w_hidden, h_mask, step_mask, outputs, states, gates, activated, *weights
             )
-            ctx.nodes, ctx.concat = nodes, concat
+            ctx.nodes, ctx.concat = all_nodes, concat
         return outputs
 
     @staticmethod
@@ -101,8 +101,7 @@ class HighwayRecurrence(torch.autograd.Function):
         x_projection, hidden, w_hidden, h_mask, step_mask, outputs, states, gates, activated, *weights = (
             ctx.saved_tensors
         )
-        nodes = (("tanh", None), *ctx.nodes)
-        all_weights = (w_hidden, *weights)
+        nodes, all_weights = ctx.nodes, (w_hidden, *weights)  # the initial node first, as in the forward pass
         time, num_states = states.shape[:2]
         hidden_size = hidden.shape[-1]
         previous = torch.cat([hidden[None], outputs[:-1]])  # h_{t-1} of every step
@@ -132,7 +131,7 @@ class HighwayRecurrence(torch.autograd.Function):
                     carried += through
                 else:
                     state_grads[source] += through
-        sources = [previous, *(states[:, source] for _, source in ctx.nodes)]
+        sources = [previous if source is None else states[:, source] for _, source in nodes]
         weight_grads = []
         for source, projection_grad in zip(sources, projection_grads):
             masked = source * h_mask if h_mask is not None else source
@@ -346,12 +345,13 @@ class MixedHighwayRecurrence(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_outputs):
-        if torch.is_grad_enabled():
-            return _differentiated_again(ctx, grad_outputs)
         (
             x_projection, hidden, w_hidden, edge_weights, h_mask, outputs, states, invstds,
             initial_gates, initial_activations, projections, tanhs, sigmoids, *weights,
         ) = ctx.saved_tensors  # fmt: skip
+        if torch.is_grad_enabled():
+            inputs = (x_projection, hidden, w_hidden, edge_weights, None, None, *weights)
+            return _differentiated_again(ctx, grad_outputs, inputs, h_mask)
         time, num_states, batch, hidden_size = states.shape
         statistics = ctx.statistics
         weights_need_grad = any(ctx.needs_input_grad[6:])
@@ -404,11 +404,10 @@ class MixedHighwayRecurrence(torch.autograd.Function):
         return initial_projection_grads, carried, w_hidden_grad, edge_weight_grads, None, None, *weight_grads
 
 
-def _differentiated_again(ctx, grad_outputs):
-    """The input gradients as differentiable functions of the inputs, by recomputing the sequence under autograd."""
-    x_projection, hidden, w_hidden, edge_weights, h_mask, *_ = ctx.saved_tensors
-    weights = ctx.saved_tensors[13:]
-    inputs = (x_projection, hidden, w_hidden, edge_weights, None, None, *weights)
+def _differentiated_again(ctx, grad_outputs, inputs, h_mask):
+    """The input gradients as differentiable functions of the inputs (`MixedHighwayRecurrence.forward`'s, None where
+    not a tensor), by recomputing the sequence under autograd."""
+    x_projection, hidden, w_hidden, edge_weights, _, _, *weights = inputs
     differentiated = [i for i, tensor in enumerate(inputs) if tensor is not None and ctx.needs_input_grad[i]]
     outputs = mixed_highway_steps(
         x_projection, hidden, w_hidden, edge_weights, h_mask, weights, ctx.statistics.differentiable
