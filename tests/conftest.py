@@ -11,6 +11,9 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+# The commands start again under tcmalloc where the machine has it (`darts_hub.allocator`): in this process (the
+# scripts run in-process here) that would restart the test session. tests/test_allocator.py tests the restart itself.
+os.environ.setdefault("DARTS_HUB_ALLOCATOR", "system")
 
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"

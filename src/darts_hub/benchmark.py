@@ -12,6 +12,7 @@ import time
 import torch
 from accelerate import Accelerator
 
+from .allocator import current_allocator
 from .models import DartsConfig, DartsForImageClassification, DartsRNNConfig, DartsRNNForCausalLM
 from .models.modeling_darts_rnn_search import DartsRNNSearchConfig, DartsRNNSearchModel
 from .models.modeling_darts_search import DartsSearchConfig, DartsSearchModel
@@ -149,6 +150,7 @@ def _report(workload, accelerator, timings, batch_size, dtype, channels_last, sa
         f"{samples}_per_s": round(batch_size / seconds, 2),
         "peak_memory_gb": round(_peak_memory_gb(accelerator.device), 3),
         "threads": torch.get_num_threads(),
+        "allocator": current_allocator(),
     }
 
 

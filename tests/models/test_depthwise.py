@@ -100,7 +100,7 @@ def test_rectifying_the_input_equals_relu_then_convolution(kernels, kernel_size,
     x = torch.randn(3, 20, 9, 11, dtype=torch.float64).contiguous(memory_format=torch.channels_last).requires_grad_()
     output = conv(x)
     assert output.grad_fn.name() == "DepthwiseConvolutionBackward"
-    saved_input, _ = output.grad_fn.saved_tensors
+    saved_input, _, _ = output.grad_fn.saved_tensors
     assert saved_input.data_ptr() == x.data_ptr()  # x itself, no ReLU output
     torch.testing.assert_close(output, reference(x), rtol=1e-12, atol=1e-12)
     output_grad = torch.randn_like(output)
@@ -141,3 +141,59 @@ def test_without_the_kernel_pytorchs_backward_runs(without_a_compiler, caplog):
     output_grad = torch.randn_like(output)
     for ours, theirs in zip(gradients(conv, x, output_grad), gradients(reference_convolution(conv), x, output_grad)):
         torch.testing.assert_close(ours, theirs)
+
+
+@pytest.mark.parametrize(
+    ("kernel_size", "dilation", "stride", "rectify"), [(3, 1, 1, False), (5, 1, 2, False), (5, 2, 1, True)]
+)
+@pytest.mark.parametrize("create_graph", [False, True])
+def test_with_the_pointwise_convolution_keeps_only_the_input(
+    kernels, kernel_size, dilation, stride, rectify, create_graph
+):
+    """A depthwise convolution followed by a pointwise one (a separable convolution) as one step: PyTorch's output
+    and gradients (to the input and both filters; second-order ones too, for `--hessian exact`), keeping the input
+    and the filters but not the depthwise convolution's output, recomputed in the backward pass."""
+    torch.manual_seed(0)
+    padding = dilation * (kernel_size - 1) // 2
+    conv = DepthwiseConv2d(20, kernel_size, stride, padding, dilation, rectifies_input=rectify).double()
+    pointwise = nn.Conv2d(20, 20, 1, bias=False).double()
+    conv, pointwise = conv.to(memory_format=torch.channels_last), pointwise.to(memory_format=torch.channels_last)
+    reference = nn.Sequential(nn.ReLU() if rectify else nn.Identity(), reference_convolution(conv), pointwise)
+    x = torch.randn(3, 20, 9, 11, dtype=torch.float64).contiguous(memory_format=torch.channels_last).requires_grad_()
+    output = conv(x, pointwise=pointwise)
+    assert output.grad_fn.name() == "DepthwiseConvolutionBackward"
+    assert [saved.data_ptr() for saved in output.grad_fn.saved_tensors] == [
+        x.data_ptr(), conv.weight.data_ptr(), pointwise.weight.data_ptr()
+    ]  # fmt: skip
+    torch.testing.assert_close(output, reference(x), rtol=1e-12, atol=1e-12)
+    output_grad = torch.randn_like(output)
+    results = []
+    for weights in ((conv.weight, pointwise.weight), (reference[1].weight, pointwise.weight)):
+        module_output = conv(x, pointwise=pointwise) if weights[0] is conv.weight else reference(x)
+        grads = torch.autograd.grad(module_output, (x, *weights), output_grad, create_graph=create_graph)
+        if create_graph:
+            grads = torch.autograd.grad(sum(grad.pow(3).sum() for grad in grads), (x, *weights))
+        results.append(grads)
+    for ours, theirs in zip(*results):
+        torch.testing.assert_close(ours, theirs, rtol=1e-12, atol=1e-12)
+
+
+def test_with_the_pointwise_convolution_one_sided_gradients(kernels):
+    """The architecture step's filters are constants (only the input's gradient), the weight step's input may be
+    one (only the filters'): each combination gives PyTorch's gradients."""
+    torch.manual_seed(0)
+    conv, pointwise = DepthwiseConv2d(16, 5, 1, 4, 2), nn.Conv2d(16, 16, 1, bias=False)
+    reference = nn.Sequential(reference_convolution(conv), pointwise)
+    x = torch.randn(4, 16, 10, 10)
+    output_grad = torch.randn(4, 16, 10, 10)
+    for needed in ([x], [conv.weight], [pointwise.weight], [conv.weight, pointwise.weight]):
+        for tensor in (x, conv.weight, reference[0].weight, pointwise.weight):
+            tensor.requires_grad_(False)
+        for tensor in needed:
+            tensor.requires_grad_(True)
+        reference[0].weight.requires_grad_(conv.weight.requires_grad)
+        ours = torch.autograd.grad(conv(x, pointwise=pointwise), needed, output_grad)
+        theirs_needed = [reference[0].weight if tensor is conv.weight else tensor for tensor in needed]
+        theirs = torch.autograd.grad(reference(x), theirs_needed, output_grad)
+        for mine, expected in zip(ours, theirs):
+            torch.testing.assert_close(mine, expected, rtol=1e-4, atol=1e-4)

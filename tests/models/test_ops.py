@@ -99,3 +99,25 @@ def test_folded_convolutions_keep_their_hooks_and_gradients():
     nn.Sequential.forward(layers, expected).sum().backward()
     torch.testing.assert_close(x.grad, expected.grad)
     assert layers[0].weight.grad is not None and layers[1].weight.grad is not None
+
+
+@pytest.mark.parametrize("affine", [False, True])
+def test_separable_convolutions_keep_no_middle_activation_in_training(affine):
+    """In training, each depthwise convolution of a SepConv runs with its pointwise convolution as one step that
+    keeps only its input (the separable path; equivalence in `test_training_step_equals_the_plain_network` and the
+    search's `test_a_channels_last_search_step_equals_pytorchs_layers`); in evaluation the layers run one by one."""
+    op = ops.SepConv(8, 5, 1, 2, affine=affine).train()
+    x = torch.randn(2, 8, 6, 6, requires_grad=True)
+    pending, pointwise_weights = [op(x).grad_fn], []
+    while pending:
+        node = pending.pop()
+        if node is not None:
+            if node.name() == "DepthwiseConvolutionBackward":
+                pointwise_weights.append(node.saved_tensors[2])
+            pending += [following for following, _ in node.next_functions]
+    assert {weight.data_ptr() for weight in pointwise_weights} == {
+        op.op[2].weight.data_ptr(),
+        op.op[6].weight.data_ptr(),
+    }
+    with torch.no_grad():
+        torch.testing.assert_close(op.eval()(x), nn.Sequential.forward(op.op, x))

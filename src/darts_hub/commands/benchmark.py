@@ -23,6 +23,7 @@ import json
 import subprocess
 import sys
 
+from darts_hub.allocator import run_under_tcmalloc
 from darts_hub.benchmark import DTYPES, WORKLOADS
 
 
@@ -54,6 +55,7 @@ def main():
     parser.add_argument("--steps", type=int, default=3, help="timed steps; the median is reported (default: 3)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed steps first (default: 1)")
     args = parser.parse_args()
+    run_under_tcmalloc()
     # What the workloads take as given (the workload and the search-only flag are handled here).
     options = {
         key: value

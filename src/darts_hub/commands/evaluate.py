@@ -15,12 +15,14 @@ import json
 
 from transformers import HfArgumentParser
 
+from darts_hub.allocator import run_under_tcmalloc
 from darts_hub.training.arguments import EvaluateArguments
 from darts_hub.training.evaluate_checkpoint import evaluate_checkpoint
 
 
 def main():
     (args,) = HfArgumentParser(EvaluateArguments, description=__doc__).parse_args_into_dataclasses()
+    run_under_tcmalloc()
     print(json.dumps(evaluate_checkpoint(args)))
 
 

@@ -10,12 +10,14 @@ animation, model card). Every flag is listed by --help.
 
 from transformers import HfArgumentParser
 
+from darts_hub.allocator import run_under_tcmalloc
 from darts_hub.training.arguments import SearchArguments
 from darts_hub.training.search_images import run_search
 
 
 def main():
     (args,) = HfArgumentParser(SearchArguments, description=__doc__).parse_args_into_dataclasses()
+    run_under_tcmalloc()
     run_search(args)
 
 

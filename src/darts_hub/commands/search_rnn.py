@@ -11,12 +11,14 @@ word tokenizer, drawings, animation, model card). Every flag is listed by --help
 
 from transformers import HfArgumentParser
 
+from darts_hub.allocator import run_under_tcmalloc
 from darts_hub.training.arguments import RecurrentSearchArguments
 from darts_hub.training.search_text import run_recurrent_search
 
 
 def main():
     (args,) = HfArgumentParser(RecurrentSearchArguments, description=__doc__).parse_args_into_dataclasses()
+    run_under_tcmalloc()
     run_recurrent_search(args)
 
 

@@ -17,6 +17,7 @@ import argparse
 
 from transformers import HfArgumentParser
 
+from darts_hub.allocator import run_under_tcmalloc
 from darts_hub.training.arguments import RecurrentSearchArguments, SearchArguments, SelectionArguments
 from darts_hub.training.protocol import run_selection
 
@@ -29,6 +30,7 @@ def main():
     parser = HfArgumentParser((search_arguments, SelectionArguments), description=__doc__)
     parser.add_argument("--recurrent", action="store_true", help="Search recurrent cells (language modelling).")
     search_args, selection, _ = parser.parse_args_into_dataclasses()
+    run_under_tcmalloc()
     run_selection(search_args, selection)
 
 

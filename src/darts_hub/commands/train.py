@@ -23,6 +23,7 @@ import argparse
 
 from transformers import HfArgumentParser
 
+from darts_hub.allocator import run_under_tcmalloc
 from darts_hub.recipes import LANGUAGE_MODEL_TRAINING
 from darts_hub.training.arguments import LanguageModelTrainArguments, TrainArguments
 from darts_hub.training.protocol import run_repeated_training
@@ -38,6 +39,7 @@ def main():
     else:
         arguments, run = TrainArguments, run_training
     (args,) = HfArgumentParser(arguments, description=__doc__).parse_args_into_dataclasses()
+    run_under_tcmalloc()
     if args.num_runs > 1:
         run_repeated_training(args, run)
     else:
