@@ -75,7 +75,8 @@ def run_under_tcmalloc() -> None:
         )
         return
     environment = {**os.environ, "LD_PRELOAD": " ".join(filter(None, [str(library), preloaded]))}
-    sys.stdout.flush(), sys.stderr.flush()
+    sys.stdout.flush()  # what was printed before the restart: otherwise lost with the buffers
+    sys.stderr.flush()
     os.execve(sys.executable, sys.orig_argv, environment)
 
 

@@ -57,9 +57,10 @@ class FoldingSequential(nn.Sequential):
     over the activations instead of two. In training on the CPU, it runs each depthwise convolution followed by a
     pointwise one as one separable convolution that keeps no activation between the two
     (`DepthwiseConv2d(x, pointwise=...)`; the pointwise convolution's own hooks do not run there): a search step
-    keeps 40% less, at no measurable cost in time on the CPU, where fresh memory costs about what the recomputed
-    depthwise convolution does (on a GPU, where memory is cached, the recomputation would only cost time). `start`
-    skips the first layers (without building a slice of the sequence on every call)."""
+    keeps 40% less, in about the same time on the CPU, where fresh memory costs about what the recomputed depthwise
+    convolution does (within the noise under tcmalloc, perhaps 5-10% slower under glibc's allocator; on a GPU, where
+    memory is cached, the recomputation would only cost time). `start` skips the first layers (without building a
+    slice of the sequence on every call)."""
 
     def forward(self, x: torch.Tensor, start: int = 0) -> torch.Tensor:
         layers = list(self)
