@@ -19,6 +19,7 @@ from darts_hub.training.arguments import LanguageModelTrainArguments
 from darts_hub.training.evaluation import evaluate_perplexity
 from darts_hub.training.sources import load_language_model
 from darts_hub.training.train_text import (
+    ConsumedLogitsCrossEntropy,
     averaged_weights,
     build_language_model,
     language_model_step,
@@ -179,6 +180,29 @@ def test_gradient_accumulation_tar_and_learning_rate_scaling_make_the_expected_s
         assert torch.equal(step.predictions, outputs.logits.argmax(-1))  # the next tokens the step predicted
         for a, b in zip(trained.parameters(), expected.parameters()):
             torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_the_cross_entropy_that_consumes_its_logits_equals_pytorchs():
+    """The same loss and logits' gradient as PyTorch's cross-entropy (float64, rows of `ignore_index` left out, more
+    rows than one block of log-normalisers), the gradient written into the logits' own memory, and a second backward
+    pass refused instead of computed from overwritten logits."""
+    torch.manual_seed(0)
+    rows, vocabulary = ConsumedLogitsCrossEntropy.ROWS + 44, 37
+    logits = (torch.randn(rows, vocabulary, dtype=torch.float64) * 3).requires_grad_()
+    targets = torch.randint(0, vocabulary, (rows,))
+    targets[::7] = -100
+    expected_loss = torch.nn.functional.cross_entropy(logits, targets, ignore_index=-100)
+    (expected_grad,) = torch.autograd.grad(expected_loss * 2.5, logits)
+    consumed = logits.detach().clone().requires_grad_()
+    scores = consumed * 1  # a non-leaf, as the decoder's output is
+    loss = ConsumedLogitsCrossEntropy.apply(scores, targets, -100)
+    torch.testing.assert_close(loss, expected_loss, rtol=1e-12, atol=1e-12)
+    storage = scores.data_ptr()
+    (loss * 2.5).backward(retain_graph=True)
+    torch.testing.assert_close(consumed.grad, expected_grad, rtol=1e-12, atol=1e-12)
+    assert scores.data_ptr() == storage and torch.equal(scores.detach(), consumed.grad)  # computed in place
+    with pytest.raises(RuntimeError, match="backward pass ran before: the logits are gone"):
+        loss.backward()
 
 
 def test_averaged_weights_are_asgds_running_mean_and_come_back():

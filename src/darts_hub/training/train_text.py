@@ -80,6 +80,43 @@ class LanguageModelStep:
     hidden_state: torch.Tensor
 
 
+class ConsumedLogitsCrossEntropy(torch.autograd.Function):
+    """The mean cross-entropy of `logits` [rows, vocabulary] against `targets` [rows] (rows with `ignore_index` left
+    out), whose backward pass turns the logits themselves into their gradient, softmax minus one-hot, in place.
+
+    PyTorch's cross-entropy keeps the log-softmax, as large as the logits, and its backward pass makes two more
+    tensors of that size (2,240 x 10,000 floats, 90 MB each, at PTB's sizes) at the start of the backward pass, the
+    language model step's memory peak: the DARTS_V2 PTB step peaks at 1.48 GB with this, 1.56 GB without. Only for
+    a caller that keeps no other reference to the logits (`language_model_step`, which lets them go before the
+    backward pass): they are overwritten."""
+
+    ROWS = 256  # the log-normalisers are computed over this many rows at a time: small temporaries
+
+    @staticmethod
+    def forward(ctx, logits: torch.Tensor, targets: torch.Tensor, ignore_index: int) -> torch.Tensor:
+        log_normalizers = torch.cat([rows.logsumexp(-1) for rows in logits.split(ConsumedLogitsCrossEntropy.ROWS)])
+        kept = targets != ignore_index
+        targets = targets.where(kept, 0)
+        count = kept.sum()
+        losses = log_normalizers - logits.gather(1, targets[:, None]).squeeze(1)
+        ctx.save_for_backward(logits, targets, kept, log_normalizers, count)
+        ctx.consumed = False
+        return losses.where(kept, 0).sum() / count
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: torch.Tensor):
+        if ctx.consumed:
+            raise RuntimeError("ConsumedLogitsCrossEntropy's backward pass ran before: the logits are gone.")
+        ctx.consumed = True
+        logits, targets, kept, log_normalizers, count = ctx.saved_tensors
+        gradient = logits.sub_(log_normalizers[:, None]).exp_()  # the softmax
+        gradient.scatter_add_(1, targets[:, None], torch.full_like(targets[:, None], -1, dtype=gradient.dtype))
+        # Divided by the count, as PyTorch's nll_loss does: multiplying by a float32 reciprocal made a two-process
+        # training drift 6x further from the one-process one (tests/training/test_train_text.py).
+        return gradient.mul_(kept.to(gradient.dtype)[:, None] * grad).div_(count), None, None
+
+
 def language_model_step(
     model,
     optimizer,
@@ -96,8 +133,9 @@ def language_model_step(
     streams in `num_groups` groups (each group's loss weighted by its share, gradients synchronised once: less
     memory, the same step), cross-entropy plus `tar_beta` x activation slowness, clipping at `grad_clip`, and a step
     at the learning rate scaled by steps / bptt. Returns the mean cross-entropy, the predicted next tokens and the new
-    states (detached). The vocabulary-sized logits are let go before the backward pass: a chunk's logits are 90 MB at
-    PTB's sizes (300 MB at WikiText-2's), and the peak of the step is in that backward pass."""
+    states (detached). The vocabulary-sized logits are let go before the backward pass, which turns them into their
+    own gradient (`ConsumedLogitsCrossEntropy`): a chunk's logits are 90 MB at PTB's sizes (300 MB at WikiText-2's),
+    and the peak of the step is at the start of that backward pass."""
     batch = inputs.shape[0]
     group_size = batch // num_groups
     losses, predictions, states = [], [], []
@@ -108,7 +146,7 @@ def language_model_step(
             with accelerator.autocast():
                 outputs = model(input_ids=inputs[streams], hidden_state=hidden[streams], output_hidden_states=True)
             group_logits = outputs.logits.float()
-            loss = torch.nn.functional.cross_entropy(group_logits.flatten(0, 1), targets[streams].flatten())
+            loss = ConsumedLogitsCrossEntropy.apply(group_logits.flatten(0, 1), targets[streams].flatten(), -100)
             regularised = loss + tar_beta * activation_slowness(outputs.hidden_states[-1].float())
             predictions.append(group_logits.detach().argmax(-1))
             states.append(outputs.hidden_state.detach())
