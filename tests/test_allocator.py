@@ -8,11 +8,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import TESTS
 
 from darts_hub import allocator
 
 
-SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+SCRIPTS = TESTS.parent / "scripts"
 
 
 @pytest.fixture

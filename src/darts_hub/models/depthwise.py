@@ -39,16 +39,17 @@ class DepthwiseConvolution(torch.autograd.Function):
     ) -> torch.Tensor:
         ctx.save_for_backward(x, weight, pointwise_weight)
         ctx.geometry, ctx.fast, ctx.rectify = (stride, padding, dilation), fast, rectify
-        output = _depthwise(x, weight, ctx.geometry, rectify)
+        output = _depthwise(nn.functional.relu(x) if rectify else x, weight, ctx.geometry)
         return output if pointwise_weight is None else nn.functional.conv2d(output, pointwise_weight)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
         x, weight, pointwise_weight = ctx.saved_tensors
         need_input, need_weight, need_pointwise = ctx.needs_input_grad[:3]
+        inputs = nn.functional.relu(x) if ctx.rectify else x  # recomputed once, for both convolutions' gradients
         pointwise_grad = None
         if pointwise_weight is not None:
-            middle = _depthwise(x, weight, ctx.geometry, ctx.rectify)  # recomputed, not kept
+            middle = _depthwise(inputs, weight, ctx.geometry)  # recomputed, not kept
             grad, pointwise_grad, _ = torch.ops.aten.convolution_backward(
                 grad, middle, pointwise_weight, None, [1, 1], [0, 0], [1, 1], False, [0, 0], 1,
                 [need_input or need_weight, need_pointwise, False],
@@ -56,31 +57,22 @@ class DepthwiseConvolution(torch.autograd.Function):
             del middle
         input_grad = weight_grad = None
         if need_input or need_weight:
-            input_grad, weight_grad = _depthwise_backward(grad, x, weight, ctx, need_input, need_weight)
+            stride, padding, dilation = ctx.geometry
+            if torch.is_grad_enabled() or not ctx.fast:  # differentiable (create_graph), or 3x3: PyTorch's own
+                input_grad, weight_grad, _ = torch.ops.aten.convolution_backward(
+                    grad, inputs, weight, None, [stride] * 2, [padding] * 2, [dilation] * 2, False, [0, 0],
+                    x.shape[1], [need_input, need_weight, False],
+                )  # fmt: skip
+            else:
+                input_grad, weight_grad = _fast_backward(grad, inputs, weight, need_input, need_weight, ctx.geometry)
+        if ctx.rectify and input_grad is not None:
+            input_grad = torch.ops.aten.threshold_backward(input_grad, x, 0)  # ReLU's backward: zero where x <= 0
         return input_grad, weight_grad, pointwise_grad, None, None, None, None, None
 
 
-def _depthwise(x: torch.Tensor, weight: torch.Tensor, geometry: tuple[int, int, int], rectify: bool) -> torch.Tensor:
+def _depthwise(inputs: torch.Tensor, weight: torch.Tensor, geometry: tuple[int, int, int]) -> torch.Tensor:
     stride, padding, dilation = geometry
-    inputs = nn.functional.relu(x) if rectify else x
-    return nn.functional.conv2d(inputs, weight, None, stride, padding, dilation, groups=x.shape[1])
-
-
-def _depthwise_backward(grad, x, weight, ctx, need_input: bool, need_weight: bool):
-    """The depthwise convolution's gradients: the kernel's (`ctx.fast`) or, where the backward pass is itself
-    differentiated (create_graph) or the filter is 3x3, PyTorch's; then the ReLU's backward with `ctx.rectify`."""
-    inputs = nn.functional.relu(x) if ctx.rectify else x
-    stride, padding, dilation = ctx.geometry
-    if torch.is_grad_enabled() or not ctx.fast:
-        input_grad, weight_grad, _ = torch.ops.aten.convolution_backward(
-            grad, inputs, weight, None, [stride] * 2, [padding] * 2, [dilation] * 2, False, [0, 0], x.shape[1],
-            [need_input, need_weight, False],
-        )  # fmt: skip
-    else:
-        input_grad, weight_grad = _fast_backward(grad, inputs, weight, need_input, need_weight, ctx.geometry)
-    if ctx.rectify and input_grad is not None:
-        input_grad = torch.ops.aten.threshold_backward(input_grad, x, 0)  # ReLU's backward: zero where x <= 0
-    return input_grad, weight_grad
+    return nn.functional.conv2d(inputs, weight, None, stride, padding, dilation, groups=inputs.shape[1])
 
 
 def _fast_backward(grad, x, weight, need_input: bool, need_weight: bool, geometry: tuple[int, int, int]):
