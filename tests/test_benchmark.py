@@ -1,10 +1,14 @@
 """The benchmark's workloads time the real steps of the library (at tiny sizes here), once per timed step."""
 
+import subprocess
+import sys
+
 import pytest
 
 from darts_hub import benchmark
 from darts_hub.models import DartsForImageClassification
 from darts_hub.search.architect import Architect
+from darts_hub.training import search_images, train_images, train_text
 
 
 TINY_TEXT = dict(batch_size=2, bptt=4, hidden_size=8, vocab_size=30, device="cpu", steps=2, warmup=1)
@@ -20,17 +24,17 @@ WORKLOADS = {
         lambda: benchmark.benchmark_search_step(
             image_size=8, init_channels=4, num_cells=3, partial_channels=2, **TINY_IMAGES
         ),
-        (benchmark, "search_step"),
+        (search_images, "search_step"),
     ),
-    "train": (lambda: benchmark.benchmark_train_step(**TINY_IMAGES), (benchmark, "train_step")),
+    "train": (lambda: benchmark.benchmark_train_step(**TINY_IMAGES), (train_images, "train_step")),
     "inference": (lambda: benchmark.benchmark_inference(**TINY_IMAGES), (DartsForImageClassification, "forward")),
     "recurrent_search": (
         lambda: benchmark.benchmark_recurrent_search_step(order=1, **TINY_TEXT),
-        (benchmark, "search_step"),
+        (search_images, "search_step"),
     ),
     "recurrent_train": (
         lambda: benchmark.benchmark_recurrent_train_step(**TINY_TEXT),
-        (benchmark, "language_model_step"),
+        (train_text, "language_model_step"),
     ),
 }
 
@@ -52,7 +56,7 @@ def test_workloads_time_the_library_step_once_per_step(name, monkeypatch):
 
 
 def test_image_workloads_measure_the_layout_the_scripts_use():
-    # On the CPU the scripts run channels-last (training.loop.use_channels_last); the benchmark's default follows.
+    # On the CPU the scripts run channels-last (training.layout.use_channels_last); the benchmark's default follows.
     assert benchmark.benchmark_inference(**TINY_IMAGES)["channels_last"] is True
     assert benchmark.benchmark_inference(channels_last=False, **TINY_IMAGES)["channels_last"] is False
 
@@ -65,3 +69,17 @@ def test_search_only_flags_are_refused_for_other_workloads(flag, monkeypatch, ca
     with pytest.raises(SystemExit):
         command.main()
     assert f"{flag[0]} applies to the search workloads" in capsys.readouterr().err
+
+
+def test_the_benchmark_loads_the_training_stack_only_for_the_workloads_that_train():
+    # The peak memory of a workload counts what it imports: inference must not load datasets or matplotlib
+    # (0.11 GB), which only the training steps need.
+    code = (
+        "import sys\n"
+        "from darts_hub import benchmark\n"
+        "heavy = [name for name in ('datasets', 'matplotlib', 'darts_hub.training.loop') if name in sys.modules]\n"
+        "assert not heavy, heavy\n"
+        "benchmark.benchmark_inference(batch_size=1, device='cpu', steps=1, warmup=0)\n"
+        "assert 'datasets' not in sys.modules\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -1,7 +1,9 @@
 """Speed and memory of the expensive steps, measured on the real code paths (used by `scripts/benchmark.py`).
 
 Each workload reports seconds per step, steps/s, images/s and peak memory: CUDA's peak allocation on a GPU, the peak
-resident set size of the process on the CPU (so run one workload per process for a clean figure).
+resident set size of the process on the CPU (so run one workload per process for a clean figure). Each workload
+imports the training code its step needs when it runs, so that the peak counts what a user of that step loads:
+inference loads the model code, not the training stack (`datasets`, matplotlib: 0.11 GB).
 """
 
 from __future__ import annotations
@@ -18,11 +20,7 @@ from .models.modeling_darts_rnn_search import DartsRNNSearchConfig, DartsRNNSear
 from .models.modeling_darts_search import DartsSearchConfig, DartsSearchModel
 from .recipes import CIFAR10_SEARCH, LANGUAGE_MODEL_TRAINING, LANGUAGE_MODEL_TRAINING_COMMON, PTB_SEARCH
 from .search.architect import Architect
-from .training.loop import use_channels_last
-from .training.search_images import search_optimizers, search_step
-from .training.search_text import slowness_regulariser
-from .training.train_images import train_step
-from .training.train_text import language_model_step
+from .training.layout import use_channels_last
 
 
 DTYPES = {"float32": "no", "bfloat16": "bf16", "float16": "fp16"}
@@ -65,6 +63,8 @@ def benchmark_search_step(
     """One DARTS search step (architecture step + weight step, as in the search loop) at the paper's search size;
     `activation_checkpointing` recomputes each cell in the backward pass (`--activation_checkpointing` of the
     search); `partial_channels` K > 1 makes it a PC-DARTS step (with edge normalisation)."""
+    from .training.search_images import search_optimizers, search_step
+
     accelerator = Accelerator(cpu=device == "cpu", mixed_precision=DTYPES[dtype])
     channels_last = use_channels_last(channels_last, accelerator.device)
     supernet = DartsSearchModel(
@@ -173,6 +173,8 @@ def benchmark_train_step(
     **_,
 ) -> dict:
     """One training step of the DARTS_V2 CIFAR-10 network (the cifar recipe: auxiliary loss, drop-path, SGD)."""
+    from .training.train_images import train_step
+
     accelerator = Accelerator(cpu=device == "cpu", mixed_precision=DTYPES[dtype])
     channels_last = use_channels_last(channels_last, accelerator.device)
     model = _darts_v2_cifar(accelerator, channels_last)
@@ -225,6 +227,9 @@ def benchmark_recurrent_search_step(
     """One recurrent search step (architecture step + weight step) at the paper's PTB search size; the same
     `search_step` as the convolutional search, with the recurrent search's optimizers, clipping (0.25) and activation
     regularisation."""
+    from .training.search_images import search_optimizers, search_step
+    from .training.search_text import slowness_regulariser
+
     accelerator = Accelerator(cpu=device == "cpu", mixed_precision=DTYPES[dtype])
     recipe = PTB_SEARCH
     supernet = DartsRNNSearchModel(DartsRNNSearchConfig(vocab_size=vocab_size, hidden_size=hidden_size))
@@ -282,6 +287,8 @@ def benchmark_recurrent_train_step(
 ) -> dict:
     """One training step of the DARTS_V2 PTB language model (the ptb recipe: dropouts, TAR, clipping, SGD at lr 20)
     on a chunk of `bptt` tokens, through the training loop's `language_model_step`."""
+    from .training.train_text import language_model_step
+
     accelerator = Accelerator(cpu=device == "cpu", mixed_precision=DTYPES[dtype])
     recipe = {**LANGUAGE_MODEL_TRAINING_COMMON, **LANGUAGE_MODEL_TRAINING["ptb"]}
     model = DartsRNNForCausalLM(

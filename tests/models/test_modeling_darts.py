@@ -1,6 +1,7 @@
 """DartsConfig and the DARTS image classifier: exact sizes of the paper's networks, state-dict layout of the
 released checkpoints, both stems, auxiliary heads, Auto classes and the pipeline."""
 
+import copy
 import math
 
 import numpy as np
@@ -278,3 +279,49 @@ def test_hidden_states_and_tuple_outputs():
     assert len(outputs.hidden_states) == 1 + model.config.num_cells
     logits, hidden_states = model(pixels, output_hidden_states=True, return_dict=False)
     torch.testing.assert_close(logits, outputs.logits)
+
+
+def cell_by_cell(model: DartsModel, pixels: torch.Tensor) -> list[torch.Tensor]:
+    """The network's cell outputs computed the plain way: each cell on the raw outputs of the two before it."""
+    if model.config.stem == "cifar":
+        s0 = s1 = model.stem(pixels)
+    else:
+        s0 = model.stem0(pixels)
+        s1 = model.stem1(s0)
+    outputs = []
+    for cell in model.cells:
+        s0, s1 = s1, cell(s0, s1)
+        outputs.append(s1)
+    return outputs
+
+
+@pytest.mark.parametrize("training", [False, True], ids=["eval", "train"])
+@pytest.mark.parametrize("stem, size", [("cifar", 32), ("imagenet", 64)])
+def test_network_equals_its_cells_applied_one_after_the_other(stem, size, training):
+    # The network preprocesses each cell output for the next two cells as soon as it is made and rectifies it in
+    # place where nothing returns it: the same outputs, gradients and running statistics as the plain composition.
+    config = tiny_config(stem=stem, drop_path_prob=0.3, use_auxiliary_head=False)
+    torch.manual_seed(0)
+    model = DartsModel(config).double().train(training)
+    reference = copy.deepcopy(model)
+    pixels = torch.randn(3, 3, size, size, dtype=torch.float64)
+    for output_hidden_states in (False, True):
+        torch.manual_seed(1)
+        outputs = model(pixels, output_hidden_states=output_hidden_states)
+        torch.manual_seed(1)
+        expected = cell_by_cell(reference, pixels)
+        torch.testing.assert_close(outputs.last_hidden_state, expected[-1], rtol=0, atol=1e-12)
+        auxiliary = expected[config.auxiliary_cell]
+        torch.testing.assert_close(outputs.auxiliary_hidden_state, auxiliary, rtol=0, atol=1e-12)
+        if output_hidden_states:
+            assert len(outputs.hidden_states) == len(expected) + 1
+            for state, cell_output in zip(outputs.hidden_states[1:], expected):
+                torch.testing.assert_close(state, cell_output, rtol=0, atol=1e-12)
+        if training:
+            outputs.last_hidden_state.square().sum().backward()
+            expected[-1].square().sum().backward()
+            for (name, parameter), same in zip(model.named_parameters(), reference.parameters()):
+                torch.testing.assert_close(parameter.grad, same.grad, rtol=0, atol=1e-10, msg=name)
+                parameter.grad = same.grad = None
+    for buffer, same in zip(model.buffers(), reference.buffers()):
+        torch.testing.assert_close(buffer, same, rtol=0, atol=1e-12)

@@ -38,17 +38,11 @@ from tqdm.auto import tqdm
 from ..hub import create_hub_repo, write_folder_atomically
 from .arguments import RunArguments
 from .checkpoints import check_checkpoint, save_checkpoint, select_checkpoint
+from .layout import use_channels_last
 from .publishing import claim_output_dir, complete_run, plan_run, publish_run, read_run_record
 
 
 logger = logging.getLogger(__name__)
-
-
-def use_channels_last(requested: bool | None, device: torch.device) -> bool:
-    """The memory layout of images and convolution weights: as `requested`, else channels-last on the CPU (where
-    oneDNN's convolutions are faster in it) and the default layout elsewhere. The scripts and the benchmark share this
-    rule, so that the benchmark measures what users run."""
-    return device.type == "cpu" if requested is None else requested
 
 
 class RunState:
@@ -320,4 +314,4 @@ def scaled_learning_rate(optimizer, scale: float):
             group["lr"] = rate
 
 
-__all__ = ["LoopProgress", "Run", "RunState", "epoch_scheduler", "scaled_learning_rate", "use_channels_last"]
+__all__ = ["LoopProgress", "Run", "RunState", "epoch_scheduler", "scaled_learning_rate"]
