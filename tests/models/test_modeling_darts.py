@@ -325,3 +325,13 @@ def test_network_equals_its_cells_applied_one_after_the_other(stem, size, traini
                 parameter.grad = same.grad = None
     for buffer, same in zip(model.buffers(), reference.buffers()):
         torch.testing.assert_close(buffer, same, rtol=0, atol=1e-12)
+
+
+def test_cells_run_as_modules_so_that_their_hooks_fire():
+    model = DartsModel(tiny_config(use_auxiliary_head=False)).eval()
+    seen = []
+    for cell in model.cells:
+        cell.register_forward_hook(lambda module, inputs, output: seen.append((module, output.shape[1])))
+    with torch.no_grad():
+        model(torch.randn(2, 3, 32, 32))
+    assert seen == [(cell, cell.out_channels) for cell in model.cells]
