@@ -323,8 +323,8 @@ class DartsModel(DartsPreTrainedModel):
         cells = self.cells
         r1 = nn.functional.relu(s1)
         r0 = r1 if s0 is s1 else nn.functional.relu(s0)
-        p0, p1 = cells[0].preprocess0(r0, rectified=True), cells[0].preprocess1(r1, rectified=True)
-        next_p0 = cells[1].preprocess0(r1, rectified=True) if len(cells) > 1 else None
+        p0 = cells[0].preprocess0(r0, rectified=True)
+        p1, next_p0 = self._inputs_after(0, r1)
         del s0, r0, r1
         for index, cell in enumerate(cells):
             s1 = None  # let the previous output go before the cell runs
@@ -336,10 +336,8 @@ class DartsModel(DartsPreTrainedModel):
             if index + 1 == len(cells):
                 break
             kept = output_hidden_states or index == self.config.auxiliary_cell
-            rectified = nn.functional.relu(s1, inplace=not kept)
-            p0, p1 = next_p0, cells[index + 1].preprocess1(rectified, rectified=True)
-            next_p0 = cells[index + 2].preprocess0(rectified, rectified=True) if index + 2 < len(cells) else None
-            del rectified
+            # The rectified output is passed on, not held in a variable: nothing keeps it while the next cell runs.
+            p0, (p1, next_p0) = next_p0, self._inputs_after(index + 1, nn.functional.relu(s1, inplace=not kept))
         pooled = self.pooler(s1).flatten(1)
         if not return_dict:
             return tuple(v for v in (s1, pooled, auxiliary_hidden_state, hidden_states) if v is not None)
@@ -349,6 +347,13 @@ class DartsModel(DartsPreTrainedModel):
             auxiliary_hidden_state=auxiliary_hidden_state,
             hidden_states=hidden_states,
         )
+
+    def _inputs_after(self, index: int, rectified: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """What cell `index` (its newer input) and cell `index + 1` (its older input, if there is one) make of
+        `rectified`, the rectified output of what comes before cell `index`."""
+        newer = self.cells[index].preprocess1(rectified, rectified=True)
+        older = self.cells[index + 1].preprocess0(rectified, rectified=True) if index + 1 < len(self.cells) else None
+        return newer, older
 
 
 class DartsForImageClassification(DartsPreTrainedModel):
