@@ -197,3 +197,43 @@ def test_with_the_pointwise_convolution_one_sided_gradients(kernels):
         theirs = torch.autograd.grad(reference(x), theirs_needed, output_grad)
         for mine, expected in zip(ours, theirs):
             torch.testing.assert_close(mine, expected, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("memory_format", [torch.channels_last, torch.contiguous_format])
+@pytest.mark.parametrize(
+    ("kernel_size", "dilation", "stride", "rectify"), [(3, 1, 1, True), (5, 1, 2, False), (5, 2, 1, True)]
+)
+def test_the_input_gradient_alone_recomputes_nothing(
+    kernels, monkeypatch, kernel_size, dilation, stride, rectify, memory_format
+):
+    """The architecture step's alpha-only passes need the input's gradient alone (the filters are constants): it
+    equals PyTorch's, and the backward pass recomputes neither the ReLU nor the depthwise convolution, which only
+    the filters' gradients read."""
+    torch.manual_seed(0)
+    padding = dilation * (kernel_size - 1) // 2
+    conv = DepthwiseConv2d(20, kernel_size, stride, padding, dilation, rectifies_input=rectify).double()
+    pointwise = nn.Conv2d(20, 20, 1, bias=False).double()
+    conv, pointwise = conv.to(memory_format=memory_format), pointwise.to(memory_format=memory_format)
+    conv.weight.requires_grad_(False)
+    pointwise.weight.requires_grad_(False)
+    reference = nn.Sequential(nn.ReLU() if rectify else nn.Identity(), reference_convolution(conv), pointwise)
+    x = torch.randn(3, 20, 9, 11, dtype=torch.float64).contiguous(memory_format=memory_format).requires_grad_()
+    calls = []
+
+    def counting(function):
+        def counted(*args, **kwargs):
+            calls.append(function.__name__)
+            return function(*args, **kwargs)
+
+        return counted
+
+    monkeypatch.setattr(depthwise, "_depthwise", counting(depthwise._depthwise))
+    monkeypatch.setattr(depthwise.nn.functional, "relu", counting(depthwise.nn.functional.relu))
+    output = conv(x, pointwise=pointwise)
+    assert output.grad_fn.name() == "DepthwiseConvolutionBackward"
+    forward_calls = len(calls)
+    output_grad = torch.randn_like(output)
+    (ours,) = torch.autograd.grad(output, x, output_grad)
+    assert len(calls) == forward_calls  # nothing recomputed in the backward pass
+    (theirs,) = torch.autograd.grad(reference(x), x, output_grad)
+    torch.testing.assert_close(ours, theirs, rtol=1e-12, atol=1e-12)

@@ -46,10 +46,19 @@ class DepthwiseConvolution(torch.autograd.Function):
     def backward(ctx, grad: torch.Tensor):
         x, weight, pointwise_weight = ctx.saved_tensors
         need_input, need_weight, need_pointwise = ctx.needs_input_grad[:3]
-        inputs = nn.functional.relu(x) if ctx.rectify else x  # recomputed once, for both convolutions' gradients
+        # Only the filters' gradients read the convolutions' inputs; the input gradients read their shapes alone. A
+        # pass that differentiates the alphas only (the architecture step's) needs no filter gradient: there neither
+        # the ReLU nor the middle activation is recomputed. A differentiated backward pass recomputes both.
+        differentiated = torch.is_grad_enabled()
+        reads_inputs = need_weight or need_pointwise or differentiated
+        inputs = nn.functional.relu(x) if ctx.rectify and reads_inputs else x  # once, for both convolutions
         pointwise_grad = None
         if pointwise_weight is not None:
-            middle = _depthwise(inputs, weight, ctx.geometry)  # recomputed, not kept
+            out_channels, in_channels = pointwise_weight.shape[:2]
+            if need_pointwise or differentiated or in_channels != out_channels:
+                middle = _depthwise(inputs, weight, ctx.geometry)  # recomputed, not kept
+            else:
+                middle = grad  # the middle's shape, all that is read of it
             grad, pointwise_grad, _ = torch.ops.aten.convolution_backward(
                 grad, middle, pointwise_weight, None, [1, 1], [0, 0], [1, 1], False, [0, 0], 1,
                 [need_input or need_weight, need_pointwise, False],
@@ -58,7 +67,7 @@ class DepthwiseConvolution(torch.autograd.Function):
         input_grad = weight_grad = None
         if need_input or need_weight:
             stride, padding, dilation = ctx.geometry
-            if torch.is_grad_enabled() or not ctx.fast:  # differentiable (create_graph), or 3x3: PyTorch's own
+            if differentiated or not ctx.fast:  # differentiable (create_graph), or 3x3: PyTorch's own
                 input_grad, weight_grad, _ = torch.ops.aten.convolution_backward(
                     grad, inputs, weight, None, [stride] * 2, [padding] * 2, [dilation] * 2, False, [0, 0],
                     x.shape[1], [need_input, need_weight, False],

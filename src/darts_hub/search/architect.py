@@ -17,8 +17,9 @@ w+- = w +- eps * grad_w' L_val(w', alpha) and eps = 0.01 / ||grad_w' L_val(w', a
 or computed exactly by differentiating through the unrolled step (double backward).
 
 Every pass runs the same module with `torch.func.functional_call` on substituted weights: no network is copied or
-rebuilt per step and the real weights are never perturbed in place. The passes use copies of the buffers, so the
-BatchNorm running statistics are updated by the weight steps only. The architect works with any model that has
+rebuilt per step and the real weights are never perturbed in place. The passes of a step share one copy of the
+buffers (in training BatchNorm only writes its running statistics, in evaluation only reads them), so that the
+running statistics are updated by the weight steps only. The architect works with any model that has
 `arch_parameters()`, `weight_parameters()`, and a forward taking a batch as keyword arguments and returning an
 output with a `loss`.
 """
@@ -99,21 +100,20 @@ class Architect:
         parameters = dict(self.model.named_parameters())
         alphas = [parameters[name] for name in self.arch_names]
         weights = [parameters[name].detach() for name in self.weight_names]
+        # Copies of the buffers for this step's passes, which must not move the BatchNorm running statistics.
+        buffers = {name: buffer.clone() for name, buffer in self.model.named_buffers()}
         if self.order == 1:
-            outputs = self._forward(weights, alphas, valid_batch)
+            outputs = self._forward(weights, alphas, buffers, valid_batch)
             return list(_grad_or_zeros(outputs.loss, alphas)), outputs
         if weight_optimizer is None:
             raise ValueError("Second-order architecture steps need the weight optimizer (its lr, momentum, decay).")
         if self.hessian == "exact":
-            return self._exact_unrolled_gradients(weights, alphas, train_batch, valid_batch, weight_optimizer)
-        return self._finite_difference_gradients(weights, alphas, train_batch, valid_batch, weight_optimizer)
+            return self._exact_unrolled_gradients(weights, alphas, buffers, train_batch, valid_batch, weight_optimizer)
+        return self._finite_difference_gradients(weights, alphas, buffers, train_batch, valid_batch, weight_optimizer)
 
-    def _forward(self, weights, alphas, batch: Mapping):
-        """The model's outputs on `batch` with the given weights and alphas substituted."""
-        tensors = dict(zip(self.weight_names, weights))
-        tensors.update(zip(self.arch_names, alphas))
-        # Copies of the buffers: these passes must not move the BatchNorm running statistics.
-        tensors.update({name: buffer.clone() for name, buffer in self.model.named_buffers()})
+    def _forward(self, weights, alphas, buffers, batch: Mapping):
+        """The model's outputs on `batch` with the given weights, alphas and buffers substituted."""
+        tensors = {**dict(zip(self.weight_names, weights)), **dict(zip(self.arch_names, alphas)), **buffers}
         with self.autocast():
             return functional_call(self.model, tensors, args=(), kwargs=dict(batch))
 
@@ -135,36 +135,36 @@ class Architect:
             unrolled.append(w - lr * step)
         return unrolled
 
-    def _finite_difference_gradients(self, weights, alphas, train_batch, valid_batch, weight_optimizer):
+    def _finite_difference_gradients(self, weights, alphas, buffers, train_batch, valid_batch, weight_optimizer):
         lr = weight_optimizer.param_groups[0]["lr"]
         weights_grad = [w.clone().requires_grad_() for w in weights]
-        train_loss = self._forward(weights_grad, [a.detach() for a in alphas], train_batch).loss
+        train_loss = self._forward(weights_grad, [a.detach() for a in alphas], buffers, train_batch).loss
         train_gradients = _grad_or_zeros(train_loss, weights_grad)
         unrolled = [
             w.detach().requires_grad_() for w in self._unrolled_weights(weights, train_gradients, weight_optimizer)
         ]
-        validation_outputs = self._forward(unrolled, alphas, valid_batch)
+        validation_outputs = self._forward(unrolled, alphas, buffers, valid_batch)
         valid_gradients = _grad_or_zeros(validation_outputs.loss, alphas + unrolled)
         alpha_gradients, vector = valid_gradients[: len(alphas)], valid_gradients[len(alphas) :]
 
-        norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(v) for v in vector]))
+        norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(vector)))
         epsilon = self.epsilon_scale / norm
-        plus = [w + epsilon * v for w, v in zip(weights, vector)]
-        minus = [w - epsilon * v for w, v in zip(weights, vector)]
-        gradients_plus = _grad_or_zeros(self._forward(plus, alphas, train_batch).loss, alphas)
-        gradients_minus = _grad_or_zeros(self._forward(minus, alphas, train_batch).loss, alphas)
+        step = torch._foreach_mul(vector, epsilon)  # one call for all the weights, not one per weight
+        plus, minus = torch._foreach_add(weights, step), torch._foreach_sub(weights, step)
+        gradients_plus = _grad_or_zeros(self._forward(plus, alphas, buffers, train_batch).loss, alphas)
+        gradients_minus = _grad_or_zeros(self._forward(minus, alphas, buffers, train_batch).loss, alphas)
         gradients = [
             g - lr * (gp - gm) / (2 * epsilon) for g, gp, gm in zip(alpha_gradients, gradients_plus, gradients_minus)
         ]
         return gradients, validation_outputs
 
-    def _exact_unrolled_gradients(self, weights, alphas, train_batch, valid_batch, weight_optimizer):
+    def _exact_unrolled_gradients(self, weights, alphas, buffers, train_batch, valid_batch, weight_optimizer):
         weights_grad = [w.clone().requires_grad_() for w in weights]
         train_gradients = _grad_or_zeros(
-            self._forward(weights_grad, alphas, train_batch).loss, weights_grad, create_graph=True
+            self._forward(weights_grad, alphas, buffers, train_batch).loss, weights_grad, create_graph=True
         )
         unrolled = self._unrolled_weights(weights, train_gradients, weight_optimizer)
-        validation_outputs = self._forward(unrolled, alphas, valid_batch)
+        validation_outputs = self._forward(unrolled, alphas, buffers, valid_batch)
         return list(_grad_or_zeros(validation_outputs.loss, alphas)), validation_outputs
 
     def state_dict(self) -> dict:
