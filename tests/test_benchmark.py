@@ -83,3 +83,33 @@ def test_the_benchmark_loads_the_training_stack_only_for_the_workloads_that_trai
         "assert 'datasets' not in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_profile_gives_the_matrix_products_share_and_the_operators(tmp_path):
+    path = tmp_path / "profile.txt"
+    benchmark.benchmark_recurrent_train_step(profile=str(path), **TINY_TEXT)
+    summary, _, table = path.read_text().partition("\n\n")
+    words = summary.split()
+    assert words[:2] == ["matrix", "products:"] and int(words[2]) > 0 and words[-1] == "GFLOP/s"
+    product_time, step_time = float(words[4]), float(words[7])  # milliseconds
+    assert 0 < product_time <= step_time
+    assert "aten::mm" in table and "Self CPU" in table
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--profile", "new.txt"], "--profile profiles one workload"),
+        (["--workload", "inference", "--profile", "mine.txt"], "--profile mine.txt exists"),
+    ],
+)
+def test_a_profile_is_written_to_a_new_file_of_one_workload(arguments, message, tmp_path, monkeypatch, capsys):
+    from darts_hub.commands import benchmark as command
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mine.txt").write_text("mine")
+    monkeypatch.setattr("sys.argv", ["benchmark.py", *arguments])
+    with pytest.raises(SystemExit):
+        command.main()
+    assert message in capsys.readouterr().err
+    assert (tmp_path / "mine.txt").read_text() == "mine" and not (tmp_path / "new.txt").exists()

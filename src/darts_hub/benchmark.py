@@ -32,7 +32,8 @@ def _peak_memory_gb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # kilobytes on Linux
 
 
-def _timed(step, steps: int, warmup: int, device: torch.device) -> list[float]:
+def _timed(step, steps: int, warmup: int, device: torch.device, profile: str | None = None) -> list[float]:
+    """The times of `steps` steps after `warmup` untimed ones; with `profile` (a path), one more step profiled."""
     timings = []
     for index in range(warmup + steps):
         if device.type == "cuda":
@@ -43,7 +44,39 @@ def _timed(step, steps: int, warmup: int, device: torch.device) -> list[float]:
             torch.cuda.synchronize(device)
         if index >= warmup:
             timings.append(time.perf_counter() - start)
+    if profile is not None:
+        _write_profile(step, device, profile)
     return timings
+
+
+MATRIX_PRODUCTS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm")
+
+
+def _write_profile(step, device: torch.device, path: str) -> None:
+    """One step under `torch.profiler`, written to `path` (a new file): the operators by their own time, after a
+    line for the matrix products (their time, share and rate in GFLOP/s, from the profiler's FLOP counts), which
+    bound the recurrent steps: where that rate is the machine's, only the time outside them is left to cut."""
+    activities = [torch.profiler.ProfilerActivity.CPU]
+    if device.type == "cuda":
+        activities.append(torch.profiler.ProfilerActivity.CUDA)
+    with torch.profiler.profile(activities=activities, with_flops=True) as profiler:
+        step()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+    events = profiler.key_averages()
+    own_time = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    total = sum(getattr(event, own_time) for event in events)
+    products = [event for event in events if event.key in MATRIX_PRODUCTS]
+    product_time = sum(getattr(event, own_time) for event in products)
+    product_flops = sum(event.flops for event in products)
+    rate = product_flops / product_time / 1e3 if product_time else 0.0  # FLOP per microsecond / 1e3 = GFLOP/s
+    with open(path, "x") as file:
+        file.write(
+            f"matrix products: {sum(event.count for event in products)} calls, {product_time / 1e3:.2f} ms of "
+            f"{total / 1e3:.2f} ms ({product_time / max(total, 1):.0%}), {product_flops / 1e9:.3f} GFLOP, "
+            f"{rate:.0f} GFLOP/s\n\n"
+        )
+        file.write(events.table(sort_by=own_time, row_limit=30) + "\n")
 
 
 def benchmark_search_step(
@@ -59,6 +92,7 @@ def benchmark_search_step(
     partial_channels: int = 1,
     steps: int = 3,
     warmup: int = 1,
+    profile: str | None = None,
 ) -> dict:
     """One DARTS search step (architecture step + weight step, as in the search loop) at the paper's search size;
     `activation_checkpointing` recomputes each cell in the backward pass (`--activation_checkpointing` of the
@@ -109,7 +143,7 @@ def benchmark_search_step(
             recipe["grad_clip"],
         )
 
-    timings = _timed(step, steps, warmup, accelerator.device)
+    timings = _timed(step, steps, warmup, accelerator.device, profile)
     return _report(
         f"search_step_order{order}",
         accelerator,
@@ -170,6 +204,7 @@ def benchmark_train_step(
     channels_last: bool | None = None,
     steps: int = 3,
     warmup: int = 1,
+    profile: str | None = None,
     **_,
 ) -> dict:
     """One training step of the DARTS_V2 CIFAR-10 network (the cifar recipe: auxiliary loss, drop-path, SGD)."""
@@ -183,7 +218,11 @@ def benchmark_train_step(
     model.train()
     pixels, labels = _images(accelerator, batch_size, 32, channels_last)
     timings = _timed(
-        lambda: train_step(model, optimizer, pixels, labels, accelerator, 5.0), steps, warmup, accelerator.device
+        lambda: train_step(model, optimizer, pixels, labels, accelerator, 5.0),
+        steps,
+        warmup,
+        accelerator.device,
+        profile,
     )
     return _report("train_step_darts_v2_cifar10", accelerator, timings, batch_size, dtype, channels_last)
 
@@ -195,6 +234,7 @@ def benchmark_inference(
     channels_last: bool | None = None,
     steps: int = 3,
     warmup: int = 1,
+    profile: str | None = None,
     **_,
 ) -> dict:
     """Inference of the DARTS_V2 CIFAR-10 network (eval mode, no gradients)."""
@@ -208,7 +248,7 @@ def benchmark_inference(
         with accelerator.autocast():
             model(pixel_values=pixels)
 
-    timings = _timed(step, steps, warmup, accelerator.device)
+    timings = _timed(step, steps, warmup, accelerator.device, profile)
     return _report("inference_darts_v2_cifar10", accelerator, timings, batch_size, dtype, channels_last)
 
 
@@ -223,6 +263,7 @@ def benchmark_recurrent_search_step(
     channels_last: bool | None = None,
     steps: int = 3,
     warmup: int = 1,
+    profile: str | None = None,
 ) -> dict:
     """One recurrent search step (architecture step + weight step) at the paper's PTB search size; the same
     `search_step` as the convolutional search, with the recurrent search's optimizers, clipping (0.25) and activation
@@ -268,6 +309,7 @@ def benchmark_recurrent_search_step(
         steps,
         warmup,
         accelerator.device,
+        profile,
     )
     return _text_report(
         f"recurrent_search_step_order{order}", accelerator, timings, batch_size, dtype, bptt, hidden_size
@@ -284,6 +326,7 @@ def benchmark_recurrent_train_step(
     channels_last: bool | None = None,
     steps: int = 3,
     warmup: int = 1,
+    profile: str | None = None,
 ) -> dict:
     """One training step of the DARTS_V2 PTB language model (the ptb recipe: dropouts, TAR, clipping, SGD at lr 20)
     on a chunk of `bptt` tokens, through the training loop's `language_model_step`."""
@@ -314,6 +357,7 @@ def benchmark_recurrent_train_step(
         steps,
         warmup,
         accelerator.device,
+        profile,
     )
     return _text_report(
         "recurrent_train_step_darts_v2_ptb", accelerator, timings, batch_size, dtype, bptt, hidden_size

@@ -9,17 +9,20 @@
     python scripts/benchmark.py --workload inference --batch_size 64
     python scripts/benchmark.py --workload recurrent_search_first_order --batch_size 64        # sizes 300, bptt 35
     python scripts/benchmark.py --workload recurrent_train_step --batch_size 64                # DARTS_V2 PTB, 850
+    python scripts/benchmark.py --workload recurrent_train_step --profile ptb_step.txt   # where a step's time goes
 
 Search workloads use the paper's search size (batch 64, 3x32x32 images, 16 channels, 8 cells); train_step and
 inference the paper's CIFAR-10 network (DARTS_V2, 36 channels, 20 cells, auxiliary head, drop-path 0.2); the recurrent
 workloads the PTB search supernet (sizes 300) and the DARTS_V2 PTB model (850, vocabulary 10,000) on chunks of 35
 tokens, reported in tokens/s too. The settings a user does not choose are the scripts' defaults (float32; the
 channels-last layout on the CPU), so the figures are what the scripts run at. On the CPU the peak memory is the
-process's peak resident set size, which is why "all" runs each workload in its own process.
+process's peak resident set size, which is why "all" runs each workload in its own process. `--profile` writes where
+one more step's time goes (operators by their own time; the matrix products' share and rate in GFLOP/s).
 """
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 
@@ -54,7 +57,16 @@ def main():
     )
     parser.add_argument("--steps", type=int, default=3, help="timed steps; the median is reported (default: 3)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed steps first (default: 1)")
+    parser.add_argument(
+        "--profile",
+        default=None,
+        help="one more step under torch.profiler, its operators and matrix products written to this new file",
+    )
     args = parser.parse_args()
+    if args.profile is not None and args.workload == "all":
+        parser.error("--profile profiles one workload: give --workload too.")
+    if args.profile is not None and os.path.lexists(args.profile):
+        parser.error(f"--profile {args.profile} exists; give a new file (the benchmark does not overwrite files).")
     run_under_tcmalloc()
     # What the workloads take as given (the workload and the search-only flag are handled here).
     options = {
