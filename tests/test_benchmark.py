@@ -4,6 +4,8 @@ import subprocess
 import sys
 
 import pytest
+import torch
+from accelerate.state import AcceleratorState
 
 from darts_hub import benchmark
 from darts_hub.models import DartsForImageClassification
@@ -113,3 +115,24 @@ def test_a_profile_is_written_to_a_new_file_of_one_workload(arguments, message, 
         command.main()
     assert message in capsys.readouterr().err
     assert (tmp_path / "mine.txt").read_text() == "mine" and not (tmp_path / "new.txt").exists()
+
+
+def test_compile_has_accelerate_compile_the_prepared_model_cell_by_cell(monkeypatch):
+    # Accelerate's regional compilation: torch.compile on each repeated block (the cells), not on the whole model.
+    # (Recorded, not run: inductor on the 20 cells takes minutes on 2 CPU cores; docs/results.md has real runs.)
+    compiled = []
+
+    def recorded(module, **options):
+        compiled.append((type(module).__name__, options["backend"]))
+        return module
+
+    monkeypatch.setattr(torch, "compile", recorded)
+    # Accelerate keeps its state, the compile settings too, for the whole process: the first Accelerator's count.
+    AcceleratorState._reset_state()
+    try:
+        report = benchmark.benchmark_inference(compile=True, **TINY_IMAGES)
+    finally:
+        AcceleratorState._reset_state()  # the later tests' Accelerators must not compile
+    assert report["compiled"] is True and ("DartsCell", "inductor") in compiled
+    assert ("DartsForImageClassification", "inductor") not in compiled
+    assert benchmark.benchmark_inference(**TINY_IMAGES)["compiled"] is False

@@ -13,6 +13,7 @@ import time
 
 import torch
 from accelerate import Accelerator
+from accelerate.utils import DynamoBackend, TorchDynamoPlugin
 
 from .allocator import current_allocator
 from .models import DartsConfig, DartsForImageClassification, DartsRNNConfig, DartsRNNForCausalLM
@@ -24,6 +25,17 @@ from .training.layout import use_channels_last
 
 
 DTYPES = {"float32": "no", "bfloat16": "bf16", "float16": "fp16"}
+
+
+def _accelerator(device: str | None, dtype: str, compile: bool) -> Accelerator:
+    """The workloads' Accelerator (`device` "cpu" keeps it on the CPU). With `compile` it compiles the model it prepares
+    with inductor one repeated block at a time (Accelerate's regional compilation: a cell class is compiled once for
+    its cells, not once per cell), as `accelerate launch --dynamo_backend inductor --dynamo_use_regional_compilation`
+    does for the scripts. The architecture step's passes run the unprepared supernet and stay uncompiled. Accelerate
+    keeps these settings for the process (its first Accelerator's count), which is why the command runs each workload
+    in a process of its own; the report says what was done."""
+    dynamo_plugin = TorchDynamoPlugin(backend="inductor", use_regional_compilation=True) if compile else None
+    return Accelerator(cpu=device == "cpu", mixed_precision=DTYPES[dtype], dynamo_plugin=dynamo_plugin)
 
 
 def _peak_memory_gb(device: torch.device) -> float:
@@ -93,13 +105,14 @@ def benchmark_search_step(
     steps: int = 3,
     warmup: int = 1,
     profile: str | None = None,
+    compile: bool = False,
 ) -> dict:
     """One DARTS search step (architecture step + weight step, as in the search loop) at the paper's search size;
     `activation_checkpointing` recomputes each cell in the backward pass (`--activation_checkpointing` of the
     search); `partial_channels` K > 1 makes it a PC-DARTS step (with edge normalisation)."""
     from .training.search_images import search_optimizers, search_step
 
-    accelerator = Accelerator(cpu=device == "cpu", mixed_precision=DTYPES[dtype])
+    accelerator = _accelerator(device, dtype, compile)
     channels_last = use_channels_last(channels_last, accelerator.device)
     supernet = DartsSearchModel(
         DartsSearchConfig(
@@ -177,6 +190,7 @@ def _report(workload, accelerator, timings, batch_size, dtype, channels_last, sa
         "device": str(accelerator.device),
         "dtype": dtype,
         "channels_last": channels_last,
+        "compiled": accelerator.state.dynamo_plugin.backend != DynamoBackend.NO,
         "batch_size": batch_size,
         **extra,
         "seconds_per_step": round(seconds, 4),
@@ -205,12 +219,13 @@ def benchmark_train_step(
     steps: int = 3,
     warmup: int = 1,
     profile: str | None = None,
+    compile: bool = False,
     **_,
 ) -> dict:
     """One training step of the DARTS_V2 CIFAR-10 network (the cifar recipe: auxiliary loss, drop-path, SGD)."""
     from .training.train_images import train_step
 
-    accelerator = Accelerator(cpu=device == "cpu", mixed_precision=DTYPES[dtype])
+    accelerator = _accelerator(device, dtype, compile)
     channels_last = use_channels_last(channels_last, accelerator.device)
     model = _darts_v2_cifar(accelerator, channels_last)
     optimizer = torch.optim.SGD(model.parameters(), 0.025, momentum=0.9, weight_decay=3e-4)
@@ -235,10 +250,11 @@ def benchmark_inference(
     steps: int = 3,
     warmup: int = 1,
     profile: str | None = None,
+    compile: bool = False,
     **_,
 ) -> dict:
     """Inference of the DARTS_V2 CIFAR-10 network (eval mode, no gradients)."""
-    accelerator = Accelerator(cpu=device == "cpu", mixed_precision=DTYPES[dtype])
+    accelerator = _accelerator(device, dtype, compile)
     channels_last = use_channels_last(channels_last, accelerator.device)
     model = accelerator.prepare(_darts_v2_cifar(accelerator, channels_last)).eval()
     pixels, _ = _images(accelerator, batch_size, 32, channels_last)
@@ -264,6 +280,7 @@ def benchmark_recurrent_search_step(
     steps: int = 3,
     warmup: int = 1,
     profile: str | None = None,
+    compile: bool = False,
 ) -> dict:
     """One recurrent search step (architecture step + weight step) at the paper's PTB search size; the same
     `search_step` as the convolutional search, with the recurrent search's optimizers, clipping (0.25) and activation
@@ -271,7 +288,7 @@ def benchmark_recurrent_search_step(
     from .training.search_images import search_optimizers, search_step
     from .training.search_text import slowness_regulariser
 
-    accelerator = Accelerator(cpu=device == "cpu", mixed_precision=DTYPES[dtype])
+    accelerator = _accelerator(device, dtype, compile)
     recipe = PTB_SEARCH
     supernet = DartsRNNSearchModel(DartsRNNSearchConfig(vocab_size=vocab_size, hidden_size=hidden_size))
     weight_optimizer, arch_optimizer = search_optimizers(
@@ -327,12 +344,13 @@ def benchmark_recurrent_train_step(
     steps: int = 3,
     warmup: int = 1,
     profile: str | None = None,
+    compile: bool = False,
 ) -> dict:
     """One training step of the DARTS_V2 PTB language model (the ptb recipe: dropouts, TAR, clipping, SGD at lr 20)
     on a chunk of `bptt` tokens, through the training loop's `language_model_step`."""
     from .training.train_text import language_model_step
 
-    accelerator = Accelerator(cpu=device == "cpu", mixed_precision=DTYPES[dtype])
+    accelerator = _accelerator(device, dtype, compile)
     recipe = {**LANGUAGE_MODEL_TRAINING_COMMON, **LANGUAGE_MODEL_TRAINING["ptb"]}
     model = DartsRNNForCausalLM(
         DartsRNNConfig(vocab_size=vocab_size, hidden_size=hidden_size, dropout_h=recipe["dropout_h"])

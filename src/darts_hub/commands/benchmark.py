@@ -4,6 +4,7 @@
     python scripts/benchmark.py                                   # every workload, each in a fresh process
     python scripts/benchmark.py --workload search_first_order --batch_size 64 --channels_last no
     python scripts/benchmark.py --workload search_second_order --batch_size 16 --device cuda --dtype bfloat16
+    python scripts/benchmark.py --workload train_step --device cuda --dtype bfloat16 --compile
     python scripts/benchmark.py --workload search_first_order --partial_channels 4      # PC-DARTS (K = 4)
     python scripts/benchmark.py --workload train_step --batch_size 32                      # DARTS_V2 CIFAR-10 network
     python scripts/benchmark.py --workload inference --batch_size 64
@@ -58,6 +59,12 @@ def main():
     parser.add_argument("--steps", type=int, default=3, help="timed steps; the median is reported (default: 3)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed steps first (default: 1)")
     parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="compile the prepared model with inductor, one repeated block at a time (Accelerate's regional "
+        "compilation); the reported times exclude the warm-up steps, which compile",
+    )
+    parser.add_argument(
         "--profile",
         default=None,
         help="one more step under torch.profiler, its operators and matrix products written to this new file",
@@ -75,7 +82,8 @@ def main():
         if key not in ("workload", "activation_checkpointing", "partial_channels") and value is not None
     }
     if args.workload == "all":
-        flags = [f"--{key}={value}" for key, value in options.items()]
+        flags = [f"--{key}={value}" for key, value in options.items() if key != "compile"]
+        flags += ["--compile"] if args.compile else []
         search_flags = ["--partial_channels", str(args.partial_channels)]
         if args.activation_checkpointing:
             search_flags.append("--activation_checkpointing")
