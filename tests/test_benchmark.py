@@ -136,3 +136,17 @@ def test_compile_has_accelerate_compile_the_prepared_model_cell_by_cell(monkeypa
     assert report["compiled"] is True and ("DartsCell", "inductor") in compiled
     assert ("DartsForImageClassification", "inductor") not in compiled
     assert benchmark.benchmark_inference(**TINY_IMAGES)["compiled"] is False
+
+
+@pytest.mark.parametrize("compile_flag", [[], ["--compile"]])
+def test_all_runs_every_workload_with_the_same_settings(compile_flag, monkeypatch):
+    from darts_hub.commands import benchmark as command
+
+    commands = []
+    monkeypatch.setattr(command, "run_under_tcmalloc", lambda: None)
+    monkeypatch.setattr(command.subprocess, "run", lambda arguments, check: commands.append(arguments))
+    monkeypatch.setattr("sys.argv", ["benchmark.py", "--steps", "5", *compile_flag])
+    command.main()
+    assert [arguments[arguments.index("--workload") + 1] for arguments in commands] == list(benchmark.WORKLOADS)
+    for arguments in commands:
+        assert "--steps=5" in arguments and [a for a in arguments if a.startswith("--compile")] == compile_flag

@@ -82,8 +82,10 @@ def main():
         if key not in ("workload", "activation_checkpointing", "partial_channels") and value is not None
     }
     if args.workload == "all":
-        flags = [f"--{key}={value}" for key, value in options.items() if key != "compile"]
-        flags += ["--compile"] if args.compile else []
+        # Each setting again, an on/off one (--compile) as the bare flag where on.
+        flags = [
+            f"--{key}" if value is True else f"--{key}={value}" for key, value in options.items() if value is not False
+        ]
         search_flags = ["--partial_channels", str(args.partial_channels)]
         if args.activation_checkpointing:
             search_flags.append("--activation_checkpointing")
