@@ -56,7 +56,9 @@ class DepthwiseConvolution(torch.autograd.Function):
         if pointwise_weight is not None:
             out_channels, in_channels = pointwise_weight.shape[:2]
             if need_pointwise or differentiated or in_channels != out_channels:
-                middle = _depthwise(inputs, weight, ctx.geometry)  # recomputed, not kept
+                # Recomputed, not kept. (With other channels than the gradient's and no filter gradient, only for
+                # its shape: `inputs` may then be unrectified, and nothing reads the values.)
+                middle = _depthwise(inputs, weight, ctx.geometry)
             else:
                 middle = grad  # the middle's shape, all that is read of it
             grad, pointwise_grad, _ = torch.ops.aten.convolution_backward(
