@@ -1,5 +1,6 @@
 """Helpers shared by the tests (plain functions; fixtures are in conftest.py)."""
 
+import copy
 import hashlib
 import shutil
 from pathlib import Path
@@ -7,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from darts_hub.kernels import kernelize
 from darts_hub.models.modeling_darts_search import DartsSearchConfig, DartsSearchModel
 from darts_hub.training.arguments import SearchArguments
 
@@ -24,6 +26,23 @@ def assert_same_gradients_and_buffers(model: torch.nn.Module, reference: torch.n
         torch.testing.assert_close(parameter.grad, other.grad, rtol=1e-9, atol=1e-12, msg=name)
     for (name, buffer), other in zip(model.named_buffers(), reference.buffers(), strict=True):
         torch.testing.assert_close(buffer, other, rtol=buffer_tolerance, atol=buffer_tolerance, msg=name)
+
+
+def kernelized(module: torch.nn.Module) -> torch.nn.Module:
+    """A copy of `module` with the fast paths swapped in: the same parameters and buffers, in the same order."""
+    return kernelize(copy.deepcopy(module))
+
+
+def backward_nodes(output: torch.Tensor) -> set[str]:
+    """The names of the autograd nodes behind `output` (which shows which implementation computed it)."""
+    names, pending, seen = set(), [output.grad_fn], set()
+    while pending:
+        node = pending.pop()
+        if node is not None and node not in seen:
+            seen.add(node)
+            names.add(node.name())
+            pending += [following for following, _ in node.next_functions]
+    return names
 
 
 def folder_hash(folder: Path) -> dict[str, str]:

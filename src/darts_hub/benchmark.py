@@ -16,6 +16,7 @@ from accelerate import Accelerator
 from accelerate.utils import DynamoBackend, TorchDynamoPlugin
 
 from .allocator import current_allocator
+from .kernels import kernelize
 from .models import DartsConfig, DartsForImageClassification, DartsRNNConfig, DartsRNNForCausalLM
 from .models.modeling_darts_rnn_search import DartsRNNSearchConfig, DartsRNNSearchModel
 from .models.modeling_darts_search import DartsSearchConfig, DartsSearchModel
@@ -114,9 +115,14 @@ def benchmark_search_step(
 
     accelerator = _accelerator(device, dtype, compile)
     channels_last = use_channels_last(channels_last, accelerator.device)
-    supernet = DartsSearchModel(
-        DartsSearchConfig(
-            init_channels=init_channels, num_cells=num_cells, image_size=image_size, partial_channels=partial_channels
+    supernet = kernelize(
+        DartsSearchModel(
+            DartsSearchConfig(
+                init_channels=init_channels,
+                num_cells=num_cells,
+                image_size=image_size,
+                partial_channels=partial_channels,
+            )
         )
     )
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
@@ -172,7 +178,7 @@ def benchmark_search_step(
 
 def _darts_v2_cifar(accelerator: Accelerator, channels_last: bool) -> DartsForImageClassification:
     """The paper's CIFAR-10 network (DARTS_V2, 36 channels, 20 cells, auxiliary head, drop-path 0.2)."""
-    model = DartsForImageClassification(DartsConfig(genotype="DARTS_V2", drop_path_prob=0.2))
+    model = kernelize(DartsForImageClassification(DartsConfig(genotype="DARTS_V2", drop_path_prob=0.2)))
     return model.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
 
 
@@ -290,7 +296,7 @@ def benchmark_recurrent_search_step(
 
     accelerator = _accelerator(device, dtype, compile)
     recipe = PTB_SEARCH
-    supernet = DartsRNNSearchModel(DartsRNNSearchConfig(vocab_size=vocab_size, hidden_size=hidden_size))
+    supernet = kernelize(DartsRNNSearchModel(DartsRNNSearchConfig(vocab_size=vocab_size, hidden_size=hidden_size)))
     weight_optimizer, arch_optimizer = search_optimizers(
         supernet,
         recipe["learning_rate"],
@@ -352,8 +358,10 @@ def benchmark_recurrent_train_step(
 
     accelerator = _accelerator(device, dtype, compile)
     recipe = {**LANGUAGE_MODEL_TRAINING_COMMON, **LANGUAGE_MODEL_TRAINING["ptb"]}
-    model = DartsRNNForCausalLM(
-        DartsRNNConfig(vocab_size=vocab_size, hidden_size=hidden_size, dropout_h=recipe["dropout_h"])
+    model = kernelize(
+        DartsRNNForCausalLM(
+            DartsRNNConfig(vocab_size=vocab_size, hidden_size=hidden_size, dropout_h=recipe["dropout_h"])
+        )
     )
     optimizer = torch.optim.SGD(model.parameters(), recipe["learning_rate"], weight_decay=recipe["weight_decay"])
     model, optimizer = accelerator.prepare(model, optimizer)

@@ -1,13 +1,12 @@
 """DartsConfig and the DARTS image classifier: exact sizes of the paper's networks, state-dict layout of the
 released checkpoints, both stems, auxiliary heads, Auto classes and the pipeline."""
 
-import copy
 import math
 
 import numpy as np
 import pytest
 import torch
-from helpers import TESTS
+from helpers import TESTS, kernelized
 from PIL import Image
 from torch import nn
 from transformers import AutoConfig, AutoImageProcessor, AutoModel, AutoModelForImageClassification, pipeline
@@ -297,13 +296,15 @@ def cell_by_cell(model: DartsModel, pixels: torch.Tensor) -> list[torch.Tensor]:
 
 @pytest.mark.parametrize("training", [False, True], ids=["eval", "train"])
 @pytest.mark.parametrize("stem, size", [("cifar", 32), ("imagenet", 64)])
-def test_network_equals_its_cells_applied_one_after_the_other(stem, size, training):
-    # The network preprocesses each cell output for the next two cells as soon as it is made and rectifies it in
-    # place where nothing returns it: the same outputs, gradients and running statistics as the plain composition.
+def test_kernelized_network_equals_its_cells_applied_one_after_the_other(stem, size, training):
+    # The kernelized network preprocesses each cell output for the next two cells as soon as it is made and
+    # rectifies it in place where nothing returns it: the same outputs, gradients and running statistics as the plain
+    # composition.
     config = tiny_config(stem=stem, drop_path_prob=0.3, use_auxiliary_head=False)
     torch.manual_seed(0)
-    model = DartsModel(config).double().train(training)
-    reference = copy.deepcopy(model)
+    reference = DartsModel(config).double().train(training)
+    model = kernelized(reference)
+    assert "forward" in vars(model) and "forward" not in vars(reference)
     pixels = torch.randn(3, 3, size, size, dtype=torch.float64)
     for output_hidden_states in (False, True):
         torch.manual_seed(1)
@@ -327,8 +328,10 @@ def test_network_equals_its_cells_applied_one_after_the_other(stem, size, traini
         torch.testing.assert_close(buffer, same, rtol=0, atol=1e-12)
 
 
-def test_cells_run_as_modules_so_that_their_hooks_fire():
+@pytest.mark.parametrize("fast", [False, True], ids=["plain", "kernelized"])
+def test_cells_run_as_modules_so_that_their_hooks_fire(fast):
     model = DartsModel(tiny_config(use_auxiliary_head=False)).eval()
+    model = kernelized(model) if fast else model
     seen = []
     for cell in model.cells:
         cell.register_forward_hook(lambda module, inputs, output: seen.append((module, output.shape[1])))

@@ -45,7 +45,7 @@ def test_derived_config_defaults_to_the_paper_sizes():
 
 def test_search_cell_node_is_the_weighted_sum_of_highway_updates():
     """Each node is sum over inputs j and operations k of w_jk (s_j + c_j (f_k(h_j) - s_j)) ('none' adds nothing)."""
-    from darts_hub.models.recurrence import ACTIVATIONS
+    from darts_hub.models.modeling_darts_rnn import ACTIVATIONS
 
     torch.manual_seed(0)
     config = DartsRNNSearchConfig(vocab_size=20, hidden_size=6, num_nodes=2)

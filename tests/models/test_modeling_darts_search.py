@@ -1,10 +1,9 @@
 """The convolutional supernet: sizes as the original's, alphas, mixed operations, the derived network."""
 
-import copy
 
 import pytest
 import torch
-from helpers import assert_same_gradients_and_buffers, tiny_supernet
+from helpers import assert_same_gradients_and_buffers, backward_nodes, kernelized, tiny_supernet
 from transformers import AutoModelForImageClassification
 
 from darts_hub import DartsConfig, DartsForImageClassification, count_mult_adds, count_parameters
@@ -60,12 +59,12 @@ def test_mixed_op_is_the_weighted_sum_and_none_costs_nothing():
 
 
 @pytest.mark.parametrize("stride", [1, 2])
-def test_mixed_op_trains_as_the_plain_weighted_sum(stride):
-    """Training mode: the shared ReLU and the in-place sums give the plain sum's output, gradients (input, operation
+def test_kernelized_mixed_op_trains_as_the_plain_weighted_sum(stride):
+    """Training mode: the kernelized edge's shared ReLU and in-place sums give the plain sum's output, gradients (input, operation
     weights, the softmax weights) and BatchNorm running statistics."""
     torch.manual_seed(0)
-    op = MixedOp(list(PRIMITIVES), channels=4, stride=stride).double()
-    reference = copy.deepcopy(op)
+    reference = MixedOp(list(PRIMITIVES), channels=4, stride=stride).double()
+    op = kernelized(reference)
     x = torch.randn(3, 4, 7, 7, dtype=torch.float64, requires_grad=True)
     weights = torch.softmax(torch.randn(len(PRIMITIVES), dtype=torch.float64), 0).requires_grad_()
     output = op(x, weights)
@@ -80,42 +79,20 @@ def test_mixed_op_trains_as_the_plain_weighted_sum(stride):
         torch.testing.assert_close(buffer, reference_buffer, msg=name)
 
 
-def with_pytorchs_layers(model: torch.nn.Module) -> torch.nn.Module:
-    """A copy of `model` whose layers with CPU kernels (BatchNorm, pooling, depthwise convolutions) are PyTorch's own
-    classes again (each of ours is a subclass with the same state), and a depthwise convolution that rectifies its
-    input is PyTorch's ReLU and convolution."""
-    plain = copy.deepcopy(model)
-    for name, module in list(plain.named_modules()):
-        if type(module).__module__.startswith("darts_hub"):
-            base = next(cls for cls in type(module).__mro__ if cls.__module__.startswith("torch.nn"))
-            if base not in (torch.nn.Module, torch.nn.Sequential):
-                module.__class__ = base
-        if getattr(module, "rectifies_input", False):
-            parent_name, _, child = name.rpartition(".")
-            plain.get_submodule(parent_name).register_module(child, torch.nn.Sequential(torch.nn.ReLU(), module))
-    return plain
-
-
-def backward_nodes(output: torch.Tensor) -> set[str]:
-    """The names of the autograd nodes behind `output`."""
-    names, pending, seen = set(), [output.grad_fn], set()
-    while pending:
-        node = pending.pop()
-        if node is not None and node not in seen:
-            seen.add(node)
-            names.add(node.name())
-            pending += [following for following, _ in node.next_functions]
-    return names
-
-
-def test_a_channels_last_search_step_equals_pytorchs_layers():
-    """The supernet in the scripts' CPU layout runs the BatchNorm (keeping its output), pooling and depthwise kernels:
-    the same loss, gradients of every weight and alpha, and BatchNorm statistics as with PyTorch's layers."""
+@pytest.mark.parametrize("channels_last", [False, True], ids=["contiguous", "channels-last"])
+def test_a_kernelized_search_step_equals_the_plain_supernet(channels_last):
+    """Kernelized, the supernet shares one ReLU per state for all the edges reading it, sums in place and, in the
+    scripts' CPU layout (channels-last), runs the BatchNorm (keeping its output), pooling and depthwise kernels: the
+    same loss, gradients of every weight and alpha, and BatchNorm statistics as the plain supernet."""
     torch.manual_seed(0)
-    model = tiny_supernet(init_channels=6, num_nodes=3, multiplier=3).double().train()
-    model = model.to(memory_format=torch.channels_last)
-    reference = with_pytorchs_layers(model)
-    pixels = torch.randn(4, 3, 8, 8, dtype=torch.float64).contiguous(memory_format=torch.channels_last)
+    reference = tiny_supernet(init_channels=6, num_nodes=3, multiplier=3).double().train()
+    with torch.no_grad():
+        for alpha in reference.arch_parameters():
+            alpha.normal_()
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    reference = reference.to(memory_format=memory_format)
+    model = kernelized(reference)
+    pixels = torch.randn(4, 3, 8, 8, dtype=torch.float64).contiguous(memory_format=memory_format)
     labels = torch.tensor([0, 1, 2, 1])
     loss, expected = model(pixels, labels=labels).loss, reference(pixels, labels=labels).loss
     kernels = {
@@ -124,44 +101,10 @@ def test_a_channels_last_search_step_equals_pytorchs_layers():
         "AvgPoolingBackward",
         "DepthwiseConvolutionBackward",
     }
-    assert kernels <= backward_nodes(loss) and kernels.isdisjoint(backward_nodes(expected))
+    assert kernels.isdisjoint(backward_nodes(expected))
+    assert (kernels <= backward_nodes(loss)) == channels_last
     torch.testing.assert_close(loss, expected, rtol=1e-12, atol=1e-12)
     loss.backward(), expected.backward()
-    assert_same_gradients_and_buffers(model, reference)
-
-
-def plain_supernet_logits(model: DartsSearchModel, pixels: torch.Tensor) -> torch.Tensor:
-    """The supernet written plainly: every operation of every edge applies its own ReLU; sums out of place."""
-    weights = {cell: torch.softmax(model.alphas[cell], dim=-1) for cell in ("normal", "reduce")}
-    s0 = s1 = model.stem(pixels)
-    for cell in model.cells:
-        cell_weights = weights["reduce" if cell.reduction else "normal"]
-        states, edge = [cell.preprocess0(s0), cell.preprocess1(s1)], 0
-        for _ in range(cell.num_nodes):
-            node = 0
-            for h in states:
-                mixed = cell.edges[edge]
-                node = node + sum(cell_weights[edge, c] * op(h) for c, op in zip(mixed.op_columns, mixed.ops.values()))
-                edge += 1
-            states.append(node)
-        s0, s1 = s1, torch.cat(states[-cell.multiplier :], dim=1)
-    return model.classifier(model.pooler(s1).flatten(1))
-
-
-def test_search_step_equals_the_plain_supernet():
-    """The shared ReLUs (one per state for all the edges reading it) and the in-place sums: the same logits,
-    gradients of every weight and alpha, and BatchNorm statistics as the plain supernet."""
-    torch.manual_seed(0)
-    model = tiny_supernet(init_channels=6, num_nodes=3, multiplier=3).double().train()
-    with torch.no_grad():
-        for alpha in model.arch_parameters():
-            alpha.normal_()
-    reference = copy.deepcopy(model)
-    pixels = torch.randn(4, 3, 8, 8, dtype=torch.float64)
-    logits, expected = model(pixels).logits, plain_supernet_logits(reference, pixels)
-    torch.testing.assert_close(logits, expected, rtol=1e-12, atol=1e-12)
-    logits.square().sum().backward()
-    expected.square().sum().backward()
     assert_same_gradients_and_buffers(model, reference)
 
 

@@ -20,10 +20,9 @@ from transformers.image_utils import PILImageResampling
 from transformers.modeling_outputs import ImageClassifierOutputWithNoAttention
 from transformers.utils import ModelOutput
 
-from .batch_norm import BatchNorm2d
 from .configuration_darts import DartsConfig
 from .genotypes import Genotype
-from .ops import DropPath, FactorizedReduce, FoldingSequential, RectifyingOperation, ReLUConvBN, build_operation
+from .ops import DropPath, FactorizedReduce, ReLUConvBN, build_operation
 
 
 def cell_input_layers(
@@ -42,9 +41,7 @@ def cell_input_layers(
 def cifar_stem(num_channels: int, out_channels: int) -> nn.Sequential:
     """The CIFAR stem of the derived network and of the search supernet: one 3x3 convolution keeping the
     resolution, then BatchNorm."""
-    return FoldingSequential(
-        nn.Conv2d(num_channels, out_channels, 3, padding=1, bias=False), BatchNorm2d(out_channels)
-    )
+    return nn.Sequential(nn.Conv2d(num_channels, out_channels, 3, padding=1, bias=False), nn.BatchNorm2d(out_channels))
 
 
 def stack_cells(
@@ -106,36 +103,19 @@ class DartsCell(nn.Module):
         )
         # Drop-path applies to every edge except plain identities (the original's rule).
         self.droppable = tuple(not isinstance(op, nn.Identity) for op in self.ops)
-        # The edge after which a state the output leaves out is no longer needed (its last reader).
-        self.last_reads = {source: edge for edge, source in enumerate(self.inputs) if source not in self.concat}
         self.drop_path = DropPath(drop_path_prob)
         self.reduction = reduction
         self.out_channels = channels * len(self.concat)
 
-    def forward(
-        self, s0: torch.Tensor, s1: torch.Tensor, rectified: bool = False, preprocessed: bool = False
-    ) -> torch.Tensor:
-        """`s0`, `s1`: the outputs of the two cells before (`rectified`: already ReLU'd), or, with `preprocessed`,
-        what `preprocess0` and `preprocess1` made of them (the network computes those ahead). Each state is
-        rectified once for all the operations that begin with a ReLU (`RectifyingOperation`), and let go after its
-        last reader unless the output concatenates it."""
-        if not preprocessed:
-            s0, s1 = self.preprocess0(s0, rectified), self.preprocess1(s1, rectified)
-        states = [s0, s1]
-        rectified_states = {}
+    def forward(self, s0: torch.Tensor, s1: torch.Tensor) -> torch.Tensor:
+        """`s0`, `s1`: the outputs of the two cells before. Every node sums its two edges, each an operation applied
+        to an earlier state (drop-path on all but identities); the output concatenates the `concat` states."""
+        states = [self.preprocess0(s0), self.preprocess1(s1)]
         for first in range(0, len(self.ops), 2):
             node = 0
             for edge in (first, first + 1):
-                op, source = self.ops[edge], self.inputs[edge]
-                if isinstance(op, RectifyingOperation):
-                    if source not in rectified_states:
-                        rectified_states[source] = nn.functional.relu(states[source])
-                    h = op(rectified_states[source], rectified=True)
-                else:
-                    h = op(states[source])
+                h = self.ops[edge](states[self.inputs[edge]])
                 node = node + (self.drop_path(h) if self.droppable[edge] else h)
-                if self.last_reads.get(source) == edge:
-                    states[source] = rectified_states[source] = None
             states.append(node)
         return torch.cat([states[i] for i in self.concat], dim=1)
 
@@ -154,14 +134,14 @@ class DartsAuxiliaryHead(nn.Module):
             nn.ReLU(inplace=True),
             nn.AvgPool2d(5, stride=3 if stem == "cifar" else 2, padding=0, count_include_pad=False),
             nn.Conv2d(in_channels, 128, 1, bias=False),
-            BatchNorm2d(128),
+            nn.BatchNorm2d(128),
             nn.ReLU(inplace=True),
             nn.Conv2d(128, 768, 2, bias=False),
         ]
         if stem == "cifar":
-            layers.append(BatchNorm2d(768))
+            layers.append(nn.BatchNorm2d(768))
         layers.append(nn.ReLU(inplace=True))
-        self.features = FoldingSequential(*layers)
+        self.features = nn.Sequential(*layers)
         self.classifier = nn.Linear(768, num_labels)
 
     def forward(self, hidden_state: torch.Tensor) -> torch.Tensor:
@@ -271,17 +251,17 @@ class DartsModel(DartsPreTrainedModel):
             stem_channels = config.stem_multiplier * channels
             self.stem = cifar_stem(config.num_channels, stem_channels)
         else:
-            self.stem0 = FoldingSequential(
+            self.stem0 = nn.Sequential(
                 nn.Conv2d(config.num_channels, channels // 2, 3, stride=2, padding=1, bias=False),
-                BatchNorm2d(channels // 2),
+                nn.BatchNorm2d(channels // 2),
                 nn.ReLU(inplace=True),
                 nn.Conv2d(channels // 2, channels, 3, stride=2, padding=1, bias=False),
-                BatchNorm2d(channels),
+                nn.BatchNorm2d(channels),
             )
-            self.stem1 = FoldingSequential(
+            self.stem1 = nn.Sequential(
                 nn.ReLU(inplace=True),
                 nn.Conv2d(channels, channels, 3, stride=2, padding=1, bias=False),
-                BatchNorm2d(channels),
+                nn.BatchNorm2d(channels),
             )
             stem_channels = channels
         genotype = config.get_genotype()
@@ -309,51 +289,45 @@ class DartsModel(DartsPreTrainedModel):
             output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
         )
         return_dict = return_dict if return_dict is not None else self.config.return_dict
-        if self.config.stem == "cifar":
-            s0 = s1 = self.stem(pixel_values)
-        else:
-            s0 = self.stem0(pixel_values)
-            s1 = self.stem1(s0)
+        s0, s1 = self.stem_states(pixel_values)
         hidden_states = (s1,) if output_hidden_states else None
         auxiliary_hidden_state = None
-        # Every cell begins with a 1x1 convolution of the rectified outputs of the two cells before it to a quarter of
-        # their channels (`preprocess1`, `preprocess0`): each output is rectified once (in place unless returned),
-        # both are computed as soon as it is, and the output is let go, so that while a cell runs the network holds
-        # three C-channel tensors instead of two 4C-channel ones (an inference step at batch 64: 40% less memory).
-        cells = self.cells
-        r1 = nn.functional.relu(s1)
-        r0 = r1 if s0 is s1 else nn.functional.relu(s0)
-        p0 = cells[0].preprocess0(r0, rectified=True)
-        p1, next_p0 = self._inputs_after(0, r1)
-        del s0, r0, r1
-        for index, cell in enumerate(cells):
-            s1 = None  # let the previous output go before the cell runs
-            s1 = cell(p0, p1, preprocessed=True)
+        for index, cell in enumerate(self.cells):
+            s0, s1 = s1, cell(s0, s1)
             if index == self.config.auxiliary_cell:
                 auxiliary_hidden_state = s1
             if output_hidden_states:
                 hidden_states += (s1,)
-            if index + 1 == len(cells):
-                break
-            kept = output_hidden_states or index == self.config.auxiliary_cell
-            # The rectified output is passed on, not held in a variable: nothing keeps it while the next cell runs.
-            p0, (p1, next_p0) = next_p0, self._inputs_after(index + 1, nn.functional.relu(s1, inplace=not kept))
-        pooled = self.pooler(s1).flatten(1)
-        if not return_dict:
-            return tuple(v for v in (s1, pooled, auxiliary_hidden_state, hidden_states) if v is not None)
-        return DartsModelOutput(
-            last_hidden_state=s1,
-            pooler_output=pooled,
-            auxiliary_hidden_state=auxiliary_hidden_state,
-            hidden_states=hidden_states,
-        )
+        return darts_model_output(self, s1, auxiliary_hidden_state, hidden_states, return_dict)
 
-    def _inputs_after(self, index: int, rectified: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """What cell `index` (its newer input) and cell `index + 1` (its older input, if there is one) make of
-        `rectified`, the rectified output of what comes before cell `index`."""
-        newer = self.cells[index].preprocess1(rectified, rectified=True)
-        older = self.cells[index + 1].preprocess0(rectified, rectified=True) if index + 1 < len(self.cells) else None
-        return newer, older
+    def stem_states(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The two inputs of the first cell: the CIFAR stem's output twice, or the outputs of the ImageNet stem's two
+        parts."""
+        if self.config.stem == "cifar":
+            s0 = s1 = self.stem(pixel_values)
+            return s0, s1
+        s0 = self.stem0(pixel_values)
+        return s0, self.stem1(s0)
+
+
+def darts_model_output(
+    model: DartsModel,
+    last_hidden_state: torch.Tensor,
+    auxiliary_hidden_state: torch.Tensor | None,
+    hidden_states: tuple[torch.Tensor, ...] | None,
+    return_dict: bool,
+) -> DartsModelOutput | tuple:
+    """`DartsModel`'s output from the last cell's output (pooled by `model.pooler`), the auxiliary head's input and
+    the hidden states, as a `DartsModelOutput` or (without `return_dict`) a tuple of what is not None."""
+    pooled = model.pooler(last_hidden_state).flatten(1)
+    if not return_dict:
+        return tuple(v for v in (last_hidden_state, pooled, auxiliary_hidden_state, hidden_states) if v is not None)
+    return DartsModelOutput(
+        last_hidden_state=last_hidden_state,
+        pooler_output=pooled,
+        auxiliary_hidden_state=auxiliary_hidden_state,
+        hidden_states=hidden_states,
+    )
 
 
 class DartsForImageClassification(DartsPreTrainedModel):
@@ -427,6 +401,7 @@ def image_processor_for(config: DartsConfig) -> ViTImageProcessor | BitImageProc
 __all__ = [
     "cell_input_layers",
     "cifar_stem",
+    "darts_model_output",
     "evaluation_resize",
     "stack_cells",
     "init_pytorch_default",

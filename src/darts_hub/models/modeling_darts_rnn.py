@@ -18,7 +18,14 @@ from transformers.cache_utils import Cache
 from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
 
 from .configuration_darts_rnn import DartsRNNConfig
-from .recurrence import highway_recurrence
+
+
+ACTIVATIONS = {
+    "tanh": torch.tanh,
+    "relu": torch.relu,
+    "sigmoid": torch.sigmoid,
+    "identity": lambda x: x,
+}
 
 
 def variational_mask(reference: torch.Tensor, shape: tuple[int, ...], drop_prob: float) -> torch.Tensor:
@@ -52,32 +59,43 @@ class DartsRNNCell(nn.Module):
             variational_mask(inputs, (batch, self.hidden_size), self.dropout_h),
         )
 
-    def input_projection(self, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """The x half of the initial node's projection, one product over the sequence ([time, batch, 2 hidden], x's
-        dropout applied), the h half of W0, and the states' dropout mask (None out of training)."""
-        x_mask, h_mask = self.dropout_masks(inputs)
-        x = inputs * x_mask[:, None] if x_mask is not None else inputs
-        w0_x, w0_h = self.w0.split(self.hidden_size)
-        return (x @ w0_x).transpose(0, 1), w0_h, h_mask
-
     def forward(
         self, inputs: torch.Tensor, hidden: torch.Tensor, step_mask: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """inputs: [batch, time, hidden]; hidden: [batch, hidden]; step_mask: [batch, time], 0 where the state must
-        stay unchanged (left padding). Returns the outputs [batch, time, hidden] and the last state [batch, hidden].
-        The recurrence runs in `highway_recurrence` (its backward pass through time written out)."""
-        x_projection, w0_h, h_mask = self.input_projection(inputs)
-        outputs = highway_recurrence(
-            x_projection,
-            hidden,
-            w0_h,
-            self.ws,
-            self.genotype.recurrent,
-            self.genotype.concat,
-            h_mask,
-            step_mask.t() if step_mask is not None else None,
-        )
-        return outputs.transpose(0, 1).contiguous(), outputs[-1]
+        stay unchanged (left padding). Returns the outputs [batch, time, hidden] and the last state [batch, hidden]."""
+        return self.run_over_time(inputs, hidden, self.step, step_mask)
+
+    def run_over_time(self, inputs, hidden, step, step_mask=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The recurrence: `step(x_t, h_{t-1}, x_mask, h_mask)` gives h_t, with the same dropout masks at every step;
+        where `step_mask` is 0 the state stays unchanged."""
+        x_mask, h_mask = self.dropout_masks(inputs)
+        outputs = []
+        for t in range(inputs.shape[1]):
+            new_hidden = step(inputs[:, t], hidden, x_mask, h_mask)
+            if step_mask is not None:
+                new_hidden = torch.where(step_mask[:, t, None].bool(), new_hidden, hidden)
+            hidden = new_hidden
+            outputs.append(hidden)
+        return torch.stack(outputs, 1), hidden
+
+    def initial_node(self, x, hidden, x_mask, h_mask) -> tuple[torch.Tensor, torch.Tensor]:
+        """The gate c0 and candidate h0 of the initial node: [c0, h0] = [x_t, h_{t-1}] W0 (dropout applied)."""
+        if x_mask is not None:
+            x, hidden = x * x_mask, hidden * h_mask
+        c0, h0 = (torch.cat([x, hidden], dim=-1) @ self.w0).chunk(2, dim=-1)
+        return c0.sigmoid(), h0.tanh()
+
+    def step(self, x, hidden, x_mask, h_mask) -> torch.Tensor:
+        """One time step: the initial node, then every genotype node as a highway update of its source state
+        s = s_prev + c (f(h) - s_prev) with [c, h] = s_prev W_i; h_t is the mean of the `concat` states."""
+        c0, h0 = self.initial_node(x, hidden, x_mask, h_mask)
+        states = [hidden + c0 * (h0 - hidden)]
+        for weight, (name, source) in zip(self.ws, self.genotype.recurrent):
+            s_prev = states[source]
+            c, h = ((s_prev * h_mask if h_mask is not None else s_prev) @ weight).chunk(2, dim=-1)
+            states.append(s_prev + c.sigmoid() * (ACTIVATIONS[name](h) - s_prev))
+        return torch.stack([states[i] for i in self.genotype.concat]).mean(0)
 
 
 def embed_with_dropout(model, input_ids: torch.Tensor) -> torch.Tensor:
@@ -259,6 +277,7 @@ class DartsRNNForCausalLM(DartsRNNPreTrainedModel, GenerationMixin):
 
 
 __all__ = [
+    "ACTIVATIONS",
     "activation_slowness",
     "embed_with_dropout",
     "init_recurrent_weights",

@@ -14,13 +14,13 @@ from transformers import initialization as init
 
 from .genotypes import RECURRENT_OPERATIONS, RECURRENT_PRIMITIVES, RecurrentGenotype, derive_recurrent_genotype
 from .modeling_darts_rnn import (
+    ACTIVATIONS,
     DartsRNNCausalLMOutput,
     DartsRNNCell,
     LockedDropout,
     embed_with_dropout,
     init_recurrent_weights,
 )
-from .recurrence import mixed_highway_recurrence
 
 
 class DartsRNNSearchConfig(PreTrainedConfig):
@@ -64,13 +64,26 @@ class DartsRNNSearchCell(DartsRNNCell):
 
     def forward(self, inputs: torch.Tensor, hidden: torch.Tensor, weights: torch.Tensor):
         """inputs: [batch, time, hidden]; hidden: [batch, hidden]; weights: the softmax of the alphas [edges,
-        primitives]. Returns the outputs [batch, time, hidden] and the last state [batch, hidden]. The recurrence
-        runs in `mixed_highway_recurrence` (its backward pass through time written out)."""
-        x_projection, w0_h, h_mask = self.input_projection(inputs)
-        outputs = mixed_highway_recurrence(
-            x_projection, hidden, w0_h, weights[:, self.op_columns], h_mask, list(self.ws), self.bn
-        )
-        return outputs.transpose(0, 1).contiguous(), outputs[-1]
+        primitives]. Returns the outputs [batch, time, hidden] and the last state [batch, hidden]."""
+        return self.run_over_time(inputs, hidden, lambda *step_inputs: self.step(*step_inputs, weights=weights))
+
+    def step(self, x, hidden, x_mask, h_mask, weights) -> torch.Tensor:
+        """One time step: the initial node, then node i as the weighted sum, over every earlier state s_j and every
+        candidate activation f_k, of w_jk (s_j + c_j (f_k(h_j) - s_j)) with [c_j, h_j] = s_j W_i ('none' adds
+        nothing), each node normalised by the affine-free BatchNorm; h_t is the mean of the nodes."""
+        c0, h0 = self.initial_node(x, hidden, x_mask, h_mask)
+        states = [self.bn(hidden + c0 * (h0 - hidden))]
+        edge = 0
+        for weight in self.ws:
+            node = 0
+            for s_prev in list(states):
+                c, h = ((s_prev * h_mask if h_mask is not None else s_prev) @ weight).chunk(2, dim=-1)
+                c = c.sigmoid()
+                for column, name in zip(self.op_columns, RECURRENT_OPERATIONS):
+                    node = node + weights[edge, column] * (s_prev + c * (ACTIVATIONS[name](h) - s_prev))
+                edge += 1
+            states.append(self.bn(node))
+        return torch.stack(states[1:]).mean(0)
 
 
 class DartsRNNSearchModel(PreTrainedModel):

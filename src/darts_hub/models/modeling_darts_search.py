@@ -20,11 +20,10 @@ from transformers import PreTrainedConfig, PreTrainedModel
 from transformers import initialization as init
 from transformers.modeling_outputs import ImageClassifierOutputWithNoAttention
 
-from .batch_norm import BatchNorm2d
 from .configuration_darts import STEMS, reduction_positions
 from .genotypes import CNN_OPERATIONS, PRIMITIVES, Genotype, derive_genotype
 from .modeling_darts import cell_input_layers, cifar_stem, init_pytorch_default, stack_cells
-from .ops import RectifyingOperation, build_operation
+from .ops import build_operation
 
 
 class DartsSearchConfig(PreTrainedConfig):
@@ -108,9 +107,7 @@ class MixedOp(nn.Module):
     """All candidate operations of one edge; the output is their alpha-weighted sum.
 
     'none' (the zero operation) is not built: its term is zero, so it costs nothing and only takes part in the
-    softmax. Pooling is followed by an affine-free BatchNorm so that its scale is comparable with the others'. The
-    convolutions all start with the same ReLU of the input: computed once, by the cell for all the edges reading the
-    input (`rectified`), or else by the edge.
+    softmax. Pooling is followed by an affine-free BatchNorm so that its scale is comparable with the others'.
 
     With `partial_channels` K > 1 (PC-DARTS) the operations see the first 1/K of the channels; the others bypass
     them (max-pooled on a reduction edge) and the two parts are channel-shuffled in K groups, so that the next
@@ -127,47 +124,30 @@ class MixedOp(nn.Module):
                 continue
             op = build_operation(name, self.op_channels, stride, affine=False)
             if "pool" in name:
-                op = nn.Sequential(op, BatchNorm2d(self.op_channels, affine=False))
+                op = nn.Sequential(op, nn.BatchNorm2d(self.op_channels, affine=False))
             self.ops[name] = op
         self.op_columns = [primitives.index(name) for name in self.ops]
-        self.rectifying = [isinstance(op, RectifyingOperation) for op in self.ops.values()]
 
-    def forward(
-        self,
-        x: torch.Tensor,
-        weights: torch.Tensor,
-        edge_weight: torch.Tensor | None = None,
-        rectified: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        # weights: [num_primitives], the softmax of this edge's alphas; edge_weight: the edge's normalised beta;
-        # rectified: the ReLU of the channels the operations see, where the cell computed it once for all the edges
-        # reading x (`rectified_inputs`)
+    def forward(self, x: torch.Tensor, weights: torch.Tensor, edge_weight: torch.Tensor | None = None) -> torch.Tensor:
+        """weights: [num_primitives], the softmax of this edge's alphas; edge_weight: the edge's normalised beta."""
         if edge_weight is not None:
             weights = weights * edge_weight
         if self.partial_channels == 1:
-            return self._weighted_sum(x, weights, rectified)
-        x, bypass = x[:, : self.op_channels], x[:, self.op_channels :]
+            return self.weighted_sum(x, weights)
+        seen, bypass = self.split_channels(x, edge_weight)
+        return channel_shuffle(torch.cat([self.weighted_sum(seen, weights), bypass], dim=1), self.partial_channels)
+
+    def weighted_sum(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """sum_k weights[k] * op_k(x) over the operations built ('none' adds nothing)."""
+        return sum(weights[column] * op(x) for column, op in zip(self.op_columns, self.ops.values()))
+
+    def split_channels(self, x: torch.Tensor, edge_weight: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """PC-DARTS's split: the channels the operations see, and the others as they bypass them (halved by max
+        pooling on a reduction edge, scaled by the edge's weight)."""
+        seen, bypass = x[:, : self.op_channels], x[:, self.op_channels :]
         if self.stride == 2:
             bypass = nn.functional.max_pool2d(bypass, 2, 2, ceil_mode=True)
-        if edge_weight is not None:
-            bypass = bypass * edge_weight
-        total = self._weighted_sum(x, weights, rectified)
-        return channel_shuffle(torch.cat([total, bypass], dim=1), self.partial_channels)
-
-    def rectified_inputs(self, x: torch.Tensor) -> torch.Tensor | None:
-        """The ReLU of the channels of `x` the operations see (all, or the first 1/K), if any operation needs it."""
-        return nn.functional.relu(x[:, : self.op_channels]) if any(self.rectifying) else None
-
-    def _weighted_sum(self, x: torch.Tensor, weights: torch.Tensor, relu_x: torch.Tensor | None) -> torch.Tensor:
-        if relu_x is None:
-            relu_x = self.rectified_inputs(x)
-        total = None
-        for column, op, rectifying in zip(self.op_columns, self.ops.values(), self.rectifying):
-            output = op(relu_x, rectified=True) if rectifying else op(x)
-            # One fused multiply-add into the running sum, in place (autograd keeps no sum, only the outputs and
-            # weights): a third of the memory traffic of `total + weight * output`.
-            total = weights[column] * output if total is None else total.addcmul_(weights[column], output)
-        return total
+        return seen, bypass if edge_weight is None else bypass * edge_weight
 
 
 def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
@@ -222,20 +202,22 @@ class SearchCell(nn.Module):
         # weights: [num_edges, num_primitives]; edge_weights: [num_edges] (edge normalisation) or None
         if self.gradient_checkpointing and self.training and torch.is_grad_enabled() and not recomputing:
             return self._gradient_checkpointing_func(self._checkpointed_forward(), s0, s1, weights, edge_weights)
+        return self.nodes_output(s0, s1, weights, edge_weights)
+
+    def nodes_output(
+        self, s0: torch.Tensor, s1: torch.Tensor, weights: torch.Tensor, edge_weights: torch.Tensor | None
+    ) -> torch.Tensor:
+        """The cell's computation: every node sums the mixed operations of all the states before it; the output
+        concatenates the last `multiplier` nodes."""
         states = [self.preprocess0(s0), self.preprocess1(s1)]
-        # Every edge reading a state begins its convolutions with the state's ReLU: computed (and kept) once per state.
-        rectified = [self.edges[0].rectified_inputs(state) for state in states]
         edge = 0
-        for index in range(self.num_nodes):
-            node = None
-            for h, relu_h in zip(states, rectified):  # the node sums its edges in place, as the mixed operations do
+        for _ in range(self.num_nodes):
+            node = 0
+            for h in states:  # node i reads every state before it
                 edge_weight = None if edge_weights is None else edge_weights[edge]
-                output = self.edges[edge](h, weights[edge], edge_weight, relu_h)
-                node = output if node is None else node.add_(output)
+                node = node + self.edges[edge](h, weights[edge], edge_weight)
                 edge += 1
             states.append(node)
-            if index < self.num_nodes - 1:
-                rectified.append(self.edges[0].rectified_inputs(node))
         return torch.cat(states[-self.multiplier :], dim=1)
 
     def _checkpointed_forward(self):

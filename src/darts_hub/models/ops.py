@@ -3,6 +3,7 @@
 Every constructor takes `(channels, stride, affine)`; `affine=False` gives the parameter-free BatchNorm that the
 search supernet uses (Sec. 2.1 of the paper), `affine=True` the trained networks' BatchNorm. Sub-modules keep the
 original implementation's layout (`op.1.weight`, `conv_1.weight`, ...) so that original checkpoints map key by key.
+These are the plain PyTorch layers; `darts_hub.kernels.kernelize` swaps in faster forms of the same computation.
 """
 
 from __future__ import annotations
@@ -11,137 +12,66 @@ from collections.abc import Callable
 
 import torch
 from torch import nn
-from torch.func import functional_call
-
-from .batch_norm import BatchNorm2d
-from .depthwise import DepthwiseConv2d
-from .pooling import AvgPool2d, MaxPool2d
 
 
-def folded_batch_norm(batch_norm: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """In evaluation with running statistics, BatchNorm is a fixed affine map per channel, `scale * x + shift`:
-    (scale, shift), or None when it normalises with the batch's statistics (training, or no running statistics)."""
-    if batch_norm.training or batch_norm.running_var is None:
-        return None
-    scale = (batch_norm.running_var + batch_norm.eps).rsqrt()
-    if batch_norm.weight is not None:
-        scale = scale * batch_norm.weight
-    shift = -batch_norm.running_mean * scale
-    if batch_norm.bias is not None:
-        shift = shift + batch_norm.bias
-    return scale, shift
-
-
-def convolve_folded(conv: nn.Conv2d, x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
-    """`scale * conv(x) + shift` per output channel, as one convolution with scaled weights and a bias (through
-    the module, so that its hooks still run)."""
-    bias = shift if conv.bias is None else shift + scale * conv.bias
-    return functional_call(conv, {"weight": conv.weight * scale.view(-1, 1, 1, 1), "bias": bias}, (x,))
-
-
-def is_pointwise(layer: nn.Module | None) -> bool:
-    """A 1x1 convolution without bias, stride, padding or groups: the second half of a separable convolution."""
-    return (
-        isinstance(layer, nn.Conv2d)
-        and layer.kernel_size == (1, 1)
-        and layer.stride == (1, 1)
-        and layer.padding == (0, 0)
-        and layer.groups == 1
-        and layer.bias is None
+def depthwise_conv(channels: int, kernel_size: int, stride: int = 1, padding: int = 0, dilation: int = 1):
+    """A depthwise convolution: one filter per channel (`groups` = channels), no bias."""
+    return nn.Conv2d(
+        channels, channels, kernel_size, stride=stride, padding=padding, dilation=dilation, groups=channels, bias=False
     )
 
 
-class FoldingSequential(nn.Sequential):
-    """`nn.Sequential` (same layout and keys) that, in evaluation, runs each convolution followed by a BatchNorm as
-    one convolution with the BatchNorm folded into its weights and bias: the same map (up to rounding) with one pass
-    over the activations instead of two. In training on the CPU, it runs each depthwise convolution followed by a
-    pointwise one as one separable convolution that keeps no activation between the two
-    (`DepthwiseConv2d(x, pointwise=...)`; the pointwise convolution's own hooks do not run there): a search step
-    keeps 40% less, in about the same time on the CPU, where fresh memory costs about what the recomputed depthwise
-    convolution does (within the noise under tcmalloc, perhaps 5-10% slower under glibc's allocator; on a GPU, where
-    memory is cached, the recomputation would only cost time). `start` skips the first layers (without building a
-    slice of the sequence on every call)."""
+class LayerSequence(nn.Module):
+    """An operation made of `layers` applied in order, held as `self.op` (the original layout's `op.N` keys)."""
 
-    def forward(self, x: torch.Tensor, start: int = 0) -> torch.Tensor:
-        layers = list(self)
-        index = start
-        while index < len(layers):
-            layer, following = layers[index], layers[index + 1] if index + 1 < len(layers) else None
-            folded = folded_batch_norm(following) if isinstance(following, nn.BatchNorm2d) else None
-            if folded is not None and isinstance(layer, nn.Conv2d):
-                x = convolve_folded(layer, x, *folded)
-                index += 2
-            elif (
-                self.training
-                and x.device.type == "cpu"
-                and isinstance(layer, DepthwiseConv2d)
-                and is_pointwise(following)
-            ):
-                x = layer(x, pointwise=following)
-                index += 2
-            else:
-                x = layer(x)
-                index += 1
-        return x
+    def __init__(self, *layers: nn.Module):
+        super().__init__()
+        self.op = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.op(x)
 
 
-class RectifyingOperation(nn.Module):
-    """An operation that begins with a ReLU of its input (by default: its layers `self.op`, a ReLU first).
-
-    A caller feeding one input to several such operations rectifies it once and passes `rectified=True`: the same
-    result, with one ReLU (and, in training, one stored activation) instead of one per operation.
-    """
-
-    def forward(self, x: torch.Tensor, rectified: bool = False) -> torch.Tensor:
-        return self.op(x, start=1 if rectified else 0)
-
-
-class ReLUConvBN(RectifyingOperation):
+class ReLUConvBN(LayerSequence):
     """ReLU -> convolution -> BatchNorm: the 1x1 preprocessing of cell inputs."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int, padding: int, affine=True):
-        super().__init__()
-        self.op = FoldingSequential(
+        super().__init__(
             nn.ReLU(inplace=False),
             nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, padding=padding, bias=False),
-            BatchNorm2d(out_channels, affine=affine),
+            nn.BatchNorm2d(out_channels, affine=affine),
         )
 
 
-class DilConv(RectifyingOperation):
+class DilConv(LayerSequence):
     """ReLU -> dilated depthwise convolution -> pointwise convolution -> BatchNorm."""
 
     def __init__(self, channels: int, kernel_size: int, stride: int, padding: int, dilation: int, affine=True):
-        super().__init__()
-        self.op = FoldingSequential(
+        super().__init__(
             nn.ReLU(inplace=False),
-            DepthwiseConv2d(channels, kernel_size, stride=stride, padding=padding, dilation=dilation),
+            depthwise_conv(channels, kernel_size, stride=stride, padding=padding, dilation=dilation),
             nn.Conv2d(channels, channels, 1, bias=False),
-            BatchNorm2d(channels, affine=affine),
+            nn.BatchNorm2d(channels, affine=affine),
         )
 
 
-class SepConv(RectifyingOperation):
+class SepConv(LayerSequence):
     """A separable convolution applied twice (the NASNet convention): only the first one strides."""
 
     def __init__(self, channels: int, kernel_size: int, stride: int, padding: int, affine=True):
-        super().__init__()
-        # The second ReLU keeps no activation of its own in training. With an affine map BatchNorm keeps its input,
-        # and the ReLU runs in place on its output; without one (the search) BatchNorm keeps its output
-        # (`BatchNormalization`), which the second depthwise convolution rectifies itself, keeping it too.
-        self.op = FoldingSequential(
+        super().__init__(
             nn.ReLU(inplace=False),
-            DepthwiseConv2d(channels, kernel_size, stride=stride, padding=padding),
+            depthwise_conv(channels, kernel_size, stride=stride, padding=padding),
             nn.Conv2d(channels, channels, 1, bias=False),
-            BatchNorm2d(channels, affine=affine),
-            nn.ReLU(inplace=True) if affine else nn.Identity(),
-            DepthwiseConv2d(channels, kernel_size, padding=padding, rectifies_input=not affine),
+            nn.BatchNorm2d(channels, affine=affine),
+            nn.ReLU(inplace=False),
+            depthwise_conv(channels, kernel_size, padding=padding),
             nn.Conv2d(channels, channels, 1, bias=False),
-            BatchNorm2d(channels, affine=affine),
+            nn.BatchNorm2d(channels, affine=affine),
         )
 
 
-class FactorizedReduce(RectifyingOperation):
+class FactorizedReduce(nn.Module):
     """Halve the resolution without losing pixels: two strided 1x1 convolutions, the second shifted by one pixel."""
 
     def __init__(self, in_channels: int, out_channels: int, affine=True):
@@ -156,37 +86,36 @@ class FactorizedReduce(RectifyingOperation):
         stride = 1 if self.subsample_first else 2
         self.conv_1 = nn.Conv2d(in_channels, out_channels // 2, 1, stride=stride, bias=False)
         self.conv_2 = nn.Conv2d(in_channels, out_channels // 2, 1, stride=stride, bias=False)
-        self.bn = BatchNorm2d(out_channels, affine=affine)
+        self.bn = nn.BatchNorm2d(out_channels, affine=affine)
 
-    def forward(self, x: torch.Tensor, rectified: bool = False) -> torch.Tensor:
-        if not rectified:
-            x = self.relu(x)
-        # On odd sizes the shifted branch is one pixel smaller; pad it back so both halves line up.
+    def halves(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The inputs of the two convolutions: `x` and `x` shifted by one pixel (padded back to `x`'s size on odd
+        sizes, so that both outputs line up), subsampled here where the convolutions do not stride."""
         shifted = nn.functional.pad(x[:, :, 1:, 1:], (0, x.shape[-1] % 2, 0, x.shape[-2] % 2))
         if self.subsample_first:
-            x, shifted = x[:, :, ::2, ::2], shifted[:, :, ::2, ::2]
-        folded = folded_batch_norm(self.bn)
-        if folded is None:
-            return self.bn(torch.cat([self.conv_1(x), self.conv_2(shifted)], dim=1))
-        halves = zip((self.conv_1, self.conv_2), (x, shifted), *(part.chunk(2) for part in folded))
-        return torch.cat([convolve_folded(conv, half, scale, shift) for conv, half, scale, shift in halves], dim=1)
+            return x[:, :, ::2, ::2], shifted[:, :, ::2, ::2]
+        return x, shifted
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x, shifted = self.halves(self.relu(x))
+        return self.bn(torch.cat([self.conv_1(x), self.conv_2(shifted)], dim=1))
 
 
 def _conv_7x1_1x7(channels: int, stride: int, affine: bool) -> nn.Sequential:
     """AmoebaNet's factorised 7x7 convolution (a Sequential, as in the original layout)."""
-    return FoldingSequential(
+    return nn.Sequential(
         nn.ReLU(inplace=False),
         nn.Conv2d(channels, channels, (1, 7), stride=(1, stride), padding=(0, 3), bias=False),
         nn.Conv2d(channels, channels, (7, 1), stride=(stride, 1), padding=(3, 0), bias=False),
-        BatchNorm2d(channels, affine=affine),
+        nn.BatchNorm2d(channels, affine=affine),
     )
 
 
 OperationFactory = Callable[[int, int, bool], nn.Module]
 
 OPS: dict[str, OperationFactory] = {
-    "max_pool_3x3": lambda c, stride, affine: MaxPool2d(3, stride=stride, padding=1),
-    "avg_pool_3x3": lambda c, stride, affine: AvgPool2d(3, stride=stride, padding=1, count_include_pad=False),
+    "max_pool_3x3": lambda c, stride, affine: nn.MaxPool2d(3, stride=stride, padding=1),
+    "avg_pool_3x3": lambda c, stride, affine: nn.AvgPool2d(3, stride=stride, padding=1, count_include_pad=False),
     "skip_connect": lambda c, stride, affine: nn.Identity() if stride == 1 else FactorizedReduce(c, c, affine),
     "sep_conv_3x3": lambda c, stride, affine: SepConv(c, 3, stride, 1, affine),
     "sep_conv_5x5": lambda c, stride, affine: SepConv(c, 5, stride, 2, affine),
@@ -231,10 +160,9 @@ __all__ = [
     "DilConv",
     "DropPath",
     "FactorizedReduce",
-    "FoldingSequential",
+    "LayerSequence",
     "ReLUConvBN",
-    "RectifyingOperation",
     "SepConv",
     "build_operation",
-    "folded_batch_norm",
+    "depthwise_conv",
 ]

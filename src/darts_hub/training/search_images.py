@@ -18,6 +18,7 @@ from accelerate import Accelerator
 
 from ..data.images import ImageTensors, StreamedImages, make_loader, stratified_split
 from ..hub import save_search_result
+from ..kernels import kernelize
 from ..models.modeling_darts_search import DartsSearchConfig, DartsSearchModel
 from ..search.architect import Architect
 from .arguments import SearchArguments
@@ -153,7 +154,7 @@ def run_search(args: SearchArguments) -> DartsSearchModel:
         id2label=dict(enumerate(data.class_names)),
         label2id={name: index for index, name in enumerate(data.class_names)},
     )
-    model = DartsSearchModel(config)
+    model = kernelize(DartsSearchModel(config))
     if len(config.reduction_cells) == config.num_cells:
         logger.warning(
             "With %d cell(s) every cell is a reduction cell: the normal cell of the result is not searched (its "

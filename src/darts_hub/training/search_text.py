@@ -21,6 +21,7 @@ import torch
 
 from ..data.text import ChunkLoader, RandomLengthChunks, StreamChunks, batchify, encode_lines
 from ..hub import save_search_result
+from ..kernels import kernelize
 from ..models import build_tokenizer, vocabulary_in_order
 from ..models.modeling_darts_rnn import activation_slowness
 from ..models.modeling_darts_rnn_search import DartsRNNSearchConfig, DartsRNNSearchModel
@@ -65,7 +66,7 @@ def run_recurrent_search(args: RecurrentSearchArguments) -> DartsRNNSearchModel:
         dropout_i=args.dropout_i,
         dropout_e=args.dropout_e,
     )
-    model = DartsRNNSearchModel(config)
+    model = kernelize(DartsRNNSearchModel(config))
     weight_optimizer, arch_optimizer = search_optimizers(
         model, args.learning_rate, args.weight_decay, args.arch_learning_rate, args.arch_weight_decay
     )

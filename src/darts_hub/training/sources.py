@@ -7,11 +7,14 @@ from pathlib import Path
 from safetensors import SafetensorError
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedConfig, PreTrainedModel
 
+from ..kernels import kernelize
+
 
 def load_pretrained(model_class, name_or_path: str, **kwargs):
-    """`model_class.from_pretrained(name_or_path, **kwargs)`; a broken weights file is named in the error."""
+    """`model_class.from_pretrained(name_or_path, **kwargs)` with its fast paths swapped in (`kernelize`); a broken
+    weights file is named in the error."""
     try:
-        return model_class.from_pretrained(name_or_path, **kwargs)
+        return kernelize(model_class.from_pretrained(name_or_path, **kwargs))
     except SafetensorError as error:
         weights = Path(name_or_path) / "model.safetensors"
         raise OSError(

@@ -19,6 +19,7 @@ import torch
 from ..counting import count_mult_adds, count_parameters
 from ..data.images import make_loader
 from ..hub import save_card, trained_model_card
+from ..kernels import kernelize
 from ..models import DartsConfig, DartsForImageClassification
 from ..models.genotypes import load_genotype
 from ..models.modeling_darts import evaluation_resize
@@ -76,7 +77,7 @@ def build_model(args: TrainArguments, class_names: list[str], image_size: int, m
     config.use_auxiliary_head = args.auxiliary_weight > 0 and config.auxiliary_head_fits
     if args.auxiliary_weight > 0 and not config.use_auxiliary_head:
         logger.warning("No auxiliary head: its geometry needs 32x32 images (CIFAR stem) or 224x224 (ImageNet stem).")
-    return DartsForImageClassification(config)
+    return kernelize(DartsForImageClassification(config))
 
 
 def train_step(model, optimizer, pixel_values, labels, accelerator, grad_clip: float):

@@ -27,6 +27,7 @@ from accelerate import Accelerator
 from ..counting import count_parameters
 from ..data.text import ChunkLoader, RandomLengthChunks, batchify, encode_lines
 from ..hub import save_card, trained_language_model_card, write_folder_atomically
+from ..kernels import kernelize
 from ..models import DartsRNNConfig, DartsRNNForCausalLM, build_tokenizer, vocabulary_in_order
 from ..models.genotypes import load_genotype
 from ..models.modeling_darts_rnn import activation_slowness
@@ -67,7 +68,7 @@ def build_language_model(args: LanguageModelTrainArguments, lines: dict[str, lis
     else:
         genotype = load_genotype(args.genotype, recurrent=True)
         config = DartsRNNConfig(genotype=genotype, hidden_size=args.hidden_size, **settings)
-    return DartsRNNForCausalLM(config), vocabulary
+    return kernelize(DartsRNNForCausalLM(config)), vocabulary
 
 
 @dataclass
@@ -302,7 +303,7 @@ def save_language_model_results(
 ) -> None:
     """`all_results.json` (validation and test perplexity of the best model, saved in `output_dir`),
     `training_log.json`, the cell drawing and the model card."""
-    best = DartsRNNForCausalLM.from_pretrained(output_dir)
+    best = kernelize(DartsRNNForCausalLM.from_pretrained(output_dir))
     valid = evaluate_perplexity(best, valid_columns, args.bptt)
     test = evaluate_perplexity(best, test_columns, args.bptt)
     results = {

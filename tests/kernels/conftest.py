@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from darts_hub.models.cpu_kernels import load_kernels
+from darts_hub.kernels.build import load_kernels
 
 
 @pytest.fixture

@@ -1,37 +1,15 @@
-"""The derived network's two shortcuts compute what the plain layers compute: BatchNorm folded into the convolution
-before it in evaluation, and one ReLU per tensor for all the operations that begin with one."""
+"""The derived network's two shortcuts (`kernelize`) compute what the plain layers compute: BatchNorm folded into the
+convolution before it in evaluation, and one ReLU per tensor for all the operations that begin with one."""
 
 import pytest
 import torch
-from helpers import assert_same_gradients_and_buffers
+from helpers import assert_same_gradients_and_buffers, kernelized
 from torch import nn
 
 from darts_hub import DartsConfig, DartsForImageClassification
+from darts_hub.kernels import operations
+from darts_hub.kernels.operations import FoldingSequential, folded_batch_norm
 from darts_hub.models import ops
-from darts_hub.models.ops import FactorizedReduce, FoldingSequential, folded_batch_norm
-
-
-def plain_logits(model: DartsForImageClassification, pixels: torch.Tensor) -> torch.Tensor:
-    """The network written without the shortcuts: every operation applies its own ReLU, every layer runs alone."""
-
-    def run(layers, x):
-        return nn.Sequential.forward(layers, x) if isinstance(layers, FoldingSequential) else layers(x)
-
-    def operation(op, x):
-        return op(x) if isinstance(op, FactorizedReduce) else run(getattr(op, "op", op), x)
-
-    darts = model.darts
-    if darts.config.stem == "cifar":
-        s0 = s1 = run(darts.stem, pixels)
-    else:
-        s0 = run(darts.stem0, pixels)
-        s1 = run(darts.stem1, s0)
-    for cell in darts.cells:
-        states = [operation(cell.preprocess0, s0), operation(cell.preprocess1, s1)]
-        for first in range(0, len(cell.ops), 2):
-            states.append(sum(operation(cell.ops[e], states[cell.inputs[e]]) for e in (first, first + 1)))
-        s0, s1 = s1, torch.cat([states[i] for i in cell.concat], dim=1)
-    return model.classifier(darts.pooler(s1).flatten(1))
 
 
 def randomized(model: nn.Module) -> nn.Module:
@@ -52,11 +30,10 @@ def test_training_step_equals_the_plain_network(genotype):
     """Shared ReLUs: the same logits, gradients and BatchNorm statistics as every operation rectifying alone."""
     torch.manual_seed(0)
     config = DartsConfig(genotype=genotype, init_channels=8, num_cells=5, num_labels=4, use_auxiliary_head=False)
-    model = DartsForImageClassification(config).double().train()
     reference = DartsForImageClassification(config).double().train()
-    reference.load_state_dict(model.state_dict())
+    model = kernelized(reference)
     pixels = torch.randn(3, 3, 32, 32, dtype=torch.float64)
-    logits, expected = model(pixels).logits, plain_logits(reference, pixels)
+    logits, expected = model(pixels).logits, reference(pixels).logits
     torch.testing.assert_close(logits, expected, rtol=1e-10, atol=1e-12)
     logits.square().sum().backward()
     expected.square().sum().backward()
@@ -69,14 +46,15 @@ def test_evaluation_with_folded_batch_norms_equals_the_plain_network(stem, dtype
     torch.manual_seed(0)
     size = 32 if stem == "cifar" else 64
     config = DartsConfig(genotype="DARTS_V2", stem=stem, init_channels=8, num_cells=5, num_labels=4, image_size=size)
-    model = randomized(DartsForImageClassification(config)).to(dtype).eval()
+    reference = randomized(DartsForImageClassification(config)).to(dtype).eval()
+    model = kernelized(reference)
     pixels = torch.randn(2, 3, size, size, dtype=dtype)
     folded = model(pixels).logits
-    monkeypatch.setattr(ops, "folded_batch_norm", lambda batch_norm: None)
+    monkeypatch.setattr(operations, "folded_batch_norm", lambda batch_norm: None)
     unfolded = model(pixels).logits
     assert not torch.equal(folded, unfolded)  # the folded path did run: its rounding differs
     torch.testing.assert_close(folded, unfolded, rtol=tolerance, atol=tolerance)
-    torch.testing.assert_close(folded, plain_logits(model, pixels), rtol=tolerance, atol=tolerance)
+    torch.testing.assert_close(folded, reference(pixels).logits, rtol=tolerance, atol=tolerance)
 
 
 def test_folding_only_in_evaluation_with_running_statistics():
@@ -106,7 +84,7 @@ def test_separable_convolutions_keep_no_middle_activation_in_training(affine):
     """In training, each depthwise convolution of a SepConv runs with its pointwise convolution as one step that
     keeps only its input (the separable path; equivalence in `test_training_step_equals_the_plain_network` and the
     search's `test_a_channels_last_search_step_equals_pytorchs_layers`); in evaluation the layers run one by one."""
-    op = ops.SepConv(8, 5, 1, 2, affine=affine).train()
+    op = kernelized(ops.SepConv(8, 5, 1, 2, affine=affine)).train()
     x = torch.randn(2, 8, 6, 6, requires_grad=True)
     pending, pointwise_weights = [op(x).grad_fn], []
     while pending:

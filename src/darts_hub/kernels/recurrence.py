@@ -7,11 +7,11 @@ the forward pass keeps only the states, gates and activations of each node; the 
 back computing only what is sequential (the gradients of the states), and the weight gradients come at the end as one
 matrix product per weight over all time steps (`[hidden, time x batch] @ [time x batch, 2 hidden]`). The input's half
 of the initial node's projection does not depend on the recurrence and is one product over the whole sequence,
-outside (`DartsRNNCell.input_projection`).
+outside (`cells.input_projection`).
 
 `HighwayRecurrence` runs the trained cell (any genotype; not differentiable twice, which nothing needs);
 `MixedHighwayRecurrence` the search cell, whose nodes' elementwise work runs in `mixed_node.cpp` on the CPU. Both are
-the same mathematics as the step-by-step cells (tested against them: outputs, statistics and every gradient).
+the same mathematics as the step-by-step cells of `darts_hub.models` (tested against them: outputs, statistics and every gradient).
 """
 
 from __future__ import annotations
@@ -19,16 +19,9 @@ from __future__ import annotations
 import torch
 from torch.autograd.function import once_differentiable
 
-from .cpu_kernels import load_kernels
-from .genotypes import RECURRENT_OPERATIONS
-
-
-ACTIVATIONS = {
-    "tanh": torch.tanh,
-    "relu": torch.relu,
-    "sigmoid": torch.sigmoid,
-    "identity": lambda x: x,
-}
+from ..models.genotypes import RECURRENT_OPERATIONS
+from ..models.modeling_darts_rnn import ACTIVATIONS
+from .build import load_kernels
 
 
 def _activation(name: str, pre_activation: torch.Tensor, out: torch.Tensor) -> torch.Tensor:

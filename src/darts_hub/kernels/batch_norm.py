@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .cpu_kernels import load_kernels
+from .build import load_kernels
 
 
 class BatchNormalization(torch.autograd.Function):

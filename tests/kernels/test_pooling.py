@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from darts_hub.models.pooling import AvgPool2d, MaxPool2d
+from darts_hub.kernels.pooling import AvgPool2d, MaxPool2d
 
 
 SHAPES = [(3, 5, 7, 6), (2, 16, 8, 8), (2, 3, 1, 1), (1, 4, 2, 3), (2, 36, 9, 9)]
@@ -94,7 +94,7 @@ def test_without_the_kernel_pytorchs_pooling_runs(without_a_compiler, caplog):
     x = torch.randn(2, 6, 5, 5, dtype=torch.float64).contiguous(memory_format=torch.channels_last)
     for kind in ("max", "avg"):
         ours, theirs = twins(kind, 1)
-        with caplog.at_level(logging.WARNING, logger="darts_hub.models.cpu_kernels"):
+        with caplog.at_level(logging.WARNING, logger="darts_hub.kernels.build"):
             output, grad, grad_fn = run(ours, x)
         expected, expected_grad, expected_grad_fn = run(theirs, x)
         assert grad_fn == expected_grad_fn

@@ -7,7 +7,7 @@ search step those backward passes took 38% of the time (batch 64, Intel Xeon), w
 CPU tensors, computes the weight gradient (and a strided input gradient) with a small C++ kernel,
 `depthwise_backward.cpp`, and a stride-1 input gradient as the forward convolution of the gradient with the flipped
 filter. The same mathematics (tested against PyTorch's gradients). The kernel is compiled the first time it is needed
-on a machine (`cpu_kernels.py`); where it cannot be built (no C++ compiler), and for double backward (`--hessian
+on a machine (`build.py`); where it cannot be built (no C++ compiler), and for double backward (`--hessian
 exact`), PyTorch's own backward runs.
 """
 
@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .cpu_kernels import load_kernels
+from .build import load_kernels
 
 
 def depthwise_kernels():
@@ -119,8 +119,13 @@ class DepthwiseConv2d(nn.Conv2d):
             channels, channels, kernel_size, stride=stride, padding=padding, dilation=dilation, groups=channels,
             bias=False,
         )  # fmt: skip
-        self.fast_backward = kernel_size > 3 or dilation > 1
         self.rectifies_input = rectifies_input
+        self.adopt()
+
+    def adopt(self) -> None:
+        """Set what the fast path reads, on a convolution that was an `nn.Conv2d` until `kernelize`."""
+        self.fast_backward = self.kernel_size[0] > 3 or self.dilation[0] > 1
+        self.rectifies_input = getattr(self, "rectifies_input", False)
 
     def forward(self, x: torch.Tensor, pointwise: nn.Conv2d | None = None) -> torch.Tensor:
         """The convolution of `x`; with `pointwise` (a 1x1 convolution without bias), that convolution of the

@@ -1,35 +1,16 @@
-"""The DARTS cells over a sequence with their backward pass through time written out, against the cells run step by
-step under autograd (the original's formulation)."""
+"""The DARTS recurrent cells over a sequence with their backward pass through time written out (`kernelize`),
+against the plain cells of `darts_hub.models`, run step by step under autograd (the original's formulation)."""
 
 import copy
 
 import pytest
 import torch
+from helpers import backward_nodes, kernelized
 
 from darts_hub import DartsRNNConfig, DartsRNNForCausalLM
-from darts_hub.models.cpu_kernels import load_kernels
+from darts_hub.kernels import kernelize
+from darts_hub.kernels.build import load_kernels
 from darts_hub.models.modeling_darts_rnn_search import DartsRNNSearchConfig, DartsRNNSearchModel
-from darts_hub.models.recurrence import ACTIVATIONS, mixed_highway_steps
-
-
-def step_by_step(cell, inputs, hidden, x_mask, h_mask, step_mask=None):
-    """The original DARTSCell's time loop: [x, h] W0 for the initial node, then each genotype node."""
-    outputs = []
-    for t in range(inputs.shape[1]):
-        x = inputs[:, t]
-        xh = torch.cat([x * x_mask, hidden * h_mask], -1) if x_mask is not None else torch.cat([x, hidden], -1)
-        c0, h0 = (xh @ cell.w0).chunk(2, -1)
-        states = [hidden + c0.sigmoid() * (h0.tanh() - hidden)]
-        for weight, (name, source) in zip(cell.ws, cell.genotype.recurrent):
-            s_prev = states[source]
-            c, h = ((s_prev * h_mask if h_mask is not None else s_prev) @ weight).chunk(2, -1)
-            states.append(s_prev + c.sigmoid() * (ACTIVATIONS[name](h) - s_prev))
-        new_hidden = torch.stack([states[i] for i in cell.genotype.concat], -1).mean(-1)
-        if step_mask is not None:
-            new_hidden = torch.where(step_mask[:, t, None].bool(), new_hidden, hidden)
-        hidden = new_hidden
-        outputs.append(hidden)
-    return torch.stack(outputs, 1), hidden
 
 
 def double_cell(genotype="DARTS_V2"):
@@ -43,41 +24,43 @@ def double_cell(genotype="DARTS_V2"):
 @pytest.mark.parametrize("genotype", ["DARTS_V1", "DARTS_V2"])
 def test_outputs_and_every_gradient_equal_the_step_by_step_cell(training, padded, genotype):
     cell = double_cell(genotype).train(training)
+    fast = kernelized(cell)
     inputs = torch.randn(3, 7, 16, dtype=torch.float64, requires_grad=True)
     hidden = torch.randn(3, 16, dtype=torch.float64, requires_grad=True)
     step_mask = torch.tensor([[1] * 7, [0, 0, 1, 1, 1, 1, 1], [0, 1, 0, 1, 1, 0, 1]]) if padded else None
     torch.manual_seed(1)
-    outputs, last = cell(inputs, hidden, step_mask)
-    torch.manual_seed(1)
-    x_mask, h_mask = cell.dropout_masks(inputs)
-    assert (x_mask is not None) == training
-    expected_outputs, expected_last = step_by_step(cell, inputs, hidden, x_mask, h_mask, step_mask)
+    outputs, last = fast(inputs, hidden, step_mask)
+    torch.manual_seed(1)  # the same dropout masks
+    expected_outputs, expected_last = cell(inputs, hidden, step_mask)
+    assert "HighwayRecurrenceBackward" in backward_nodes(outputs)
+    assert "HighwayRecurrenceBackward" not in backward_nodes(expected_outputs)
     torch.testing.assert_close(outputs, expected_outputs, rtol=0, atol=1e-12)
     torch.testing.assert_close(last, expected_last, rtol=0, atol=1e-12)
 
     output_weights, last_weights = torch.randn_like(outputs), torch.randn_like(last)
-    differentiated = [inputs, hidden, cell.w0, *cell.ws]
 
-    def gradients(outputs, last):
-        return torch.autograd.grad((outputs * output_weights).sum() + (last * last_weights).sum(), differentiated)
+    def gradients(cell, outputs, last):
+        loss = (outputs * output_weights).sum() + (last * last_weights).sum()
+        return torch.autograd.grad(loss, [inputs, hidden, cell.w0, *cell.ws])
 
-    for ours, theirs in zip(gradients(outputs, last), gradients(expected_outputs, expected_last), strict=True):
-        torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-12)
+    ours, theirs = gradients(fast, outputs, last), gradients(cell, expected_outputs, expected_last)
+    for our_gradient, their_gradient in zip(ours, theirs, strict=True):
+        torch.testing.assert_close(our_gradient, their_gradient, rtol=0, atol=1e-12)
 
 
 def test_without_gradients_it_keeps_one_step_and_gives_the_same_outputs():
     cell = double_cell().eval()
     inputs, hidden = torch.randn(2, 9, 16, dtype=torch.float64), torch.randn(2, 16, dtype=torch.float64)
     with torch.no_grad():
-        outputs, last = cell(inputs, hidden)
-    expected_outputs, expected_last = step_by_step(cell, inputs, hidden, None, None)
-    torch.testing.assert_close(outputs, expected_outputs.detach(), rtol=0, atol=1e-12)
-    torch.testing.assert_close(last, expected_last.detach(), rtol=0, atol=1e-12)
+        outputs, last = kernelized(cell)(inputs, hidden)
+        expected_outputs, expected_last = cell(inputs, hidden)
+    torch.testing.assert_close(outputs, expected_outputs, rtol=0, atol=1e-12)
+    torch.testing.assert_close(last, expected_last, rtol=0, atol=1e-12)
 
 
 def test_under_autocast_it_runs_in_bfloat16_and_gives_float32_weight_gradients():
     torch.manual_seed(0)
-    model = DartsRNNForCausalLM(DartsRNNConfig(vocab_size=20, hidden_size=16)).train()
+    model = kernelized(DartsRNNForCausalLM(DartsRNNConfig(vocab_size=20, hidden_size=16))).train()
     ids = torch.randint(0, 20, (3, 6))
     with torch.autocast("cpu", dtype=torch.bfloat16):
         outputs = model(ids, labels=ids, output_hidden_states=True)
@@ -97,17 +80,6 @@ def search_cell(training):
     return model
 
 
-def search_cell_step_by_step(cell, inputs, hidden, weights, bn):
-    """`mixed_highway_steps` with the cell's weights and dropout masks (drawn from the same seed as the cell's)."""
-    torch.manual_seed(1)
-    x_mask, h_mask = cell.dropout_masks(inputs)
-    x = inputs * x_mask[:, None] if x_mask is not None else inputs
-    w0_x, w0_h = cell.w0.split(cell.hidden_size)
-    x_projection = (x @ w0_x).transpose(0, 1)
-    edge_weights = weights[:, cell.op_columns]
-    return mixed_highway_steps(x_projection, hidden, w0_h, edge_weights, h_mask, list(cell.ws), bn).transpose(0, 1)
-
-
 @pytest.fixture(params=["kernel", "no-compiler"])
 def node_implementation(request):
     """The node's elementwise passes by `mixed_node.cpp`, or by PyTorch's operations where it cannot be built."""
@@ -122,52 +94,58 @@ def node_implementation(request):
 def test_search_cell_equals_its_step_by_step_form_in_outputs_gradients_and_statistics(training, node_implementation):
     model = search_cell(training)
     cell, alphas = model.cell, model.alphas["recurrent"]
-    reference_bn = copy.deepcopy(cell.bn)
+    fast = kernelized(cell)
     inputs = torch.randn(5, 6, 12, dtype=torch.float64, requires_grad=True)
     hidden = torch.randn(5, 12, dtype=torch.float64, requires_grad=True)
     weights = torch.softmax(alphas, -1)
     torch.manual_seed(1)
-    outputs, last = cell(inputs, hidden, weights)
-    expected = search_cell_step_by_step(cell, inputs, hidden, weights, reference_bn)
+    outputs, last = fast(inputs, hidden, weights)
+    torch.manual_seed(1)  # the same dropout masks
+    expected, _ = cell(inputs, hidden, weights)
+    assert "MixedHighwayRecurrenceBackward" in backward_nodes(outputs)
     torch.testing.assert_close(outputs, expected, rtol=0, atol=1e-12)
     assert torch.equal(last, outputs[:, -1])
-    for name, buffer in cell.bn.named_buffers():  # moved by training, 5 BatchNorms a step
-        torch.testing.assert_close(buffer, getattr(reference_bn, name), rtol=0, atol=1e-12)
-    assert int(cell.bn.num_batches_tracked) == (30 if training else 0)
+    for name, buffer in fast.bn.named_buffers():  # moved by training, 5 BatchNorms a step
+        torch.testing.assert_close(buffer, getattr(cell.bn, name), rtol=0, atol=1e-12)
+    assert int(fast.bn.num_batches_tracked) == (30 if training else 0)
 
     output_weights = torch.randn_like(outputs)
-    differentiated = [inputs, hidden, cell.w0, alphas, *cell.ws]
-    ours = torch.autograd.grad((outputs * output_weights).sum(), differentiated, retain_graph=True)
-    theirs = torch.autograd.grad((expected * output_weights).sum(), differentiated, retain_graph=True)
-    for our_gradient, their_gradient in zip(ours, theirs, strict=True):
+
+    def gradients(cell, outputs):
+        differentiated = [inputs, hidden, cell.w0, alphas, *cell.ws]
+        return torch.autograd.grad((outputs * output_weights).sum(), differentiated, retain_graph=True)
+
+    for our_gradient, their_gradient in zip(gradients(fast, outputs), gradients(cell, expected), strict=True):
         assert their_gradient.abs().sum() > 0
         torch.testing.assert_close(our_gradient, their_gradient, rtol=0, atol=1e-12)
 
     # A differentiated backward pass (`--hessian exact`): a Hessian-vector product through the weight gradients.
     vectors = [torch.randn_like(weight) for weight in cell.ws]
 
-    def hessian_vector_product(outputs):
+    def hessian_vector_product(cell, outputs):
         gradients = torch.autograd.grad(
             (outputs * output_weights).sum(), list(cell.ws), create_graph=True, retain_graph=True
         )
         product = sum((gradient * vector).sum() for gradient, vector in zip(gradients, vectors))
         return torch.autograd.grad(product, [alphas, hidden, cell.w0], retain_graph=True)
 
-    for our_product, their_product in zip(hessian_vector_product(outputs), hessian_vector_product(expected)):
+    ours, theirs = hessian_vector_product(fast, outputs), hessian_vector_product(cell, expected)
+    for our_product, their_product in zip(ours, theirs):
         assert their_product.abs().sum() > 0
-        torch.testing.assert_close(our_product, their_product, rtol=0, atol=1e-12)
+        torch.testing.assert_close(our_product, their_product, rtol=1e-12, atol=1e-12)
 
 
 def test_search_cell_without_gradients_and_under_autocast(node_implementation):
     model = search_cell(training=True)
-    cell = model.cell
+    reference = copy.deepcopy(model.cell)
+    cell = kernelize(model).cell
     inputs, hidden = torch.randn(5, 6, 12, dtype=torch.float64), torch.randn(5, 12, dtype=torch.float64)
     weights = torch.softmax(model.alphas["recurrent"], -1).detach()
-    reference_bn = copy.deepcopy(cell.bn)
     with torch.no_grad():
         torch.manual_seed(1)
         outputs, _ = cell(inputs, hidden, weights)
-        expected = search_cell_step_by_step(cell, inputs, hidden, weights, reference_bn)
+        torch.manual_seed(1)
+        expected, _ = reference(inputs, hidden, weights)
     torch.testing.assert_close(outputs, expected, rtol=0, atol=1e-12)
     model.float()
     with torch.no_grad():

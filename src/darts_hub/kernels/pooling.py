@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .cpu_kernels import load_kernels
+from .build import load_kernels
 
 
 def _runs_the_kernel(layer: nn.Module, x: torch.Tensor) -> bool:

@@ -4,10 +4,11 @@ import logging
 
 import pytest
 import torch
+from helpers import kernelized
 from torch import nn
 
-from darts_hub.models import depthwise
-from darts_hub.models.depthwise import DepthwiseConv2d
+from darts_hub.kernels import depthwise
+from darts_hub.kernels.depthwise import DepthwiseConv2d
 from darts_hub.models.ops import DilConv, SepConv
 
 
@@ -122,16 +123,18 @@ def test_same_module_and_state_dict_as_a_grouped_conv2d():
     assert isinstance(conv, nn.Conv2d) and conv.groups == 8 and conv.bias is None
     assert list(conv.state_dict()) == ["weight"] and conv.weight.shape == (8, 1, 5, 5)
     assert not DepthwiseConv2d(8, 3, padding=1).fast_backward  # oneDNN's own is fast for 3x3 filters
-    # The separable and dilated convolutions keep the original checkpoints' layout.
-    assert [type(layer).__name__ for layer in SepConv(8, 5, 1, 2).op] == [
+    # Kernelized, the separable and dilated convolutions keep their layout and state dict (the original's).
+    plain = SepConv(8, 5, 1, 2)
+    assert [type(layer).__name__ for layer in kernelized(plain).op] == [
         "ReLU", "DepthwiseConv2d", "Conv2d", "BatchNorm2d", "ReLU", "DepthwiseConv2d", "Conv2d", "BatchNorm2d"
     ]  # fmt: skip
-    assert list(DilConv(8, 3, 1, 2, 2).state_dict())[:2] == ["op.1.weight", "op.2.weight"]
+    assert list(kernelized(plain).state_dict()) == list(plain.state_dict())
+    assert list(kernelized(DilConv(8, 3, 1, 2, 2)).state_dict())[:2] == ["op.1.weight", "op.2.weight"]
 
 
 def test_without_the_kernel_pytorchs_backward_runs(without_a_compiler, caplog):
     """No compiler: a warning, and the same gradients from PyTorch's own backward pass."""
-    with caplog.at_level(logging.WARNING, logger="darts_hub.models.cpu_kernels"):
+    with caplog.at_level(logging.WARNING, logger="darts_hub.kernels.build"):
         assert depthwise.depthwise_kernels() is None
     assert "depthwise_backward kernel could not be built (RuntimeError: no C++ compiler here)" in caplog.text
     conv = DepthwiseConv2d(4, 5, 1, 2).double()

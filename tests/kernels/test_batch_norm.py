@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from darts_hub.models.batch_norm import BatchNorm2d
+from darts_hub.kernels.batch_norm import BatchNorm2d
 
 
 def twins(channels, dtype=torch.float64, **kwargs):
@@ -103,7 +103,7 @@ def test_without_the_kernel_pytorchs_batch_norm_runs(without_a_compiler, caplog)
     ours, theirs = twins(6)
     x = torch.randn(2, 6, 5, 5, dtype=torch.float64).contiguous(memory_format=torch.channels_last)
     output_grad = torch.randn_like(x)
-    with caplog.at_level(logging.WARNING, logger="darts_hub.models.cpu_kernels"):
+    with caplog.at_level(logging.WARNING, logger="darts_hub.kernels.build"):
         output, grads, grad_fn = run(ours, x, output_grad)
     assert "batch_norm kernel could not be built (RuntimeError: no C++ compiler here)" in caplog.text
     expected, expected_grads, expected_grad_fn = run(theirs, x, output_grad)
