@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU check of issue 12, prepared to run in one go on a machine with one CUDA GPU and darts-hub installed:
+# The GPU check, prepared to run in one go on a machine with one CUDA GPU and darts-hub installed:
 #   bash benchmarks/gpu_check.sh [RESULTS.jsonl]
 # 1. every benchmark workload on the GPU in float32 (the same mathematics as the CPU rows), then with bfloat16
 #    autocast, then the PC-DARTS search step (K = 4), one JSON line each;

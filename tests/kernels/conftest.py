@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from darts_hub.kernels import build
 from darts_hub.kernels.build import load_kernels
 
 
@@ -14,5 +15,6 @@ def without_a_compiler(monkeypatch):
 
     load_kernels.cache_clear()
     monkeypatch.setattr(torch.utils.cpp_extension, "load", no_compiler)
+    monkeypatch.setattr(build, "_failed", [])
     yield
     load_kernels.cache_clear()

@@ -1,6 +1,5 @@
 """The convolutional supernet: sizes as the original's, alphas, mixed operations, the derived network."""
 
-
 import pytest
 import torch
 from helpers import assert_same_gradients_and_buffers, backward_nodes, kernelized, tiny_supernet

@@ -50,14 +50,20 @@ def load_kernels(name: str):
             _extension_name(name), [str(Path(__file__).with_name(f"{name}.cpp"))], extra_cflags=["-O3", "-fopenmp"]
         )
     except Exception as error:  # a missing compiler, ninja or source file: the slower built-in layers still work
-        logger.warning(
+        # One warning per process: where one kernel cannot be built, the others usually cannot either.
+        log = logger.info if _failed else logger.warning
+        _failed.append(name)
+        log(
             "The %s kernel could not be built (%s: %s); PyTorch's own implementation runs instead: the same "
-            "results, slower on the CPU.",
+            "results, slower on the CPU (a C++ compiler, such as Debian's g++, builds the kernels).",
             name,
             type(error).__name__,
             error,
         )
         return None
+
+
+_failed: list[str] = []  # the kernels that could not be built in this process
 
 
 def build_kernels(names: tuple[str, ...] = KERNELS) -> dict[str, bool]:
