@@ -10,7 +10,8 @@ from accelerate.state import AcceleratorState
 from darts_hub import benchmark
 from darts_hub.models import DartsForImageClassification
 from darts_hub.search.architect import Architect
-from darts_hub.training import search_images, train_images, train_text
+from darts_hub.search.step import SearchStep
+from darts_hub.training import train_images, train_text
 
 
 TINY_TEXT = dict(batch_size=2, bptt=4, hidden_size=8, vocab_size=30, device="cpu", steps=2, warmup=1)
@@ -26,13 +27,13 @@ WORKLOADS = {
         lambda: benchmark.benchmark_search_step(
             image_size=8, init_channels=4, num_cells=3, partial_channels=2, **TINY_IMAGES
         ),
-        (search_images, "search_step"),
+        (SearchStep, "__call__"),
     ),
     "train": (lambda: benchmark.benchmark_train_step(**TINY_IMAGES), (train_images, "train_step")),
     "inference": (lambda: benchmark.benchmark_inference(**TINY_IMAGES), (DartsForImageClassification, "forward")),
     "recurrent_search": (
         lambda: benchmark.benchmark_recurrent_search_step(order=1, **TINY_TEXT),
-        (search_images, "search_step"),
+        (SearchStep, "__call__"),
     ),
     "recurrent_train": (
         lambda: benchmark.benchmark_recurrent_train_step(**TINY_TEXT),

@@ -148,7 +148,7 @@ def test_activation_checkpointing_makes_the_same_search_step(order, hessian):
     architecture step (also with weights substituted by the architect), the weight step, the BatchNorm statistics."""
     from accelerate import Accelerator
 
-    from darts_hub.training.search_images import search_step
+    from darts_hub.search.step import SearchStep
 
     results = []
     for checkpointing in (False, True):
@@ -158,9 +158,8 @@ def test_activation_checkpointing_makes_the_same_search_step(order, hessian):
             assert all(cell.gradient_checkpointing for cell in model.cells)
         architect = Architect(model, arch_optimizer, order=order, hessian=hessian)
         train, valid = batches(2)
-        outputs, validation_outputs = search_step(
-            model, architect, weight_optimizer, model.weight_parameters(), train, valid, Accelerator(cpu=True), 5.0
-        )
+        search_step = SearchStep(model, architect, weight_optimizer, Accelerator(cpu=True), 5.0)
+        outputs, validation_outputs = search_step(train, valid)
         results.append((outputs.loss, validation_outputs.loss, dict(model.state_dict())))
     (loss, valid_loss, state), (checkpointed_loss, checkpointed_valid_loss, checkpointed_state) = results
     torch.testing.assert_close(checkpointed_loss, loss, rtol=0, atol=1e-12)

@@ -22,22 +22,25 @@ from .tokenization_darts_rnn import build_tokenizer, vocabulary_in_order
 
 
 __all__ = [
+    # configurations
     "DartsConfig",
-    "DartsForImageClassification",
-    "DartsImageClassifierOutput",
-    "DartsModel",
-    "DartsModelOutput",
-    "DartsPreTrainedModel",
-    "DartsRNNCausalLMOutput",
-    "DartsRNNCell",
     "DartsRNNConfig",
-    "DartsRNNForCausalLM",
-    "DartsRNNModel",
     "DartsRNNSearchConfig",
-    "DartsRNNSearchModel",
     "DartsSearchConfig",
+    # image classifiers and their search supernet
+    "DartsPreTrainedModel",
+    "DartsModel",
+    "DartsForImageClassification",
+    "DartsModelOutput",
+    "DartsImageClassifierOutput",
     "DartsSearchModel",
+    "image_processor_for",
+    # language models and their search supernet
+    "DartsRNNCell",
+    "DartsRNNModel",
+    "DartsRNNForCausalLM",
+    "DartsRNNCausalLMOutput",
+    "DartsRNNSearchModel",
     "build_tokenizer",
     "vocabulary_in_order",
-    "image_processor_for",
 ]

@@ -6,11 +6,11 @@ run = Run(args, "darts-search")                   # accelerator, seed, the outpu
 run.resume(scheduler, architect)                  # checkpointed state registered; a checkpoint checked and loaded
 for epoch in run.epochs(args.epochs):
     for images, labels in run.batches(train_loader, epoch, "search epoch"):
-        outputs = search_step(...)                # a plain function: it returns what it computed
+        outputs = search_step(train, valid)       # search.step.SearchStep: it returns what it computed
         run.record_step(outputs.loss, outputs.logits.argmax(-1), labels)
     if run.stopped_within_epoch:                  # --max_steps
         break
-    train_loss, train_accuracy = run.epoch_metrics()
+    train = run.epoch_metrics(scheduler)          # the epoch's loss, accuracy and learning rate
     ...                                           # evaluate, log
     run.end_epoch(record)                         # the epoch's record kept, a checkpoint written
 run.finish(write)                                 # the final files, the run record, the push
@@ -216,9 +216,10 @@ class Run:
         logger.info("step %d: train loss %.4f", progress.global_step, loss)
         self.accelerator.log({"train_loss_steps": loss}, step=progress.global_step)
 
-    def epoch_metrics(self) -> tuple[float, float]:
-        """The epoch's training loss and accuracy over all processes. A diverged run stops here, before the epoch's
-        checkpoint, with everything saved so far kept."""
+    def epoch_metrics(self, scheduler=None) -> dict[str, float]:
+        """The epoch's `train_loss` and `train_accuracy` over all processes and, given the per-epoch `scheduler`,
+        the epoch's `learning_rate` (the scheduler then steps to the next epoch's). A diverged run stops here,
+        before the epoch's checkpoint, with everything saved so far kept."""
         loss_sum, correct, count = self.accelerator.reduce(
             torch.tensor(self.progress.running, device=self.accelerator.device), reduction="sum"
         ).tolist()
@@ -228,7 +229,11 @@ class Run:
                 "Everything saved so far is kept (the epoch's checkpoint is not written); lower --learning_rate and "
                 "start again or --resume_from_checkpoint an earlier checkpoint."
             )
-        return loss_sum / count, correct / count
+        metrics = {"train_loss": loss_sum / count, "train_accuracy": correct / count}
+        if scheduler is not None:
+            metrics = {"learning_rate": scheduler.get_last_lr()[0], **metrics}
+            scheduler.step()
+        return metrics
 
     def end_epoch(self, record: dict) -> None:
         """Keep the epoch's `record` in the history, log its numbers to the trackers, move to the next epoch and

@@ -21,6 +21,7 @@ from ..hub import save_search_result
 from ..kernels import kernelize
 from ..models.modeling_darts_search import DartsSearchConfig, DartsSearchModel
 from ..search.architect import Architect
+from ..search.step import SearchStep, search_optimizers
 from .arguments import SearchArguments
 from .evaluation import evaluate
 from .inputs import batch_transform, normalisation, open_image_splits
@@ -58,59 +59,6 @@ class EndlessBatches(RunState):
             for batch in self._accelerator.skip_first_batches(self._loader, offset) if offset else self._loader:
                 self.drawn += 1
                 yield batch
-
-
-def search_optimizers(
-    supernet,
-    learning_rate: float,
-    weight_decay: float,
-    arch_learning_rate: float,
-    arch_weight_decay: float,
-    momentum: float = 0.0,
-    arch_betas: tuple[float, float] = (0.9, 0.999),
-) -> tuple[torch.optim.SGD, torch.optim.Adam]:
-    """The two optimizers of a search (convolutional or recurrent): SGD for the operation weights, Adam for the
-    alphas."""
-    weight_optimizer = torch.optim.SGD(
-        supernet.weight_parameters(), learning_rate, momentum=momentum, weight_decay=weight_decay
-    )
-    arch_optimizer = torch.optim.Adam(
-        supernet.arch_parameters(), lr=arch_learning_rate, betas=arch_betas, weight_decay=arch_weight_decay
-    )
-    return weight_optimizer, arch_optimizer
-
-
-def search_step(
-    model,
-    architect: Architect,
-    weight_optimizer,
-    weight_parameters,
-    train_batch,
-    valid_batch,
-    accelerator,
-    grad_clip: float,
-    regulariser=None,
-):
-    """One step of Alg. 1: the architecture step on a validation batch, then the weight step on a training batch,
-    whose loss gains `regulariser(outputs)` if given (the recurrent search's activation regularisation, which the
-    architecture step does not see, as in the original). Returns the model outputs of the weight step and of the
-    architecture step's validation pass."""
-    validation_outputs = architect.step(train_batch, valid_batch, weight_optimizer)
-    # The weight step takes the architecture as given: no alpha gradients are computed (nor their inputs kept).
-    alphas = architect.model.arch_parameters()
-    for alpha in alphas:
-        alpha.requires_grad_(False)
-    try:
-        with accelerator.autocast():
-            outputs = model(**train_batch)
-        accelerator.backward(outputs.loss if regulariser is None else outputs.loss + regulariser(outputs))
-    finally:
-        for alpha in alphas:
-            alpha.requires_grad_(True)
-    accelerator.clip_grad_norm_(weight_parameters, grad_clip)
-    weight_optimizer.step()
-    weight_optimizer.zero_grad(set_to_none=True)
-    return outputs, validation_outputs
 
 
 def split_for_search(data: ImageTensors | StreamedImages, train_portion: float, seed: int):
@@ -186,29 +134,20 @@ def run_search(args: SearchArguments) -> DartsSearchModel:
     valid_batches = EndlessBatches(valid_loader, accelerator)
     run.resume(scheduler, architect, valid_batches)
 
-    weight_parameters = supernet.weight_parameters()
+    search_step = SearchStep(model, architect, weight_optimizer, accelerator, args.grad_clip)
     for epoch in run.epochs(args.epochs):
         model.train()
         for images, labels in run.batches(train_loader, epoch, "search epoch"):
             valid_images, valid_labels = next(valid_batches)
             outputs, _ = search_step(
-                model,
-                architect,
-                weight_optimizer,
-                weight_parameters,
                 {"pixel_values": transform(images, train=True), "labels": labels},
                 {"pixel_values": transform(valid_images, train=True), "labels": valid_labels},
-                accelerator,
-                args.grad_clip,
             )
             run.record_step(outputs.loss, outputs.logits.argmax(-1), labels)
         if run.stopped_within_epoch:
             break
-        train_loss, train_accuracy = run.epoch_metrics()
-        learning_rate = scheduler.get_last_lr()[0]
-        scheduler.step()
+        train = run.epoch_metrics(scheduler)
         valid = evaluate(model, eval_loader, transform, accelerator, description="arch-validation")
-        train = {"learning_rate": learning_rate, "train_loss": train_loss, "train_accuracy": train_accuracy}
         run.end_epoch(epoch_record(supernet, epoch, run.progress.global_step, train, valid))
 
     def write(folder: Path) -> None:
@@ -256,4 +195,4 @@ def epoch_record(supernet, epoch: int, step: int, train: dict, valid: dict) -> d
     return record
 
 
-__all__ = ["EndlessBatches", "epoch_record", "run_search", "search_optimizers", "search_step", "split_for_search"]
+__all__ = ["EndlessBatches", "epoch_record", "run_search", "split_for_search"]

@@ -1,6 +1,6 @@
 """The Accelerate loop of a recurrent DARTS search (Sec. 3.1.2 of the paper, the PTB search).
 
-The same step as the convolutional search (`search_step`: the architect on a validation chunk, then a weight step on
+The same step as the convolutional search (`SearchStep`: the architect on a validation chunk, then a weight step on
 a training chunk), on text streams: the training text in `batch_size` columns read in chunks of `bptt` tokens (half as
 many with probability 0.05, the learning rate scaled by the chunk's length, as the original), the validation text in
 chunks of `bptt` for the architecture steps, the recurrent states carried from chunk to chunk (detached) and saved in
@@ -26,18 +26,19 @@ from ..models import build_tokenizer, vocabulary_in_order
 from ..models.modeling_darts_rnn import activation_slowness
 from ..models.modeling_darts_rnn_search import DartsRNNSearchConfig, DartsRNNSearchModel
 from ..search.architect import Architect
+from ..search.step import SearchStep, search_optimizers
 from .arguments import RecurrentSearchArguments
 from .evaluation import evaluate_perplexity
 from .inputs import own_states, process_streams
 from .loop import Run, RunState, scaled_learning_rate
-from .search_images import EndlessBatches, search_optimizers, search_step
+from .search_images import EndlessBatches
 
 
 logger = logging.getLogger(__name__)
 
 
 def slowness_regulariser(beta: float):
-    """The weight step's temporal activation regularisation, as a `search_step` regulariser: beta x the slowness of
+    """The weight step's temporal activation regularisation, as a `SearchStep` regulariser: beta x the slowness of
     the cell's outputs (the model is called with `output_hidden_states=True`)."""
 
     def regularise(outputs):
@@ -89,8 +90,9 @@ def run_recurrent_search(args: RecurrentSearchArguments) -> DartsRNNSearchModel:
     states = RunState(train=None, valid=None)
     run.resume(architect, valid_batches, states)
 
-    weight_parameters = supernet.weight_parameters()
-    slowness = slowness_regulariser(args.tar_beta)
+    search_step = SearchStep(
+        model, architect, weight_optimizer, accelerator, args.grad_clip, slowness_regulariser(args.tar_beta)
+    )
     for epoch in run.epochs(args.epochs):
         model.train()
         if run.progress.step_in_epoch == 0:  # a new pass over the training text starts from a zero state
@@ -110,23 +112,13 @@ def run_recurrent_search(args: RecurrentSearchArguments) -> DartsRNNSearchModel:
             }
             # As the original, the scaled rate also drives the unrolled step of a second-order architecture step.
             with scaled_learning_rate(weight_optimizer, inputs.shape[1] / args.bptt):
-                outputs, validation_outputs = search_step(
-                    model,
-                    architect,
-                    weight_optimizer,
-                    weight_parameters,
-                    train_batch,
-                    valid_batch,
-                    accelerator,
-                    args.grad_clip,
-                    regulariser=slowness,
-                )
+                outputs, validation_outputs = search_step(train_batch, valid_batch)
             states.train = accelerator.gather(outputs.hidden_state.detach())
             states.valid = accelerator.gather(validation_outputs.hidden_state.detach())
             run.record_step(outputs.loss, outputs.logits.argmax(-1), targets)
         if run.stopped_within_epoch:
             break
-        train_loss, _ = run.epoch_metrics()
+        train_loss = run.epoch_metrics()["train_loss"]
         valid = evaluate_perplexity(supernet, eval_columns, args.bptt)
         record = {
             "epoch": epoch + 1,

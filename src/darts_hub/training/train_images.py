@@ -141,17 +141,13 @@ def run_training(args: TrainArguments) -> DartsForImageClassification:
             run.record_step(outputs.loss, outputs.logits.argmax(-1), labels)
         if run.stopped_within_epoch:
             break
-        train_loss, train_accuracy = run.epoch_metrics()
-        learning_rate = scheduler.get_last_lr()[0]
-        scheduler.step()
+        train = run.epoch_metrics(scheduler)
         metrics = evaluate(model, eval_loader, transform, accelerator, description=args.eval_split)
         record = {
             "epoch": epoch + 1,
             "step": run.progress.global_step,
-            "learning_rate": learning_rate,
             "drop_path_prob": drop_path_prob,
-            "train_loss": train_loss,
-            "train_accuracy": train_accuracy,
+            **train,
             f"{args.eval_split}_loss": metrics["loss"],
             f"{args.eval_split}_accuracy": metrics["accuracy"],
             f"{args.eval_split}_top5_accuracy": metrics["top5_accuracy"],
@@ -161,8 +157,8 @@ def run_training(args: TrainArguments) -> DartsForImageClassification:
         logger.info(
             "epoch %d: train loss %.4f acc %.4f | %s loss %.4f acc %.4f | augmentation %.1fs, model %.1fs",
             epoch + 1,
-            train_loss,
-            train_accuracy,
+            train["train_loss"],
+            train["train_accuracy"],
             args.eval_split,
             metrics["loss"],
             metrics["accuracy"],

@@ -242,7 +242,7 @@ def run_language_model_training(args: LanguageModelTrainArguments) -> DartsRNNFo
             run.record_step(outputs.loss, outputs.predictions, targets)
         if run.stopped_within_epoch:
             break
-        train_loss, _ = run.epoch_metrics()
+        train_loss = run.epoch_metrics()["train_loss"]
         phase = state.phase
         with evaluation_weights():
             valid = evaluate_perplexity(network, valid_columns, args.bptt)
