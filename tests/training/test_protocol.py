@@ -10,7 +10,7 @@ from huggingface_hub import ModelCard
 from transformers import AutoConfig
 
 from darts_hub.models.genotypes import Genotype, RecurrentGenotype
-from darts_hub.training import protocol, publishing
+from darts_hub.training import publishing
 from darts_hub.training.arguments import SelectionArguments, TrainArguments
 from darts_hub.training.checkpoints import ResumeError
 from darts_hub.training.protocol import run_repeated_training, run_selection, summary
@@ -24,7 +24,7 @@ def tiny_selection(output_dir, **kwargs):
 
 def test_selection_keeps_the_cell_whose_short_training_validates_best(tmp_path, monkeypatch):
     uploads = {}
-    monkeypatch.setattr(protocol, "create_hub_repo", lambda repo_id, token=None, private=False: repo_id)
+    monkeypatch.setattr(publishing, "create_hub_repo", lambda repo_id, token=None, private=False: repo_id)
     monkeypatch.setattr(
         publishing, "push_folder", lambda folder, repo_id, files, token=None: uploads.update(files=files)
     )
@@ -92,7 +92,7 @@ def test_a_killed_selection_continues_where_it_stopped_and_ends_as_an_uninterrup
 
 def test_repeated_training_reports_mean_and_std_keeps_every_run_and_pushes_them(tmp_path, monkeypatch):
     uploads = {}
-    monkeypatch.setattr(protocol, "create_hub_repo", lambda repo_id, token=None, private=False: repo_id)
+    monkeypatch.setattr(publishing, "create_hub_repo", lambda repo_id, token=None, private=False: repo_id)
     monkeypatch.setattr(
         publishing, "push_folder", lambda folder, repo_id, files, token=None: uploads.update(files=files)
     )

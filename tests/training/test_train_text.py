@@ -290,7 +290,7 @@ def test_training_pushes_exactly_its_files_and_a_failed_upload_raises_and_keeps_
     tmp_path, small_corpus, monkeypatch
 ):
     from darts_hub.hub import HubPushError
-    from darts_hub.training import loop, publishing
+    from darts_hub.training import publishing
 
     uploads = []
 
@@ -298,7 +298,7 @@ def test_training_pushes_exactly_its_files_and_a_failed_upload_raises_and_keeps_
         uploads.append((repo_id, files))
         raise HubPushError("the Hub is unreachable")
 
-    monkeypatch.setattr(loop, "create_hub_repo", lambda repo_id, token=None, private=False: repo_id)
+    monkeypatch.setattr(publishing, "create_hub_repo", lambda repo_id, token=None, private=False: repo_id)
     monkeypatch.setattr(publishing, "push_folder", upload)
     settings = tiny_training(tmp_path, small_corpus, epochs=1, push_to_hub=True, hub_model_id="someone/darts-lm")
     with pytest.raises(HubPushError, match="unreachable"):

@@ -35,11 +35,10 @@ from accelerate import Accelerator
 from accelerate.utils import ProjectConfiguration, set_seed
 from tqdm.auto import tqdm
 
-from ..hub import create_hub_repo, write_folder_atomically
 from .arguments import RunArguments
 from .checkpoints import check_checkpoint, save_checkpoint, select_checkpoint
 from .layout import use_channels_last
-from .publishing import claim_output_dir, complete_run, plan_run, publish_run, read_run_record
+from .publishing import OwnedFolder, read_run_record
 
 
 logger = logging.getLogger(__name__)
@@ -96,10 +95,9 @@ class LoopProgress(RunState):
 class Run:
     """One search or training: its accelerator, progress, checkpoints and output folder.
 
-    Creating it sets up the accelerator, logging and seed, checks that the run may write into `--output_dir`
-    (`publishing.plan_run`, which writes nothing) and, when pushing, creates the Hub repository first, so that a
-    bad name or token fails before any work. The run record is written by `resume`, once the data and the model
-    are built.
+    Creating it sets up the accelerator, logging and seed, and on the main process the `OwnedFolder` of
+    `--output_dir` (checked, nothing written; the Hub repository created first when pushing). The run record is
+    written by `resume`, once the data and the model are built.
     """
 
     def __init__(self, args: RunArguments, task: str):
@@ -117,13 +115,13 @@ class Run:
         self.num_epochs = 0
         self.stopped_within_epoch = False
         self._last_loss = math.nan
-        self.repo_id, self.record = None, None
+        self.folder, self.record = None, None
         if self.is_main_process:
-            self.record = plan_run(
-                output_dir, task, args.result_settings(), bool(args.resume_from_checkpoint), args.overwrite_output_dir
-            )
+            resuming = bool(args.resume_from_checkpoint)
+            self.folder = OwnedFolder(output_dir, task, args.result_settings(), resuming, args.overwrite_output_dir)
             if args.push_to_hub:
-                self.repo_id = create_hub_repo(args.hub_model_id, token=args.hub_token, private=args.hub_private_repo)
+                self.folder.create_repo(args.hub_model_id, args.hub_token, args.hub_private_repo)
+            self.record = self.folder.record
 
     @property
     def is_main_process(self) -> bool:
@@ -148,7 +146,7 @@ class Run:
                 check_checkpoint(
                     checkpoint, args.result_settings(), accelerator.num_processes, args.accept_inexact_resume
                 )
-            claim_output_dir(args.output_dir, self.record)
+            self.folder.claim()
         accelerator.wait_for_everyone()
         if not self.is_main_process:  # the run id is known once the main process has written the record
             self.record = read_run_record(args.output_dir)
@@ -273,10 +271,7 @@ class Run:
                     steps = json.dumps(self.progress.step_losses, indent=1) + "\n"
                     (folder / "training_steps.json").write_text(steps)
 
-            files = write_folder_atomically(self.args.output_dir, write_with_step_losses, overwrite=True)
-            complete_run(self.args.output_dir, self.record, files, runtime)
-            if self.repo_id is not None:
-                publish_run(self.args.output_dir, self.repo_id, token=self.args.hub_token)
+            files = self.folder.finish(write_with_step_losses, runtime)
         self.accelerator.end_training()
         return files
 

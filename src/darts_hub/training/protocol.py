@@ -22,7 +22,7 @@ from pathlib import Path
 from accelerate import PartialState
 from huggingface_hub import ModelCard
 
-from ..hub import create_hub_repo, save_card, write_folder_atomically
+from ..hub import save_card
 from .arguments import (
     ImageDataArguments,
     LanguageModelTrainArguments,
@@ -34,7 +34,7 @@ from .arguments import (
     TrainArguments,
 )
 from .checkpoints import ResumeError, settings_differences
-from .publishing import claim_output_dir, complete_run, plan_run, publish_run, read_run_record
+from .publishing import RUN_RECORD, OwnedFolder, read_run_record
 
 
 logger = logging.getLogger(__name__)
@@ -54,21 +54,21 @@ class Protocol:
     checked when it is continued); `args` gives its output folder, resume and Hub flags."""
 
     def __init__(self, args: RunArguments, task: str, settings: dict):
-        self.args, self.output_dir = args, Path(args.output_dir)
+        self.output_dir = Path(args.output_dir)
         self.state = PartialState()
-        self.repo_id, self.record, self.parts = None, None, []
+        self.folder, self.parts = None, []
         if self.state.is_main_process:
             resuming = bool(args.resume_from_checkpoint)
-            self.record = plan_run(self.output_dir, task, settings, resuming, args.overwrite_output_dir)
-            differences = settings_differences(self.record["settings"], settings)
+            self.folder = OwnedFolder(self.output_dir, task, settings, resuming, args.overwrite_output_dir)
+            differences = settings_differences(self.folder.record["settings"], settings)
             if differences and not args.accept_inexact_resume:
                 raise ResumeError(
                     f"{self.output_dir} holds this {task} with other settings:\n  " + "\n  ".join(differences) + "\n"
                     "Nothing was changed: continue it with its own settings, or choose a new --output_dir."
                 )
             if args.push_to_hub:
-                self.repo_id = create_hub_repo(args.hub_model_id, token=args.hub_token, private=args.hub_private_repo)
-            claim_output_dir(self.output_dir, self.record)
+                self.folder.create_repo(args.hub_model_id, args.hub_token, args.hub_private_repo)
+            self.folder.claim()
         self.state.wait_for_everyone()
 
     def part(self, name: str, run: Callable, args) -> dict:
@@ -103,16 +103,13 @@ class Protocol:
                     shutil.copy2(best_folder / name, folder / name)
             write_extra(folder)
 
-        files = write_folder_atomically(self.output_dir, write, overwrite=True)
-        runtime = 0.0
+        runtime, part_files = 0.0, []
         for name in self.parts:
             record = read_run_record(self.output_dir / PARTS_FOLDER / name)
             runtime += record.get("train_runtime_seconds", 0.0)
             if publish_parts:
-                files += [f"{PARTS_FOLDER}/{name}/{file}" for file in [*record["files"], "run_record.json"]]
-        complete_run(self.output_dir, self.record, files, runtime)
-        if self.repo_id is not None:
-            publish_run(self.output_dir, self.repo_id, token=self.args.hub_token)
+                part_files += [f"{PARTS_FOLDER}/{name}/{file}" for file in [*record["files"], RUN_RECORD]]
+        self.folder.finish(write, runtime, also_published=part_files)
 
 
 def changed(args, **values):

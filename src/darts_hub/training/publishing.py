@@ -19,7 +19,7 @@ import sys
 import uuid
 from pathlib import Path
 
-from ..hub import push_folder
+from ..hub import create_hub_repo, push_folder, write_folder_atomically
 
 
 RUN_RECORD = "run_record.json"
@@ -125,7 +125,40 @@ def publish_run(output_dir: str | Path, repo_id: str, token: str | None = None) 
     return push_folder(output_dir, repo_id, [*record["files"], RUN_RECORD], token=token)
 
 
+class OwnedFolder:
+    """The output folder of one run (or protocol) through its life, the one place a result folder is written.
+
+    Made when the run starts: checked (`plan_run`, which writes nothing); when it will be pushed, its Hub repository
+    is created next (`create_repo`), so that a bad name or token fails before any work. Then `claim`ed once the
+    run's inputs are known to be good (the record written), and `finish`ed at the end.
+    """
+
+    def __init__(self, output_dir: str | Path, task: str, settings: dict, resuming: bool, overwrite: bool):
+        self.output_dir = Path(output_dir)
+        self.record = plan_run(self.output_dir, task, settings, resuming, overwrite)
+        self.repo_id = self.hub_token = None
+
+    def create_repo(self, hub_model_id: str, hub_token: str | None = None, private: bool = False) -> None:
+        """Create (or find) the Hub repository that `finish` pushes to."""
+        self.repo_id, self.hub_token = create_hub_repo(hub_model_id, token=hub_token, private=private), hub_token
+
+    def claim(self) -> None:
+        claim_output_dir(self.output_dir, self.record)
+
+    def finish(self, write, runtime_seconds: float, also_published: list[str] = ()) -> list[str]:
+        """`write(folder)` the final files (into a temporary folder, then moved into the output folder), mark the run
+        complete with their list (and `also_published`, files already in the folder that the push uploads too), and
+        push them if a repository was created (a failed push raises `HubPushError`; the folder stays complete).
+        Returns the files written."""
+        files = write_folder_atomically(self.output_dir, write, overwrite=True)
+        complete_run(self.output_dir, self.record, [*files, *also_published], runtime_seconds)
+        if self.repo_id is not None:
+            publish_run(self.output_dir, self.repo_id, token=self.hub_token)
+        return files
+
+
 __all__ = [
+    "OwnedFolder",
     "RUN_RECORD",
     "claim_output_dir",
     "plan_run",
