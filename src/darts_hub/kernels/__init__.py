@@ -73,9 +73,8 @@ def kernelize(model: nn.Module, build: bool = True) -> nn.Module:
 
     The results are the same (up to rounding); parameters, buffers and the state dict are untouched. With `build`,
     the C++ kernels (which run on the CPU) are compiled first if the model is on the CPU and this machine has not
-    compiled them yet (once, behind a progress bar);
-    where they cannot be, one warning says so and PyTorch's own layers run inside the fast forms. Calling it again
-    changes nothing.
+    compiled them yet (once, behind a progress bar); where they cannot be, one warning says so and PyTorch's own
+    layers run inside the fast forms. Calling it again changes nothing.
     """
     modules = list(model.modules())
     for module in modules:

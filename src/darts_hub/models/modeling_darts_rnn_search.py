@@ -76,7 +76,7 @@ class DartsRNNSearchCell(DartsRNNCell):
         edge = 0
         for weight in self.ws:
             node = 0
-            for s_prev in list(states):
+            for s_prev in states:  # the node is appended after its inputs are read
                 c, h = ((s_prev * h_mask if h_mask is not None else s_prev) @ weight).chunk(2, dim=-1)
                 c = c.sigmoid()
                 for column, name in zip(self.op_columns, RECURRENT_OPERATIONS):
