@@ -10,7 +10,7 @@ import torch
 
 from darts_hub.kernels import kernelize
 from darts_hub.models.modeling_darts_search import DartsSearchConfig, DartsSearchModel
-from darts_hub.training.arguments import SearchArguments
+from darts_hub.training.arguments import LanguageModelTrainArguments, SearchArguments, TrainArguments, fill_recipe
 
 
 TESTS = Path(__file__).resolve().parent
@@ -56,6 +56,16 @@ def folder_hash(folder: Path) -> dict[str, str]:
 def tiny_supernet(**kwargs):
     settings = dict(init_channels=4, num_cells=3, num_labels=3, image_size=8, num_nodes=2, multiplier=2)
     return DartsSearchModel(DartsSearchConfig(**{**settings, **kwargs}))
+
+
+def training_arguments(**settings) -> TrainArguments:
+    """Training settings as the command makes them: parsed, then the recipe filled in."""
+    return fill_recipe(TrainArguments(**settings))
+
+
+def language_model_arguments(**settings) -> LanguageModelTrainArguments:
+    """Language model training settings as the command makes them: parsed, then the recipe filled in."""
+    return fill_recipe(LanguageModelTrainArguments(**settings))
 
 
 def tiny_search_args(output_dir, **kwargs):

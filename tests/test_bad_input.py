@@ -12,7 +12,7 @@ import datasets
 import numpy as np
 import pytest
 import torch
-from helpers import RunsCode, folder_hash, tiny_search_args
+from helpers import RunsCode, folder_hash, language_model_arguments, tiny_search_args, training_arguments
 from PIL import Image
 
 from darts_hub.convert import convert_checkpoint
@@ -23,10 +23,8 @@ from darts_hub.models import DartsConfig, DartsForImageClassification, DartsRNNC
 from darts_hub.models.genotypes import load_genotype
 from darts_hub.training.arguments import (
     EvaluateArguments,
-    LanguageModelTrainArguments,
     RecurrentSearchArguments,
     SearchArguments,
-    TrainArguments,
 )
 from darts_hub.training.checkpoints import ResumeError
 from darts_hub.training.evaluate_checkpoint import evaluate_checkpoint
@@ -90,7 +88,7 @@ def search(workspace, **kwargs):
 
 def train(workspace, **kwargs):
     settings = dict(output_dir=str(workspace.root / "new-run"), epochs=1, max_train_samples=64, batch_size=32)
-    return run_training(TrainArguments(**{"genotype": "DARTS_V2", **settings, **kwargs}))
+    return run_training(training_arguments(**{"genotype": "DARTS_V2", **settings, **kwargs}))
 
 
 def float_labels():
@@ -105,7 +103,11 @@ def corpus_without_validation(workspace):
 CASES = {
     # Command-line values
     "epochs 0": (lambda ws: SearchArguments(epochs=0), ValueError, r"--epochs must be positive, got 0"),
-    "epochs -1": (lambda ws: TrainArguments(genotype="DARTS_V2", epochs=-1), ValueError, r"--epochs must be positive"),
+    "epochs -1": (
+        lambda ws: training_arguments(genotype="DARTS_V2", epochs=-1),
+        ValueError,
+        r"--epochs must be positive",
+    ),
     "batch size 0": (lambda ws: SearchArguments(batch_size=0), ValueError, r"--batch_size must be positive, got 0"),
     "image size 0": (lambda ws: SearchArguments(image_size=0), ValueError, r"--image_size must be positive"),
     "init channels 0": (lambda ws: SearchArguments(init_channels=0), ValueError, r"--init_channels must be positive"),
@@ -135,19 +137,23 @@ CASES = {
         r"fp16 needs a GPU; on the CPU use bf16 or no",
     ),
     "lr schedule": (
-        lambda ws: TrainArguments(genotype="DARTS_V2", lr_schedule="linear"),
+        lambda ws: training_arguments(genotype="DARTS_V2", lr_schedule="linear"),
         ValueError,
         r"--lr_schedule must be cosine or exponential",
     ),
     "two networks": (
-        lambda ws: TrainArguments(genotype="DARTS_V2", config_name="x"),
+        lambda ws: training_arguments(genotype="DARTS_V2", config_name="x"),
         ValueError,
         r"exactly one of --genotype, --config_name",
     ),
-    "recipe": (lambda ws: TrainArguments(genotype="DARTS_V2", recipe="mnist"), ValueError, r"--recipe must be one of"),
+    "recipe": (
+        lambda ws: training_arguments(genotype="DARTS_V2", recipe="mnist"),
+        ValueError,
+        r"--recipe must be one of",
+    ),
     "bptt 0": (lambda ws: RecurrentSearchArguments(bptt=0), ValueError, r"--bptt must be positive"),
     "accumulation": (
-        lambda ws: LanguageModelTrainArguments(genotype="DARTS_V2", batch_size=10, gradient_accumulation_steps=3),
+        lambda ws: language_model_arguments(genotype="DARTS_V2", batch_size=10, gradient_accumulation_steps=3),
         ValueError,
         r"--batch_size 10 must split into --gradient_accumulation_steps 3",
     ),

@@ -5,13 +5,13 @@ import json
 import statistics
 
 import pytest
-from helpers import tiny_search_args
+from helpers import language_model_arguments, tiny_search_args, training_arguments
 from huggingface_hub import ModelCard
 from transformers import AutoConfig
 
 from darts_hub.models.genotypes import Genotype, RecurrentGenotype
 from darts_hub.training import publishing
-from darts_hub.training.arguments import SelectionArguments, TrainArguments
+from darts_hub.training.arguments import SelectionArguments
 from darts_hub.training.checkpoints import ResumeError
 from darts_hub.training.protocol import run_repeated_training, run_selection, summary
 from darts_hub.training.train_images import run_training
@@ -96,7 +96,7 @@ def test_repeated_training_reports_mean_and_std_keeps_every_run_and_pushes_them(
     monkeypatch.setattr(
         publishing, "push_folder", lambda folder, repo_id, files, token=None: uploads.update(files=files)
     )
-    args = TrainArguments(
+    args = training_arguments(
         output_dir=str(tmp_path / "repeated"),
         genotype="DARTS_V2",
         epochs=1,
@@ -149,7 +149,7 @@ def test_summary_is_mean_sample_std_min_and_max():
 
 def test_recurrent_selection_then_repeated_training_of_the_selected_cell(tmp_path):
     from darts_hub.data.text import embedded_corpus, split_lines
-    from darts_hub.training.arguments import LanguageModelTrainArguments, RecurrentSearchArguments
+    from darts_hub.training.arguments import RecurrentSearchArguments
     from darts_hub.training.train_text import run_language_model_training
 
     lines = split_lines(embedded_corpus())
@@ -167,7 +167,7 @@ def test_recurrent_selection_then_repeated_training_of_the_selected_cell(tmp_pat
         trained = json.loads((tmp_path / "selection" / row["training_folder"] / "all_results.json").read_text())
         assert row["selection_valid"] == trained["valid_perplexity"] and trained["epochs"] == 1
 
-    args = LanguageModelTrainArguments(
+    args = language_model_arguments(
         output_dir=str(tmp_path / "repeated"),
         config_name=str(tmp_path / "selection"),
         recipe="ptb",

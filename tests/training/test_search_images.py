@@ -160,7 +160,7 @@ def test_an_image_folder_is_subsampled_and_split_with_every_class_in_both_parts(
                 tmp_path / "images" / label / f"{index}.png"
             )
     args = tiny_search_args(tmp_path / "out", train_dir=str(tmp_path / "images"), max_train_samples=12)
-    data = open_image_splits(args, Accelerator(cpu=True), ("train",)).decode("train")
+    data = open_image_splits(Accelerator(cpu=True), ("train",), **args.image_source).decode("train")
     assert torch.bincount(data.labels).tolist() == [4, 4, 4]
     weight_part, arch_part = split_for_search(data, train_portion=0.5, seed=args.data_seed)
     assert torch.bincount(weight_part.labels).tolist() == torch.bincount(arch_part.labels).tolist() == [2, 2, 2]

@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from helpers import training_arguments
 from huggingface_hub import ModelCard
 from PIL import Image
 from transformers import AutoModelForImageClassification, pipeline
@@ -17,7 +18,6 @@ from darts_hub.models.modeling_darts_search import DartsSearchConfig, DartsSearc
 from darts_hub.models.ops import DropPath
 from darts_hub.recipes import IMAGE_TRAINING
 from darts_hub.search.derived import derived_config
-from darts_hub.training.arguments import ImageDataArguments, TrainArguments
 from darts_hub.training.inputs import normalisation
 from darts_hub.training.loop import epoch_scheduler
 from darts_hub.training.train_images import run_training
@@ -33,7 +33,7 @@ def tiny_train_args(output_dir, **kwargs):
         batch_size=64,
         seed=0,
     )
-    return TrainArguments(**{**settings, **kwargs})
+    return training_arguments(**{**settings, **kwargs})
 
 
 @pytest.fixture(scope="module")
@@ -176,7 +176,7 @@ def test_unwritable_output_dir_is_refused(tmp_path):
 
 
 def test_recipes_set_the_paper_hyperparameters_and_flags_override_them():
-    cifar = TrainArguments(genotype="DARTS_V2")
+    cifar = training_arguments(genotype="DARTS_V2")
     assert (cifar.epochs, cifar.batch_size, cifar.learning_rate, cifar.cutout, cifar.drop_path_prob) == (
         600,
         96,
@@ -184,15 +184,15 @@ def test_recipes_set_the_paper_hyperparameters_and_flags_override_them():
         16,
         0.2,
     )
-    imagenet = TrainArguments(genotype="DARTS_V2", recipe="imagenet", learning_rate=0.05)
+    imagenet = training_arguments(genotype="DARTS_V2", recipe="imagenet", learning_rate=0.05)
     assert (imagenet.epochs, imagenet.batch_size, imagenet.label_smoothing, imagenet.lr_gamma) == (250, 128, 0.1, 0.97)
     assert (imagenet.init_channels, imagenet.num_cells, imagenet.stem) == (48, 14, "imagenet")
     assert imagenet.learning_rate == 0.05
     assert set(IMAGE_TRAINING["cifar"]) == set(IMAGE_TRAINING["imagenet"])
     with pytest.raises(ValueError, match="exactly one of --genotype, --config_name, --model_name_or_path"):
-        TrainArguments()
+        training_arguments()
     with pytest.raises(ValueError, match="--recipe must be one of"):
-        TrainArguments(genotype="DARTS_V2", recipe="mnist")
+        training_arguments(genotype="DARTS_V2", recipe="mnist")
 
 
 def test_genotype_from_a_json_file(tmp_path):
@@ -275,16 +275,14 @@ def test_learning_rate_schedules_are_the_originals_stepped_before_each_epoch(sch
 
 def test_normalisation_is_the_images_own_or_the_given_constants():
     data = ImageTensors(torch.tensor([[[[0, 255]]] * 3]).to(torch.uint8), torch.tensor([0]), ["a"])
-    args = ImageDataArguments()
-    assert normalisation(args, data) == ([0.5] * 3, [pytest.approx(0.7071, abs=1e-4)] * 3)
+    assert normalisation(data, None, None) == ([0.5] * 3, [pytest.approx(0.7071, abs=1e-4)] * 3)
     cifar = ([0.4914, 0.4822, 0.4465], [0.2470, 0.2435, 0.2616])
-    args = ImageDataArguments(image_mean=cifar[0], image_std=cifar[1])
-    assert normalisation(args, data) == cifar
+    assert normalisation(data, *cifar) == cifar
     for mean, std in ((cifar[0], None), (cifar[0][:2], cifar[1])):
         with pytest.raises(ValueError, match="one value per channel \\(3 for these images\\)"):
-            normalisation(ImageDataArguments(image_mean=mean, image_std=std), data)
+            normalisation(data, mean, std)
     with pytest.raises(ValueError, match="--image_std must be positive"):
-        normalisation(ImageDataArguments(image_mean=cifar[0], image_std=[0.2, 0.0, 0.2]), data)
+        normalisation(data, cifar[0], [0.2, 0.0, 0.2])
 
 
 def test_logging_steps_records_the_loss_of_every_n_steps(tmp_path):

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 from accelerate import Accelerator
-from helpers import TESTS
+from helpers import TESTS, language_model_arguments
 from huggingface_hub import ModelCard
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -15,7 +15,6 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from darts_hub import DartsConfig, DartsRNNConfig, DartsRNNForCausalLM
 from darts_hub.data.text import batchify, embedded_corpus, encode_lines, split_lines
 from darts_hub.models.modeling_darts_rnn import activation_slowness
-from darts_hub.training.arguments import LanguageModelTrainArguments
 from darts_hub.training.evaluation import evaluate_perplexity
 from darts_hub.training.sources import load_language_model
 from darts_hub.training.train_text import (
@@ -128,16 +127,16 @@ def test_training_lowers_perplexity_switches_to_asgd_and_keeps_the_best(tmp_path
 
 def test_resume_in_the_asgd_phase_gives_the_same_weights(tmp_path, small_corpus):
     settings = tiny_training(tmp_path / "full", small_corpus, epochs=5, gradient_accumulation_steps=2)
-    full = run_language_model_training(LanguageModelTrainArguments(**settings))
+    full = run_language_model_training(language_model_arguments(**settings))
     history = json.loads((tmp_path / "full" / "training_log.json").read_text())
     assert history[-1]["optimizer"] == "asgd"
     middle_of_last_epoch = history[-2]["step"] + 3
     parts = {**settings, "output_dir": str(tmp_path / "parts")}
     run_language_model_training(
-        LanguageModelTrainArguments(**parts, max_steps=middle_of_last_epoch, checkpointing_steps=middle_of_last_epoch)
+        language_model_arguments(**parts, max_steps=middle_of_last_epoch, checkpointing_steps=middle_of_last_epoch)
     )
     assert (tmp_path / "parts" / "checkpoints" / f"checkpoint-{middle_of_last_epoch}").is_dir()
-    resumed = run_language_model_training(LanguageModelTrainArguments(**parts, resume_from_checkpoint="latest"))
+    resumed = run_language_model_training(language_model_arguments(**parts, resume_from_checkpoint="latest"))
     for (name, a), b in zip(full.state_dict().items(), resumed.state_dict().values()):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-6, msg=name)
     assert json.loads((tmp_path / "parts" / "training_log.json").read_text()) == history
@@ -233,7 +232,7 @@ def test_the_switch_to_asgd_follows_the_original_non_monotone_rule():
 def test_two_processes_train_like_one_process_with_their_columns(tmp_path, small_corpus, launch_two_processes):
     """Each process reads its own columns of the streams: 2 x 8 streams equal 1 x 16 (without dropout)."""
     settings = tiny_training(tmp_path / "one", small_corpus, epochs=2, **NO_DROPOUT)
-    run_language_model_training(LanguageModelTrainArguments(**settings))
+    run_language_model_training(language_model_arguments(**settings))
     two = {**settings, "output_dir": str(tmp_path / "two"), "batch_size": 8}
     launch_two_processes(SCRIPTS / "train.py", "--recipe", "ptb", *as_flags(two))
     one_log, two_log = (json.loads((tmp_path / run / "training_log.json").read_text()) for run in ("one", "two"))
@@ -249,31 +248,37 @@ def test_a_search_result_config_is_trained_on_the_corpus_vocabulary(tmp_path):
     genotype = {"recurrent": [["tanh", 0], ["relu", 1]], "concat": [1, 2]}
     DartsRNNConfig(genotype=genotype, vocab_size=99, hidden_size=20).save_pretrained(tmp_path)
     lines = {"train": ["a b c", "d"], "validation": ["e"], "test": ["a f"]}
-    model, vocabulary = build_language_model(LanguageModelTrainArguments(config_name=str(tmp_path)), lines)
+    args = language_model_arguments(config_name=str(tmp_path))
+    assert args.architecture(("hidden_size",)) == {}  # the search result's sizes are kept
+    dropouts = {"dropout": 0.75, "dropout_h": 0.25, "dropout_x": 0.75, "dropout_i": 0.2, "dropout_e": 0.1}
+    model, vocabulary = build_language_model(lines, dropouts, config_name=args.config_name, architecture={})
     config = model.config
     assert len(vocabulary) == config.vocab_size == 8  # a-f, <eos>, <unk>
     assert config.hidden_size == 20 and config.get_genotype().to_dict() == genotype  # sizes from the search result
-    assert config.dropout_e == 0.1 and config.eos_token_id == vocabulary["<eos>"]  # the recipe's training settings
-    resized, _ = build_language_model(LanguageModelTrainArguments(config_name=str(tmp_path), hidden_size=16), lines)
+    assert config.dropout_e == 0.1 and config.eos_token_id == vocabulary["<eos>"]  # the run's dropouts
+    resize = language_model_arguments(config_name=str(tmp_path), hidden_size=16).architecture(("hidden_size",))
+    assert resize == {"hidden_size": 16}  # unless given
+    resized, _ = build_language_model(lines, dropouts, config_name=str(tmp_path), architecture=resize)
     assert resized.config.hidden_size == 16
+    assert language_model_arguments(genotype="DARTS_V2").architecture(("hidden_size",)) == {"hidden_size": 850}
 
 
 def test_language_model_training_arguments_and_sources_are_checked(tmp_path, small_corpus):
     with pytest.raises(ValueError, match="--bptt"):
-        LanguageModelTrainArguments(genotype="DARTS_V2", bptt=0)
+        language_model_arguments(genotype="DARTS_V2", bptt=0)
     with pytest.raises(ValueError, match="--batch_size 10 must split into --gradient_accumulation_steps 3"):
-        LanguageModelTrainArguments(genotype="DARTS_V2", batch_size=10, gradient_accumulation_steps=3)
+        language_model_arguments(genotype="DARTS_V2", batch_size=10, gradient_accumulation_steps=3)
     with pytest.raises(ValueError, match="exactly one of --genotype"):
-        LanguageModelTrainArguments()
+        language_model_arguments()
     with pytest.raises(ValueError, match="--recipe must be one of"):
-        LanguageModelTrainArguments(genotype="DARTS_V2", recipe="cifar")
-    wikitext = LanguageModelTrainArguments(genotype="DARTS_V2", recipe="wikitext2", dropout_h=0.3)
+        language_model_arguments(genotype="DARTS_V2", recipe="cifar")
+    wikitext = language_model_arguments(genotype="DARTS_V2", recipe="wikitext2", dropout_h=0.3)
     assert (wikitext.hidden_size, wikitext.dropout_h, wikitext.weight_decay) == (700, 0.3, 5e-7)
     # A convolutional config is not a language model.
     DartsConfig().save_pretrained(tmp_path / "cnn")
     with pytest.raises(ValueError, match="not a DartsRNNConfig"):
         run_language_model_training(
-            LanguageModelTrainArguments(
+            language_model_arguments(
                 **tiny_training(tmp_path / "out", small_corpus, genotype=None, config_name=str(tmp_path / "cnn"))
             )
         )
@@ -302,7 +307,7 @@ def test_training_pushes_exactly_its_files_and_a_failed_upload_raises_and_keeps_
     monkeypatch.setattr(publishing, "push_folder", upload)
     settings = tiny_training(tmp_path, small_corpus, epochs=1, push_to_hub=True, hub_model_id="someone/darts-lm")
     with pytest.raises(HubPushError, match="unreachable"):
-        run_language_model_training(LanguageModelTrainArguments(**settings))
+        run_language_model_training(language_model_arguments(**settings))
     [(repo_id, files)] = uploads
     assert repo_id == "someone/darts-lm" and not [name for name in files if name.startswith("checkpoints")]
     for name in ("model.safetensors", "config.json", "tokenizer.json", "README.md", "all_results.json"):
@@ -315,7 +320,7 @@ def test_training_pushes_exactly_its_files_and_a_failed_upload_raises_and_keeps_
 def test_a_saved_model_continues_training_and_a_run_stopped_early_still_saves(tmp_path, small_corpus):
     # Stopped by --max_steps before the first evaluation: the folder still holds a complete model.
     first = run_language_model_training(
-        LanguageModelTrainArguments(**tiny_training(tmp_path / "first", small_corpus, max_steps=3))
+        language_model_arguments(**tiny_training(tmp_path / "first", small_corpus, max_steps=3))
     )
     assert json.loads((tmp_path / "first" / "all_results.json").read_text())["epochs"] == 0
     saved = AutoModelForCausalLM.from_pretrained(tmp_path / "first")
@@ -324,7 +329,7 @@ def test_a_saved_model_continues_training_and_a_run_stopped_early_still_saves(tm
     # Continue from it with its own tokenizer (the corpus's words outside it would become <unk>).
     settings = tiny_training(tmp_path / "second", small_corpus, genotype=None, epochs=1, dropout=0.3)
     second = run_language_model_training(
-        LanguageModelTrainArguments(**settings, model_name_or_path=str(tmp_path / "first"))
+        language_model_arguments(**settings, model_name_or_path=str(tmp_path / "first"))
     )
     assert second.config.vocab_size == first.config.vocab_size and second.config.dropout == 0.3
     tokenizers = [AutoTokenizer.from_pretrained(tmp_path / run).get_vocab() for run in ("first", "second")]
@@ -337,5 +342,5 @@ def test_a_diverging_run_stops_with_a_clear_error_and_keeps_what_it_saved(tmp_pa
     with pytest.raises(
         FloatingPointError, match=r"training loss of epoch 1 is (nan|inf): the run diverged.*--learning_rate"
     ):
-        run_language_model_training(LanguageModelTrainArguments(**settings))
+        run_language_model_training(language_model_arguments(**settings))
     assert (tmp_path / "tokenizer.json").is_file() and not (tmp_path / "checkpoints").exists()

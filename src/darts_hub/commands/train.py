@@ -25,7 +25,7 @@ from transformers import HfArgumentParser
 
 from darts_hub.allocator import run_under_tcmalloc
 from darts_hub.recipes import LANGUAGE_MODEL_TRAINING
-from darts_hub.training.arguments import LanguageModelTrainArguments, TrainArguments
+from darts_hub.training.arguments import LanguageModelTrainArguments, TrainArguments, fill_recipe
 from darts_hub.training.protocol import run_repeated_training
 from darts_hub.training.train_images import run_training
 from darts_hub.training.train_text import run_language_model_training
@@ -39,6 +39,7 @@ def main():
     else:
         arguments, run = TrainArguments, run_training
     (args,) = HfArgumentParser(arguments, description=__doc__).parse_args_into_dataclasses()
+    args = fill_recipe(args)
     run_under_tcmalloc()
     if args.num_runs > 1:
         run_repeated_training(args, run)

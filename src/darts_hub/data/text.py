@@ -95,6 +95,12 @@ def split_lines(dataset: datasets.DatasetDict, text_column_name: str | None = No
     return lines
 
 
+def load_lines(text_column_name: str | None = None, **source) -> dict[str, list[str]]:
+    """The lines of the train, validation and test splits of the corpus `source` names (`load_text_dataset`'s
+    arguments)."""
+    return split_lines(load_text_dataset(**source), text_column_name)
+
+
 def encode_lines(lines: list[str], vocabulary: dict[str, int]) -> torch.Tensor:
     """One stream of token ids: every line's words then `<eos>`; unknown words become `<unk>`."""
     unknown, eos = vocabulary[UNK], vocabulary[EOS]
@@ -195,6 +201,7 @@ __all__ = [
     "embedded_corpus",
     "encode_lines",
     "find_text_column",
+    "load_lines",
     "load_text_dataset",
     "split_lines",
 ]

@@ -9,7 +9,6 @@ from dataclasses import asdict, dataclass, field
 import torch
 
 from ..data.images import DIGITS
-from ..data.text import load_text_dataset, split_lines
 from ..recipes import (
     CIFAR10_SEARCH,
     IMAGE_TRAINING,
@@ -149,6 +148,31 @@ class ImageDataArguments:
         return self.train_dir is None and self.train_arrays is None and self.dataset_name in (None, DIGITS)
 
     @property
+    def image_source(self) -> dict:
+        """Where the images are, as `inputs.open_image_splits` takes it."""
+        return {
+            "dataset_name": self.dataset_name,
+            "dataset_config_name": self.dataset_config_name,
+            "train_dir": self.train_dir,
+            "validation_dir": self.validation_dir,
+            "train_arrays": self.train_arrays,
+            "validation_arrays": self.validation_arrays,
+            "class_names": self.class_names.split(",") if self.class_names else None,
+            "image_column": self.image_column_name,
+            "label_column": self.label_column_name,
+            "max_train_samples": self.max_train_samples,
+            "data_seed": self.data_seed,
+            "stream_workers": self.dataloader_num_workers if self.stream_images else None,
+        }
+
+    @property
+    def augmentation(self) -> dict:
+        """The padded crop and flips of `--crop_padding` / `--horizontal_flip` (None: the size's default; flips off
+        for the digits, whose orientation is their meaning)."""
+        flips = (not self.uses_digits) if self.horizontal_flip is None else self.horizontal_flip
+        return {"crop_padding": self.crop_padding, "horizontal_flip": flips}
+
+    @property
     def dataset_description(self) -> str:
         return self.dataset_name or self.train_dir or self.train_arrays or "scikit-learn digits (embedded)"
 
@@ -166,17 +190,11 @@ class TextDataArguments:
     test_file: str | None = field(default=None, metadata={"help": "Local test text."})
     text_column_name: str | None = field(default=None, metadata={"help": "Text column (default: detected)."})
 
-    def load_lines(self) -> dict[str, list[str]]:
-        """The lines of the train, validation and test splits."""
-        corpus = load_text_dataset(
-            self.dataset_name,
-            self.dataset_config_name,
-            self.dataset_revision,
-            self.train_file,
-            self.validation_file,
-            self.test_file,
-        )
-        return split_lines(corpus, self.text_column_name)
+    @property
+    def text_source(self) -> dict:
+        """Where the text is, as `data.text.load_lines` takes it."""
+        names = ("dataset_name", "dataset_config_name", "dataset_revision", "train_file", "validation_file")
+        return {name: getattr(self, name) for name in (*names, "test_file", "text_column_name")}
 
 
 @dataclass
@@ -200,19 +218,16 @@ class NetworkArguments:
         },
     )
 
-    def apply_recipe(self, recipes: dict[str, dict]) -> None:
-        """Check the network source; fill the unset (None) hyperparameters from `recipes[self.recipe]`, recording
-        in `self.explicit` those the user set."""
-        given = sum(x is not None for x in (self.genotype, self.config_name, self.model_name_or_path))
-        if given != 1:
-            raise ValueError("Name the network with exactly one of --genotype, --config_name, --model_name_or_path.")
-        if self.recipe not in recipes:
-            raise ValueError(f"--recipe must be one of {sorted(recipes)}, got {self.recipe!r}.")
-        recipe = recipes[self.recipe]
-        self.explicit = {name for name in recipe if getattr(self, name) is not None}
-        for name, value in recipe.items():
-            if getattr(self, name) is None:
-                setattr(self, name, value)
+    given_settings: list[str] = field(
+        default_factory=list,
+        init=False,
+        metadata={"help": "Set by `fill_recipe`: the recipe's settings the user gave (not a flag)."},
+    )
+
+    def architecture(self, names: tuple[str, ...]) -> dict:
+        """The sizes among `names` to build the network at: all of them for a genotype; for a saved config or model,
+        only those the user gave (it keeps its own otherwise)."""
+        return {name: getattr(self, name) for name in names if self.genotype or name in self.given_settings}
 
 
 @dataclass
@@ -471,8 +486,7 @@ class TrainArguments(NetworkArguments, ImageDataArguments, RunArguments):
 
     def __post_init__(self):
         super().__post_init__()
-        self.apply_recipe(IMAGE_TRAINING)
-        if self.lr_schedule not in ("cosine", "exponential"):
+        if self.lr_schedule not in (None, "cosine", "exponential"):
             raise ValueError(f"--lr_schedule must be cosine or exponential, got {self.lr_schedule!r}.")
 
 
@@ -555,7 +569,6 @@ class LanguageModelTrainArguments(NetworkArguments, TextDataArguments, RunArgume
 
     def __post_init__(self):
         super().__post_init__()
-        self.apply_recipe(LANGUAGE_MODEL_TRAINING)
         if self.bptt < 1:
             raise ValueError(f"--bptt (the sequence length) must be at least 1, got {self.bptt}.")
         if self.gradient_accumulation_steps < 1 or self.batch_size % self.gradient_accumulation_steps:
@@ -563,6 +576,24 @@ class LanguageModelTrainArguments(NetworkArguments, TextDataArguments, RunArgume
                 f"--batch_size {self.batch_size} must split into --gradient_accumulation_steps "
                 f"{self.gradient_accumulation_steps} equal groups of streams."
             )
+
+
+def fill_recipe(args: TrainArguments | LanguageModelTrainArguments):
+    """Check the network source and fill the unset (None) hyperparameters of a training from its `--recipe`,
+    recording in `args.given_settings` those the user set. The commands call this once, after parsing; returns
+    `args`."""
+    recipes = LANGUAGE_MODEL_TRAINING if isinstance(args, LanguageModelTrainArguments) else IMAGE_TRAINING
+    given = sum(x is not None for x in (args.genotype, args.config_name, args.model_name_or_path))
+    if given != 1:
+        raise ValueError("Name the network with exactly one of --genotype, --config_name, --model_name_or_path.")
+    if args.recipe not in recipes:
+        raise ValueError(f"--recipe must be one of {sorted(recipes)}, got {args.recipe!r}.")
+    recipe = recipes[args.recipe]
+    args.given_settings = sorted(name for name in recipe if getattr(args, name) is not None)
+    for name, value in recipe.items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+    return args
 
 
 @dataclass
@@ -634,4 +665,5 @@ __all__ = [
     "TextDataArguments",
     "TrainArguments",
     "check_positive",
+    "fill_recipe",
 ]

@@ -11,7 +11,7 @@ from transformers import AutoConfig, AutoModelForImageClassification
 
 from ..counting import count_mult_adds, count_parameters
 from ..data.images import BatchTransform, make_loader
-from ..data.text import batchify, encode_lines
+from ..data.text import batchify, encode_lines, load_lines
 from ..models import DartsConfig, DartsRNNConfig
 from ..models.modeling_darts import evaluation_resize
 from .arguments import EvaluateArguments
@@ -48,11 +48,9 @@ def _evaluate_image_classifier(args: EvaluateArguments) -> dict:
     accelerator = Accelerator(mixed_precision=args.mixed_precision)
     model = load_pretrained(AutoModelForImageClassification, args.model_name_or_path)
     config: DartsConfig = model.config
-    if args.image_size is None:
-        args.image_size = config.image_size
-    crop_from = evaluation_resize(config)
-    images = open_image_splits(args, accelerator, splits=(args.split,))
-    data = images.decode(args.split, args.image_size, crop_from=crop_from)
+    image_size, crop_from = args.image_size or config.image_size, evaluation_resize(config)
+    images = open_image_splits(accelerator, (args.split,), **args.image_source)
+    data = images.decode(args.split, image_size, crop_from=crop_from)
     if len(data.class_names) != config.num_labels:
         raise ValueError(
             f"The {args.split} split has {len(data.class_names)} classes, the model {config.num_labels}: "
@@ -69,9 +67,9 @@ def _evaluate_image_classifier(args: EvaluateArguments) -> dict:
         "split": args.split,
         "num_images": metrics["num_samples"],
         "preprocessing": (
-            f"resize the shorter side to {crop_from}, centre crop {args.image_size}"
+            f"resize the shorter side to {crop_from}, centre crop {image_size}"
             if crop_from
-            else f"resize to {args.image_size}x{args.image_size}"
+            else f"resize to {image_size}x{image_size}"
         ),
         "loss": metrics["loss"],
         "top1_accuracy": metrics["accuracy"],
@@ -90,7 +88,7 @@ TEXT_SPLIT_NAMES = {"valid": "validation", "val": "validation", "dev": "validati
 
 def _evaluate_language_model(args: EvaluateArguments) -> dict:
     model, vocabulary = load_language_model(args.model_name_or_path)
-    corpus = args.load_lines()
+    corpus = load_lines(**args.text_source)
     split = TEXT_SPLIT_NAMES.get(args.split, args.split)
     if split not in corpus:
         raise ValueError(f"--split {args.split!r}: the corpus has the splits {list(corpus)} (or valid).")

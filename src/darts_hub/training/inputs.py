@@ -21,7 +21,6 @@ from ..data.images import (
     stratified_split,
 )
 from ..data.text import batchify
-from .arguments import ImageDataArguments
 
 
 @dataclass
@@ -46,40 +45,41 @@ class ImageSplits:
         return StreamedImages(*columns, crop_from=crop_from, num_workers=self.stream_workers)
 
 
-def open_image_splits(args: ImageDataArguments, accelerator: Accelerator, splits: tuple[str, ...]) -> ImageSplits:
-    """Open the run's image dataset (the main process first, so that a download or cache build happens once),
-    check that it has `splits`, find the columns and the classes, and keep at most `--max_train_samples` training
-    images, a stratified random choice (`--data_seed`)."""
+def open_image_splits(
+    accelerator: Accelerator,
+    splits: tuple[str, ...],
+    *,
+    image_column: str | None = None,
+    label_column: str | None = None,
+    max_train_samples: int | None = None,
+    data_seed: int = 0,
+    stream_workers: int | None = None,
+    **source,
+) -> ImageSplits:
+    """Open the image dataset `source` names (`load_image_dataset`'s arguments; the main process first, so that a
+    download or cache build happens once), check that it has `splits`, find the columns and the classes, and keep
+    at most `max_train_samples` training images, a stratified random choice (`data_seed`). `stream_workers`:
+    decode while reading, in that many processes, instead of once into memory."""
     with accelerator.main_process_first():
-        dataset = load_image_dataset(
-            args.dataset_name,
-            args.dataset_config_name,
-            args.train_dir,
-            args.validation_dir,
-            train_arrays=args.train_arrays,
-            validation_arrays=args.validation_arrays,
-            class_names=args.class_names.split(",") if args.class_names else None,
-        )
+        dataset = load_image_dataset(**source)
     missing = [split for split in splits if split not in dataset]
     if missing:
         raise KeyError(f"The dataset has no split {missing}; its splits are {list(dataset)}.")
     train = dataset["train"]
-    image_column, label_column = find_columns(train, args.image_column_name, args.label_column_name)
+    image_column, label_column = find_columns(train, image_column, label_column)
     class_names = class_names_of(train, label_column)
-    if args.max_train_samples is not None and args.max_train_samples < len(train):
-        chosen, _ = stratified_split(
-            labels_of(train, label_column, class_names), args.max_train_samples, args.data_seed
-        )
+    if max_train_samples is not None and max_train_samples < len(train):
+        chosen, _ = stratified_split(labels_of(train, label_column, class_names), max_train_samples, data_seed)
         dataset["train"] = train.select(chosen.tolist())
-    return ImageSplits(
-        dataset, image_column, label_column, class_names, args.dataloader_num_workers if args.stream_images else None
-    )
+    return ImageSplits(dataset, image_column, label_column, class_names, stream_workers)
 
 
-def normalisation(args: ImageDataArguments, data: ImageTensors | StreamedImages) -> tuple[list[float], list[float]]:
-    """The per-channel mean and standard deviation to normalise with: `--image_mean`/`--image_std` when given (the
+def normalisation(
+    data: ImageTensors | StreamedImages, image_mean: list[float] | None, image_std: list[float] | None
+) -> tuple[list[float], list[float]]:
+    """The per-channel mean and standard deviation to normalise with: `image_mean`/`image_std` when given (the
     original uses fixed CIFAR-10 constants), else the training images' own statistics."""
-    given = {"--image_mean": args.image_mean, "--image_std": args.image_std}
+    given = {"--image_mean": image_mean, "--image_std": image_std}
     if all(values is None for values in given.values()):
         return data.statistics()
     for flag, values in given.items():
@@ -88,26 +88,26 @@ def normalisation(args: ImageDataArguments, data: ImageTensors | StreamedImages)
                 f"{flag} needs one value per channel ({data.num_channels} for these images), got {values}: give "
                 "both --image_mean and --image_std, or neither to use the images' own statistics."
             )
-    if min(args.image_std) <= 0:
-        raise ValueError(f"--image_std must be positive, got {args.image_std}.")
-    return list(args.image_mean), list(args.image_std)
+    if min(image_std) <= 0:
+        raise ValueError(f"--image_std must be positive, got {image_std}.")
+    return list(image_mean), list(image_std)
 
 
 def batch_transform(
-    args: ImageDataArguments,
     data: ImageTensors | StreamedImages,
-    channels_last: bool,
     mean: list[float],
     std: list[float],
+    channels_last: bool,
+    crop_padding: int | None = None,
     **augmentation,
 ) -> BatchTransform:
-    """Augmentation and normalisation by `mean` and `std`; `augmentation` adds the training recipe's (cutout, random
-    resized crops, colour jitter)."""
+    """Augmentation and normalisation by `mean` and `std`: padded random crops (`crop_padding` pixels; None: an
+    eighth of the image size, CIFAR's 4) and `augmentation` (`BatchTransform`'s flips, cutout, random resized
+    crops, colour jitter)."""
     return BatchTransform(
         mean,
         std,
-        crop_padding=data.image_size // 8 if args.crop_padding is None else args.crop_padding,
-        horizontal_flip=(not args.uses_digits) if args.horizontal_flip is None else args.horizontal_flip,
+        crop_padding=data.image_size // 8 if crop_padding is None else crop_padding,
         channels_last=channels_last,
         **augmentation,
     )

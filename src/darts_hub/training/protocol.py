@@ -32,6 +32,7 @@ from .arguments import (
     SelectionArguments,
     TextDataArguments,
     TrainArguments,
+    fill_recipe,
 )
 from .checkpoints import ResumeError, settings_differences
 from .publishing import RUN_RECORD, OwnedFolder, read_run_record
@@ -113,8 +114,8 @@ class Protocol:
 
 
 def changed(args, **values):
-    """A copy of `args` with `values` set. Not `dataclasses.replace`, which would parse them again: the settings a
-    recipe filled in would then count as given by the user (`args.explicit`)."""
+    """A copy of `args` with `values` set. Not `dataclasses.replace`, which would build them anew and lose what
+    `fill_recipe` recorded (`args.given_settings`)."""
     args = copy.copy(args)
     vars(args).update(values)
     return args
@@ -225,9 +226,11 @@ def selection_training_arguments(search_args, selection: SelectionArguments, sea
         "seed": search_args.seed,
     }
     if recurrent:
-        return LanguageModelTrainArguments(config_name=search_folder, recipe="ptb", **settings, **budget)
-    return TrainArguments(
-        config_name=search_folder, recipe="cifar", eval_split=selection.selection_eval_split, **settings, **budget
+        return fill_recipe(LanguageModelTrainArguments(config_name=search_folder, recipe="ptb", **settings, **budget))
+    return fill_recipe(
+        TrainArguments(
+            config_name=search_folder, recipe="cifar", eval_split=selection.selection_eval_split, **settings, **budget
+        )
     )
 
 

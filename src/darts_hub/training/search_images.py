@@ -81,9 +81,10 @@ def run_search(args: SearchArguments) -> DartsSearchModel:
     accelerator = run.accelerator
 
     # Data: the training split, divided into weight-training and architecture-validation parts.
-    data = open_image_splits(args, accelerator, splits=("train",)).decode("train", args.image_size)
+    data = open_image_splits(accelerator, ("train",), **args.image_source).decode("train", args.image_size)
     weight_data, arch_data = split_for_search(data, args.train_portion, args.data_seed)
-    transform = batch_transform(args, data, run.channels_last, *normalisation(args, data))
+    mean, std = normalisation(data, args.image_mean, args.image_std)
+    transform = batch_transform(data, mean, std, run.channels_last, **args.augmentation)
     train_loader = make_loader(weight_data, args.batch_size, args.seed, stream=0)
     valid_loader = make_loader(arch_data, args.batch_size, args.seed, stream=1)
     eval_loader = make_loader(arch_data, args.batch_size)

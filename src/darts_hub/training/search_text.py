@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from ..data.text import ChunkLoader, RandomLengthChunks, StreamChunks, batchify, encode_lines
+from ..data.text import ChunkLoader, RandomLengthChunks, StreamChunks, batchify, encode_lines, load_lines
 from ..hub import save_search_result
 from ..kernels import kernelize
 from ..models import build_tokenizer, vocabulary_in_order
@@ -51,7 +51,7 @@ def run_recurrent_search(args: RecurrentSearchArguments) -> DartsRNNSearchModel:
     """Run a recurrent search and write the result folder (with the word tokenizer); returns the supernet."""
     run = Run(args, "darts-rnn-search")
     accelerator = run.accelerator
-    lines = args.load_lines()
+    lines = load_lines(**args.text_source)
     vocabulary = vocabulary_in_order([lines["train"], lines["validation"], lines["test"]])
     train_columns = process_streams(encode_lines(lines["train"], vocabulary), args.batch_size, accelerator)
     search_columns = process_streams(encode_lines(lines["validation"], vocabulary), args.batch_size, accelerator)

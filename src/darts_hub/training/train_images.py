@@ -35,10 +35,26 @@ logger = logging.getLogger(__name__)
 
 # The original training scripts' settings (train.py and train_imagenet.py of the DARTS release).
 ARCHITECTURE_SETTINGS = ("init_channels", "num_cells", "stem")
+TRAINING_SETTINGS = ("auxiliary_weight", "drop_path_prob", "label_smoothing")
 
 
-def build_model(args: TrainArguments, class_names: list[str], image_size: int, mean, std):
-    """The network to train: from a checkpoint, a config (a search result), or a genotype, fitted to the data."""
+def build_model(
+    class_names: list[str],
+    image_size: int,
+    mean: list[float],
+    std: list[float],
+    *,
+    genotype: str | None = None,
+    config_name: str | None = None,
+    model_name_or_path: str | None = None,
+    architecture: dict,
+    training: dict,
+    ignore_mismatched_sizes: bool = False,
+):
+    """The network to train, from one of: a checkpoint (`model_name_or_path`), a config (`config_name`, a search
+    result, with the sizes in `architecture` replacing its own), or a genotype (a zoo name or JSON file, at the
+    `architecture` sizes); fitted to the data, with the `training` settings (auxiliary weight, drop-path, label
+    smoothing)."""
     data_settings = {
         "num_labels": len(class_names),
         "id2label": dict(enumerate(class_names)),
@@ -48,34 +64,28 @@ def build_model(args: TrainArguments, class_names: list[str], image_size: int, m
         "image_mean": mean,
         "image_std": std,
     }
-    training_settings = {
-        "auxiliary_weight": args.auxiliary_weight,
-        "drop_path_prob": args.drop_path_prob,
-        "label_smoothing": args.label_smoothing,
-    }
-    if args.model_name_or_path is not None:
-        config = load_config(args.model_name_or_path, "--model_name_or_path", DartsConfig)
-        if config.num_labels != len(class_names) and not args.ignore_mismatched_sizes:
+    if model_name_or_path is not None:
+        config = load_config(model_name_or_path, "--model_name_or_path", DartsConfig)
+        if config.num_labels != len(class_names) and not ignore_mismatched_sizes:
             raise ValueError(
-                f"{args.model_name_or_path} classifies {config.num_labels} classes but the data has "
+                f"{model_name_or_path} classifies {config.num_labels} classes but the data has "
                 f"{len(class_names)}: pass --ignore_mismatched_sizes to train a new classifier."
             )
         return load_pretrained(
             DartsForImageClassification,
-            args.model_name_or_path,
-            ignore_mismatched_sizes=args.ignore_mismatched_sizes,
+            model_name_or_path,
+            ignore_mismatched_sizes=ignore_mismatched_sizes,
             **data_settings,
-            **training_settings,
+            **training,
         )
-    if args.config_name is not None:
-        config = load_config(args.config_name, "--config_name", DartsConfig)
-        sizes = {name: getattr(args, name) for name in ARCHITECTURE_SETTINGS if name in args.explicit}
-        config = DartsConfig(**{**config.to_dict(), **sizes, **data_settings, **training_settings})
+    if config_name is not None:
+        config = load_config(config_name, "--config_name", DartsConfig)
+        config = DartsConfig(**{**config.to_dict(), **architecture, **data_settings, **training})
     else:
-        sizes = {name: getattr(args, name) for name in ARCHITECTURE_SETTINGS}
-        config = DartsConfig(genotype=load_genotype(args.genotype), **sizes, **data_settings, **training_settings)
-    config.use_auxiliary_head = args.auxiliary_weight > 0 and config.auxiliary_head_fits
-    if args.auxiliary_weight > 0 and not config.use_auxiliary_head:
+        config = DartsConfig(genotype=load_genotype(genotype), **architecture, **data_settings, **training)
+    auxiliary_weight = training["auxiliary_weight"]
+    config.use_auxiliary_head = auxiliary_weight > 0 and config.auxiliary_head_fits
+    if auxiliary_weight > 0 and not config.use_auxiliary_head:
         logger.warning("No auxiliary head: its geometry needs 32x32 images (CIFAR stem) or 224x224 (ImageNet stem).")
     return kernelize(DartsForImageClassification(config))
 
@@ -96,19 +106,30 @@ def run_training(args: TrainArguments) -> DartsForImageClassification:
     to `args.output_dir` (and pushes them when asked). Returns the trained model."""
     run = Run(args, "darts-train")
     accelerator = run.accelerator
-    images = open_image_splits(args, accelerator, splits=("train", args.eval_split))
+    images = open_image_splits(accelerator, ("train", args.eval_split), **args.image_source)
     train_data = images.decode("train", args.image_size)
-    mean, std = normalisation(args, train_data)
-    model = build_model(args, train_data.class_names, train_data.image_size, mean, std)
-    eval_data = images.decode(args.eval_split, train_data.image_size, crop_from=evaluation_resize(model.config))
-    # The recipe's cutout (16 pixels) is meant for 32x32 images: other sizes get the same fraction of the image.
-    cutout = args.cutout if "cutout" in args.explicit else args.cutout * train_data.image_size // 32
-    transform = batch_transform(
-        args,
-        train_data,
-        run.channels_last,
+    mean, std = normalisation(train_data, args.image_mean, args.image_std)
+    model = build_model(
+        train_data.class_names,
+        train_data.image_size,
         mean,
         std,
+        genotype=args.genotype,
+        config_name=args.config_name,
+        model_name_or_path=args.model_name_or_path,
+        architecture=args.architecture(ARCHITECTURE_SETTINGS),
+        training={name: getattr(args, name) for name in TRAINING_SETTINGS},
+        ignore_mismatched_sizes=args.ignore_mismatched_sizes,
+    )
+    eval_data = images.decode(args.eval_split, train_data.image_size, crop_from=evaluation_resize(model.config))
+    # The recipe's cutout (16 pixels) is meant for 32x32 images: other sizes get the same fraction of the image.
+    cutout = args.cutout if "cutout" in args.given_settings else args.cutout * train_data.image_size // 32
+    transform = batch_transform(
+        train_data,
+        mean,
+        std,
+        run.channels_last,
+        **args.augmentation,
         cutout=cutout,
         random_resized_crop=args.random_resized_crop,
         color_jitter=args.color_jitter,

@@ -25,7 +25,7 @@ import torch
 from accelerate import Accelerator
 
 from ..counting import count_parameters
-from ..data.text import ChunkLoader, RandomLengthChunks, batchify, encode_lines
+from ..data.text import ChunkLoader, RandomLengthChunks, batchify, encode_lines, load_lines
 from ..hub import save_card, trained_language_model_card, write_folder_atomically
 from ..kernels import kernelize
 from ..models import DartsRNNConfig, DartsRNNForCausalLM, build_tokenizer, vocabulary_in_order
@@ -47,13 +47,22 @@ ARCHITECTURE_SETTINGS = ("hidden_size",)
 DROPOUTS = ("dropout", "dropout_h", "dropout_x", "dropout_i", "dropout_e")
 
 
-def build_language_model(args: LanguageModelTrainArguments, lines: dict[str, list[str]]):
-    """The model to train and its vocabulary: a saved model with its own tokenizer, or a new model (from a config or
-    a genotype) over the corpus's vocabulary in the original order. The dropouts are the run's."""
-    dropouts = {name: getattr(args, name) for name in DROPOUTS}
-    if args.model_name_or_path is not None:
-        load_config(args.model_name_or_path, "--model_name_or_path", DartsRNNConfig)
-        return load_language_model(args.model_name_or_path, **dropouts)
+def build_language_model(
+    lines: dict[str, list[str]],
+    dropouts: dict[str, float],
+    *,
+    genotype: str | None = None,
+    config_name: str | None = None,
+    model_name_or_path: str | None = None,
+    architecture: dict,
+):
+    """The model to train and its vocabulary, from one of: a saved model with its own tokenizer
+    (`model_name_or_path`), a config (`config_name`, with the sizes in `architecture` replacing its own) or a
+    genotype (at the `architecture` sizes), these two over the corpus's vocabulary in the original order. The
+    `dropouts` are the run's."""
+    if model_name_or_path is not None:
+        load_config(model_name_or_path, "--model_name_or_path", DartsRNNConfig)
+        return load_language_model(model_name_or_path, **dropouts)
     vocabulary = vocabulary_in_order([lines["train"], lines["validation"], lines["test"]])
     settings = {
         "vocab_size": len(vocabulary),
@@ -61,13 +70,11 @@ def build_language_model(args: LanguageModelTrainArguments, lines: dict[str, lis
         "pad_token_id": vocabulary[EOS],
         **dropouts,
     }
-    if args.config_name is not None:
-        config = load_config(args.config_name, "--config_name", DartsRNNConfig)
-        sizes = {name: getattr(args, name) for name in ARCHITECTURE_SETTINGS if name in args.explicit}
-        config = DartsRNNConfig(**{**config.to_dict(), **sizes, **settings})
+    if config_name is not None:
+        config = load_config(config_name, "--config_name", DartsRNNConfig)
+        config = DartsRNNConfig(**{**config.to_dict(), **architecture, **settings})
     else:
-        genotype = load_genotype(args.genotype, recurrent=True)
-        config = DartsRNNConfig(genotype=genotype, hidden_size=args.hidden_size, **settings)
+        config = DartsRNNConfig(genotype=load_genotype(genotype, recurrent=True), **architecture, **settings)
     return kernelize(DartsRNNForCausalLM(config)), vocabulary
 
 
@@ -195,8 +202,15 @@ def run_language_model_training(args: LanguageModelTrainArguments) -> DartsRNNFo
     run = Run(args, "darts-rnn-train")
     accelerator = run.accelerator
     output_dir = Path(args.output_dir)
-    lines = args.load_lines()
-    model, vocabulary = build_language_model(args, lines)
+    lines = load_lines(**args.text_source)
+    model, vocabulary = build_language_model(
+        lines,
+        {name: getattr(args, name) for name in DROPOUTS},
+        genotype=args.genotype,
+        config_name=args.config_name,
+        model_name_or_path=args.model_name_or_path,
+        architecture=args.architecture(ARCHITECTURE_SETTINGS),
+    )
     train_columns = process_streams(encode_lines(lines["train"], vocabulary), args.batch_size, accelerator)
     valid_columns = batchify(encode_lines(lines["validation"], vocabulary), args.eval_batch_size)
     test_columns = batchify(encode_lines(lines["test"], vocabulary), args.test_batch_size)
