@@ -31,6 +31,7 @@ from .models import (
 from .models.genotypes import RECURRENT_PRIMITIVES, RecurrentGenotype
 from .plots import plot_search
 from .search.derived import derived_config
+from .search.early_stopping import EIGENVALUE_KEY, Stop
 from .visualize import animate_genotypes, draw_genotype
 
 
@@ -128,8 +129,9 @@ def save_search_result(
     derived_sizes: dict,
     settings: dict,
     dataset: str,
+    stop: Stop | None = None,
 ) -> Path:
-    """Write a search's result folder:
+    """Write a search's result folder (for a search `stop`ped early, the genotype is that of the epoch it names):
 
     - `config.json`: the config of the derived network (`DartsConfig` or `DartsRNNConfig`: what training needs),
     - `genotype.json`, `alphas_history.json` (every epoch's genotype, softmax alphas and metrics),
@@ -142,7 +144,9 @@ def save_search_result(
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     genotype = supernet.genotype()
-    save_config_with_model_code(derived_config(supernet, **derived_sizes), output_dir)
+    if stop is not None:
+        genotype = type(genotype).from_dict(next(r["genotype"] for r in history if r["epoch"] == stop.epoch))
+    save_config_with_model_code(derived_config(supernet, genotype=genotype, **derived_sizes), output_dir)
     (output_dir / "genotype.json").write_text(json.dumps(genotype.to_dict(), indent=2) + "\n")
     (output_dir / "alphas_history.json").write_text(json.dumps(history, indent=1) + "\n")
     supernet.save_pretrained(output_dir / "supernet")
@@ -158,7 +162,8 @@ def save_search_result(
     else:
         primitives = {"normal": supernet.config.primitives, "reduce": supernet.config.primitives}
     plots = plot_search(history, primitives, output_dir)
-    save_card(search_model_card(genotype, history, settings, dataset, drawings, animation, plots), output_dir)
+    card = search_model_card(genotype, history, settings, dataset, drawings, animation, plots, stop)
+    save_card(card, output_dir)
     return output_dir
 
 
@@ -230,7 +235,7 @@ tokenizer = AutoTokenizer.from_pretrained("path/or/repo")
 generator = pipeline("text-generation", model="path/or/repo"{trust})"""
 
 
-def search_model_card(genotype, history, settings, dataset, drawings, animation, plots=()) -> ModelCard:
+def search_model_card(genotype, history, settings, dataset, drawings, animation, plots=(), stop=None) -> ModelCard:
     """The README.md of a search result: what was searched, on what data, with which settings, and what came out."""
     last = history[-1] if history else {}
     pictures = _pictures(drawings)
@@ -242,6 +247,17 @@ def search_model_card(genotype, history, settings, dataset, drawings, animation,
             "\n\n![learning curves](learning_curves.png)"
             "\n\nThe softmax alphas (edges by operations), epoch by epoch:\n\n![alphas](alphas.gif)"
         )
+    eigenvalues = [(r["epoch"], r[EIGENVALUE_KEY]) for r in history if EIGENVALUE_KEY in r]
+    if eigenvalues:
+        listed = ", ".join(f"{value:.4g} (epoch {epoch})" for epoch, value in eigenvalues)
+        metrics_note = (
+            f"\n\nDominant eigenvalue of the Hessian of the validation loss with respect to the alphas "
+            f"([Zela et al., 2020](https://arxiv.org/abs/1909.09656)): {listed}."
+        )
+    else:
+        metrics_note = ""
+    if stop is not None:
+        metrics_note += f"\n\n**Stopped early** after epoch {history[-1]['epoch']}: {stop.reason}."
     order = "second-order (unrolled)" if settings.get("order") == 2 else "first-order"
     recurrent = isinstance(genotype, RecurrentGenotype)
     if not last:
@@ -288,7 +304,7 @@ Cells found by a {order} DARTS architecture search ([Liu et al., 2019](https://a
 darts-hub. `config.json` describes the derived network (a `{config_class}`), ready to be trained from scratch;
 `supernet/` holds the search supernet and its architecture weights.
 
-{metrics}
+{metrics}{metrics_note}
 
 ## Genotype
 

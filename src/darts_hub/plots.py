@@ -15,6 +15,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from .search.early_stopping import EIGENVALUE_KEY  # noqa: E402
+
 
 def alphas_of(record: dict) -> dict[str, list[list[float]]]:
     """The softmax alphas of an epoch record, by cell (`normal`, `reduce` or `recurrent`)."""
@@ -29,10 +31,13 @@ def normalised_entropy(weights: list[list[float]]) -> float:
 
 
 def plot_learning_curves(history: list[dict], path: Path) -> Path:
-    """Per epoch: training and validation loss; accuracies (images) or validation perplexity (text); and each
-    cell's normalised alpha entropy."""
+    """Per epoch: training and validation loss; accuracies (images) or validation perplexity (text); each cell's
+    normalised alpha entropy; and the dominant eigenvalue of the alpha Hessian where the search measured it."""
     epochs = [record["epoch"] for record in history]
-    figure, (loss, quality, entropy) = plt.subplots(1, 3, figsize=(13, 3.6), constrained_layout=True)
+    measured = [(r["epoch"], r[EIGENVALUE_KEY]) for r in history if EIGENVALUE_KEY in r]
+    panels = 4 if measured else 3
+    figure, axes = plt.subplots(1, panels, figsize=(4.4 * panels, 3.6), constrained_layout=True)
+    loss, quality, entropy = axes[:3]
     loss.plot(epochs, [r["train_loss"] for r in history], "o-", label="weight training")
     loss.plot(epochs, [r["valid_loss"] for r in history], "o-", label="validation")
     loss.set(title="loss", xlabel="epoch")
@@ -46,10 +51,13 @@ def plot_learning_curves(history: list[dict], path: Path) -> Path:
     for cell in alphas_of(history[0]):
         entropy.plot(epochs, [normalised_entropy(alphas_of(r)[cell]) for r in history], "o-", label=cell)
     entropy.set(title="alpha entropy (1 = uniform)", xlabel="epoch")
-    for axes in (loss, quality, entropy):
-        axes.legend()
-        axes.grid(alpha=0.3)
-        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if measured:
+        axes[3].plot(*zip(*measured), "o-", color="tab:red", label="dominant eigenvalue")
+        axes[3].set(title="Hessian of the validation loss (alphas)", xlabel="epoch")
+    for panel in axes:
+        panel.legend()
+        panel.grid(alpha=0.3)
+        panel.xaxis.set_major_locator(MaxNLocator(integer=True))
     figure.savefig(path, dpi=90)
     plt.close(figure)
     return path

@@ -117,9 +117,14 @@ LANGUAGE_MODEL_TRAINING_COMMON = _recipe(
     dropout_e=0.1,
 )
 
+# RobustDARTS's early stopping (DARTS-ES; Zela et al., 2020, and their code's defaults): local averages over windows
+# of 5 eigenvalue measurements; stop when one exceeds the average 4 measurements before it by 1.3x, not before 10.
+EIGENVALUE_EARLY_STOPPING = _recipe(window=5, factor=1.3, lag=4, start_epoch=10)
+
 
 __all__ = [
     "CIFAR10_SEARCH",
+    "EIGENVALUE_EARLY_STOPPING",
     "IMAGE_TRAINING",
     "LANGUAGE_MODEL_TRAINING",
     "LANGUAGE_MODEL_TRAINING_COMMON",

@@ -169,3 +169,60 @@ def test_an_image_folder_is_subsampled_and_split_with_every_class_in_both_parts(
     assert sorted(map(tuple, both.tolist())) == sorted(map(tuple, data.images.flatten(1).tolist()))
     with pytest.raises(ValueError, match="12 images cannot be split with --train_portion 0.01"):
         split_for_search(data, train_portion=0.01, seed=0)
+
+
+def test_the_hessian_monitor_records_the_eigenvalue_and_changes_nothing_else(tmp_path):
+    plain = run_search(tiny_search_args(tmp_path / "plain", epochs=3))
+    monitored = run_search(tiny_search_args(tmp_path / "monitored", epochs=3, hessian_eigenvalue_every=2))
+    assert torch.equal(flat(plain.arch_parameters()), flat(monitored.arch_parameters()))
+    history = json.loads((tmp_path / "monitored" / "alphas_history.json").read_text())
+    # Measured every 2 epochs and after the last one.
+    assert ["hessian_eigenvalue" in record for record in history] == [False, True, True]
+    assert all(record["hessian_eigenvalue"] > 0 for record in history[1:])
+    plain_history = json.loads((tmp_path / "plain" / "alphas_history.json").read_text())
+    assert [{k: v for k, v in r.items() if k != "hessian_eigenvalue"} for r in history] == plain_history
+    card = (tmp_path / "monitored" / "README.md").read_text()
+    assert f"{history[1]['hessian_eigenvalue']:.4g} (epoch 2)" in card
+    from PIL import Image
+
+    widths = [Image.open(tmp_path / name / "learning_curves.png").size[0] for name in ("plain", "monitored")]
+    assert widths[1] > widths[0]  # the eigenvalue's own panel
+
+
+class StopsAtEpochTwoKeepingOne:
+    """A rule that stops the search after its second epoch, keeping the first epoch's genotype."""
+
+    def stop(self, history):
+        from darts_hub.search.early_stopping import Stop
+
+        return Stop(1, "test", "the test's rule") if len(history) == 2 else None
+
+
+def test_a_stopped_search_writes_the_genotype_of_its_stop_epoch_and_says_why(tmp_path, monkeypatch, caplog):
+    import darts_hub.training.search_images as search_images
+
+    monkeypatch.setattr(search_images, "early_stopping_rule", lambda *args: StopsAtEpochTwoKeepingOne())
+    with caplog.at_level(logging.WARNING):
+        run_search(tiny_search_args(tmp_path, epochs=4, early_stopping=["skip_connections", "9"]))
+    history = json.loads((tmp_path / "alphas_history.json").read_text())
+    assert [record["epoch"] for record in history] == [1, 2]
+    assert history[-1]["stopped"] == {"epoch": 1, "rule": "test", "reason": "the test's rule"}
+    kept = Genotype.from_dict(history[0]["genotype"])
+    assert Genotype.from_json((tmp_path / "genotype.json").read_text()) == kept
+    assert AutoConfig.from_pretrained(tmp_path).get_genotype() == kept
+    assert "**Stopped early** after epoch 2: the test's rule." in (tmp_path / "README.md").read_text()
+    assert "Search stopped after epoch 2: the test's rule." in caplog.text
+    # Continued, it searches no further: the stop is in its checkpointed history.
+    run_search(
+        tiny_search_args(tmp_path, epochs=4, resume_from_checkpoint="latest", early_stopping=["skip_connections", "9"])
+    )
+    assert len(json.loads((tmp_path / "alphas_history.json").read_text())) == 2
+
+
+def test_early_stopping_on_the_eigenvalue_needs_the_monitor():
+    with pytest.raises(ValueError, match="--early_stopping eigenvalue .* --hessian_eigenvalue_every"):
+        SearchArguments(early_stopping=["eigenvalue"])
+    with pytest.raises(ValueError, match="--early_stopping takes"):
+        SearchArguments(early_stopping=["skip_connections", "x"])
+    with pytest.raises(ValueError, match="--hessian_eigenvalue_every must be positive"):
+        SearchArguments(hessian_eigenvalue_every=0)

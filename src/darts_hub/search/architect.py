@@ -111,6 +111,23 @@ class Architect:
             return self._exact_unrolled_gradients(weights, alphas, buffers, train_batch, valid_batch, weight_optimizer)
         return self._finite_difference_gradients(weights, alphas, buffers, train_batch, valid_batch, weight_optimizer)
 
+    def validation_hessian_product(self, batch: Mapping) -> Callable[[list[torch.Tensor]], list[torch.Tensor]]:
+        """`vector -> H vector`, with H the Hessian of the loss on `batch` with respect to the alphas at the current
+        weights (RobustDARTS's curvature), by differentiating the alpha gradient twice. The forward and its gradient
+        are computed once, here; each product is one more backward pass. Nothing is changed: the buffers are copies
+        and the alphas' own `.grad` is untouched."""
+        parameters = dict(self.model.named_parameters())
+        alphas = [parameters[name].detach().requires_grad_() for name in self.arch_names]
+        weights = [parameters[name].detach() for name in self.weight_names]
+        buffers = {name: buffer.clone() for name, buffer in self.model.named_buffers()}
+        gradients = _grad_or_zeros(self._forward(weights, alphas, buffers, batch).loss, alphas, create_graph=True)
+
+        def product(vector: list[torch.Tensor]) -> list[torch.Tensor]:
+            projection = sum((g * v).sum() for g, v in zip(gradients, vector))
+            return list(_grad_or_zeros(projection, alphas, retain_graph=True))
+
+        return product
+
     def _forward(self, weights, alphas, buffers, batch: Mapping):
         """The model's outputs on `batch` with the given weights, alphas and buffers substituted."""
         tensors = {**dict(zip(self.weight_names, weights)), **dict(zip(self.arch_names, alphas)), **buffers}

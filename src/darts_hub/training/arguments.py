@@ -11,12 +11,14 @@ import torch
 from ..data.images import DIGITS
 from ..recipes import (
     CIFAR10_SEARCH,
+    EIGENVALUE_EARLY_STOPPING,
     IMAGE_TRAINING,
     LANGUAGE_MODEL_TRAINING,
     LANGUAGE_MODEL_TRAINING_COMMON,
     PTB_SEARCH,
 )
 from ..search.architect import HESSIAN_MODES
+from ..search.early_stopping import EigenvalueRule, early_stopping_rule
 
 
 # Settings that do not change what a run computes: a resume may change them freely.
@@ -63,6 +65,7 @@ POSITIVE_SETTINGS = (
     "selection_epochs",
     "selection_batch_size",
     "num_runs",
+    "hessian_eigenvalue_every",
 )
 
 
@@ -364,6 +367,29 @@ class SearchArguments(ImageDataArguments, RunArguments):
             "the same step with a fraction of the memory, at the cost of one more forward pass per cell."
         },
     )
+    hessian_eigenvalue_every: int | None = field(
+        default=None,
+        metadata={
+            "help": "Every N epochs (and after the last): the dominant eigenvalue of the Hessian of the validation "
+            "loss with respect to the alphas (RobustDARTS), recorded per epoch, plotted and in the card."
+        },
+    )
+    early_stopping: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "Stop the search early: `eigenvalue` (RobustDARTS's rule on the local average of the eigenvalue; "
+            "needs --hessian_eigenvalue_every; keeps the genotype from before the rise) or `skip_connections K` "
+            "(DARTS+: stop once the normal cell holds K skip connections)."
+        },
+    )
+    early_stopping_window: int = field(
+        default=EIGENVALUE_EARLY_STOPPING["window"],
+        metadata={"help": "--early_stopping eigenvalue: measurements per local average."},
+    )
+    early_stopping_factor: float = field(
+        default=EIGENVALUE_EARLY_STOPPING["factor"],
+        metadata={"help": "--early_stopping eigenvalue: the rise of the local average that stops the search."},
+    )
     train_init_channels: int = field(
         default=IMAGE_TRAINING["cifar"]["init_channels"],
         metadata={"help": "Channels of the derived network in the result's config.json."},
@@ -383,6 +409,17 @@ class SearchArguments(ImageDataArguments, RunArguments):
         if self.partial_channels < 1 or self.init_channels % self.partial_channels:
             raise ValueError(
                 f"--partial_channels must divide --init_channels ({self.init_channels}), got {self.partial_channels}."
+            )
+        rule = early_stopping_rule(self.early_stopping, self.early_stopping_window, self.early_stopping_factor)
+        if isinstance(rule, EigenvalueRule) and self.hessian_eigenvalue_every is None:
+            raise ValueError(
+                "--early_stopping eigenvalue reads the eigenvalue the monitor measures: give --hessian_eigenvalue_every "
+                "N too (RobustDARTS: 1)."
+            )
+        if self.early_stopping_window < 1 or self.early_stopping_factor <= 1:
+            raise ValueError(
+                f"--early_stopping_window must be positive and --early_stopping_factor above 1, got "
+                f"{self.early_stopping_window} and {self.early_stopping_factor}."
             )
 
 

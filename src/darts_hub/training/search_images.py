@@ -21,6 +21,8 @@ from ..hub import save_search_result
 from ..kernels import kernelize
 from ..models.modeling_darts_search import DartsSearchConfig, DartsSearchModel
 from ..search.architect import Architect
+from ..search.early_stopping import EIGENVALUE_KEY, early_stopping_rule, stop_of
+from ..search.hessian import validation_hessian_eigenvalue
 from ..search.step import SearchStep, search_optimizers
 from .arguments import SearchArguments
 from .evaluation import evaluate
@@ -136,7 +138,17 @@ def run_search(args: SearchArguments) -> DartsSearchModel:
     run.resume(scheduler, architect, valid_batches)
 
     search_step = SearchStep(model, architect, weight_optimizer, accelerator, args.grad_clip)
+    rule = early_stopping_rule(args.early_stopping, args.early_stopping_window, args.early_stopping_factor)
+    if args.hessian_eigenvalue_every:  # one fixed, unaugmented batch, so that epochs compare
+        images, labels = next(iter(make_loader(arch_data, args.batch_size)))
+        monitor_batch = {
+            "pixel_values": transform(images.to(accelerator.device), train=False),
+            "labels": labels.to(accelerator.device),
+        }
+    stop = stop_of(run.progress.history)  # a resumed search that had stopped searches no further
     for epoch in run.epochs(args.epochs):
+        if stop is not None:
+            break
         model.train()
         for images, labels in run.batches(train_loader, epoch, "search epoch"):
             valid_images, valid_labels = next(valid_batches)
@@ -149,7 +161,21 @@ def run_search(args: SearchArguments) -> DartsSearchModel:
             break
         train = run.epoch_metrics(scheduler)
         valid = evaluate(model, eval_loader, transform, accelerator, description="arch-validation")
-        run.end_epoch(epoch_record(supernet, epoch, run.progress.global_step, train, valid))
+        record = epoch_record(supernet, epoch, run.progress.global_step, train, valid)
+        if args.hessian_eigenvalue_every and (
+            (epoch + 1) % args.hessian_eigenvalue_every == 0 or epoch + 1 == args.epochs
+        ):
+            model.train()
+            eigenvalue = validation_hessian_eigenvalue(architect, monitor_batch)
+            record[EIGENVALUE_KEY] = accelerator.reduce(
+                torch.tensor(eigenvalue, device=accelerator.device), "mean"
+            ).item()
+            logger.info("epoch %d: dominant eigenvalue of the alpha Hessian %.4g", epoch + 1, record[EIGENVALUE_KEY])
+        stop = rule.stop([*run.progress.history, record]) if rule is not None else None
+        if stop is not None:
+            record["stopped"] = stop.to_dict()
+            logger.warning("Search stopped after epoch %d: %s.", epoch + 1, stop.reason)
+        run.end_epoch(record)
 
     def write(folder: Path) -> None:
         save_search_result(
@@ -159,6 +185,7 @@ def run_search(args: SearchArguments) -> DartsSearchModel:
             derived_sizes={"init_channels": args.train_init_channels, "num_cells": args.train_num_cells},
             settings=args.tracker_config(),
             dataset=args.dataset_description,
+            stop=stop,
         )
 
     run.finish(write)
