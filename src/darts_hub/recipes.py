@@ -121,8 +121,12 @@ LANGUAGE_MODEL_TRAINING_COMMON = _recipe(
 # of 5 eigenvalue measurements; stop when one exceeds the average 4 measurements before it by 1.3x, not before 10.
 EIGENVALUE_EARLY_STOPPING = _recipe(window=5, factor=1.3, lag=4, start_epoch=10)
 
+# beta-DARTS's beta-decay (Ye et al., 2022, and their code): weight 50 * epoch / 100, i.e. 0.5 per epoch.
+BETA_DECAY = _recipe(rate=0.5)
+
 
 __all__ = [
+    "BETA_DECAY",
     "CIFAR10_SEARCH",
     "EIGENVALUE_EARLY_STOPPING",
     "IMAGE_TRAINING",

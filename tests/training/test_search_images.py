@@ -226,3 +226,12 @@ def test_early_stopping_on_the_eigenvalue_needs_the_monitor():
         SearchArguments(early_stopping=["skip_connections", "x"])
     with pytest.raises(ValueError, match="--hessian_eigenvalue_every must be positive"):
         SearchArguments(hessian_eigenvalue_every=0)
+
+
+def test_a_beta_decay_search_runs_from_the_flags_and_decays_the_alphas(tmp_path):
+    plain = run_search(tiny_search_args(tmp_path / "plain", epochs=3))
+    decayed = run_search(tiny_search_args(tmp_path / "beta", epochs=3, regulariser="beta_decay", beta_decay_rate=50))
+    smooth_maximum = [torch.logsumexp(torch.cat(m.arch_parameters()[:2]), -1).mean().item() for m in (plain, decayed)]
+    assert smooth_maximum[1] < smooth_maximum[0]
+    with pytest.raises(ValueError, match="--regulariser must be one of \\['beta_decay'\\]"):
+        SearchArguments(regulariser="l2")

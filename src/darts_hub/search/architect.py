@@ -52,6 +52,8 @@ class Architect:
             through it.
         epsilon_scale: the 0.01 of eps = 0.01 / ||grad_w' L_val||.
         autocast: a context manager factory for the forward passes (e.g. `accelerator.autocast`).
+        penalty: a term of the alphas added to the architecture objective (`regularisers.BetaDecay`), its gradient
+            added to the step's.
     """
 
     def __init__(
@@ -63,6 +65,7 @@ class Architect:
         unrolled_grad_clip: float | None = None,
         epsilon_scale: float = 0.01,
         autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
+        penalty: Callable[[list[torch.Tensor]], torch.Tensor] | None = None,
     ):
         if order not in ORDERS:
             raise ValueError(f"order must be 1 or 2, got {order!r}.")
@@ -75,6 +78,7 @@ class Architect:
         self.unrolled_grad_clip = unrolled_grad_clip
         self.epsilon_scale = epsilon_scale
         self.autocast = autocast
+        self.penalty = penalty
         arch_ids = {id(p) for p in model.arch_parameters()}
         self.arch_names = [name for name, p in model.named_parameters() if id(p) in arch_ids]
         self.weight_names = [name for name, p in model.named_parameters() if id(p) not in arch_ids]
@@ -86,6 +90,9 @@ class Architect:
         gradients, validation_outputs = self.arch_gradients(train_batch, valid_batch, weight_optimizer)
         gradients = _average_across_processes(gradients)
         parameters = dict(self.model.named_parameters())
+        if self.penalty is not None:  # the same alphas on every process: added after the average
+            alphas = [parameters[name] for name in self.arch_names]
+            gradients = [g + p for g, p in zip(gradients, _grad_or_zeros(self.penalty(alphas), alphas))]
         for name, gradient in zip(self.arch_names, gradients):
             parameters[name].grad = gradient.to(parameters[name].dtype)
         self.optimizer.step()

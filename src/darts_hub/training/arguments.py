@@ -10,6 +10,7 @@ import torch
 
 from ..data.images import DIGITS
 from ..recipes import (
+    BETA_DECAY,
     CIFAR10_SEARCH,
     EIGENVALUE_EARLY_STOPPING,
     IMAGE_TRAINING,
@@ -19,6 +20,7 @@ from ..recipes import (
 )
 from ..search.architect import HESSIAN_MODES
 from ..search.early_stopping import EigenvalueRule, early_stopping_rule
+from ..search.regularisers import REGULARISERS
 
 
 # Settings that do not change what a run computes: a resume may change them freely.
@@ -367,6 +369,16 @@ class SearchArguments(ImageDataArguments, RunArguments):
             "the same step with a fraction of the memory, at the cost of one more forward pass per cell."
         },
     )
+    regulariser: str | None = field(
+        default=None,
+        metadata={
+            "help": "A term against collapse added to the architecture objective: beta_decay (beta-DARTS: the mean "
+            "log-sum-exp of each edge's alphas, weighted by --beta_decay_rate x epoch)."
+        },
+    )
+    beta_decay_rate: float = field(
+        default=BETA_DECAY["rate"], metadata={"help": "--regulariser beta_decay: its weight's growth per epoch."}
+    )
     hessian_eigenvalue_every: int | None = field(
         default=None,
         metadata={
@@ -410,6 +422,8 @@ class SearchArguments(ImageDataArguments, RunArguments):
             raise ValueError(
                 f"--partial_channels must divide --init_channels ({self.init_channels}), got {self.partial_channels}."
             )
+        if self.regulariser not in (None, *REGULARISERS):
+            raise ValueError(f"--regulariser must be one of {sorted(REGULARISERS)}, got {self.regulariser!r}.")
         rule = early_stopping_rule(self.early_stopping, self.early_stopping_window, self.early_stopping_factor)
         if isinstance(rule, EigenvalueRule) and self.hessian_eigenvalue_every is None:
             raise ValueError(

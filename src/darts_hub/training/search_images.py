@@ -23,6 +23,7 @@ from ..models.modeling_darts_search import DartsSearchConfig, DartsSearchModel
 from ..search.architect import Architect
 from ..search.early_stopping import EIGENVALUE_KEY, early_stopping_rule, stop_of
 from ..search.hessian import validation_hessian_eigenvalue
+from ..search.regularisers import BetaDecay
 from ..search.step import SearchStep, search_optimizers
 from .arguments import SearchArguments
 from .evaluation import evaluate
@@ -131,8 +132,14 @@ def run_search(args: SearchArguments) -> DartsSearchModel:
     )
     supernet = accelerator.unwrap_model(model)
     # The architect sets the alpha gradients itself; its optimizer is not wrapped (no loss scaling applies to it).
+    penalty = BetaDecay(args.beta_decay_rate) if args.regulariser == "beta_decay" else None
     architect = Architect(
-        supernet, arch_optimizer, order=args.order, hessian=args.hessian, autocast=accelerator.autocast
+        supernet,
+        arch_optimizer,
+        order=args.order,
+        hessian=args.hessian,
+        autocast=accelerator.autocast,
+        penalty=penalty,
     )
     valid_batches = EndlessBatches(valid_loader, accelerator)
     run.resume(scheduler, architect, valid_batches)
@@ -149,6 +156,8 @@ def run_search(args: SearchArguments) -> DartsSearchModel:
     for epoch in run.epochs(args.epochs):
         if stop is not None:
             break
+        if penalty is not None:
+            penalty.set_epoch(epoch)
         model.train()
         for images, labels in run.batches(train_loader, epoch, "search epoch"):
             valid_images, valid_labels = next(valid_batches)
