@@ -124,6 +124,9 @@ EIGENVALUE_EARLY_STOPPING = _recipe(window=5, factor=1.3, lag=4, start_epoch=10)
 # beta-DARTS's beta-decay (Ye et al., 2022, and their code): weight 50 * epoch / 100, i.e. 0.5 per epoch.
 BETA_DECAY = _recipe(rate=0.5)
 
+# SDARTS-RS's random smoothing (Chen & Hsieh, 2020, and their code): noise radius 0.03 growing linearly to 0.3.
+RANDOM_SMOOTHING = _recipe(epsilon=0.3, start=0.03)
+
 
 __all__ = [
     "BETA_DECAY",
@@ -133,4 +136,5 @@ __all__ = [
     "LANGUAGE_MODEL_TRAINING",
     "LANGUAGE_MODEL_TRAINING_COMMON",
     "PTB_SEARCH",
+    "RANDOM_SMOOTHING",
 ]

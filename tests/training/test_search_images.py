@@ -228,10 +228,15 @@ def test_early_stopping_on_the_eigenvalue_needs_the_monitor():
         SearchArguments(hessian_eigenvalue_every=0)
 
 
-def test_a_beta_decay_search_runs_from_the_flags_and_decays_the_alphas(tmp_path):
+def test_beta_decay_and_random_smoothing_searches_run_from_the_flags(tmp_path):
     plain = run_search(tiny_search_args(tmp_path / "plain", epochs=3))
     decayed = run_search(tiny_search_args(tmp_path / "beta", epochs=3, regulariser="beta_decay", beta_decay_rate=50))
     smooth_maximum = [torch.logsumexp(torch.cat(m.arch_parameters()[:2]), -1).mean().item() for m in (plain, decayed)]
     assert smooth_maximum[1] < smooth_maximum[0]
-    with pytest.raises(ValueError, match="--regulariser must be one of \\['beta_decay'\\]"):
+    smoothed = run_search(tiny_search_args(tmp_path / "sdarts", epochs=3, regulariser="random_smoothing"))
+    history = json.loads((tmp_path / "sdarts" / "alphas_history.json").read_text())
+    plain_history = json.loads((tmp_path / "plain" / "alphas_history.json").read_text())
+    assert history[0]["train_loss"] != plain_history[0]["train_loss"]  # the weight step saw perturbed weights
+    assert not torch.equal(flat(smoothed.arch_parameters()), flat(plain.arch_parameters()))
+    with pytest.raises(ValueError, match="--regulariser must be one of \\['beta_decay', 'random_smoothing'\\]"):
         SearchArguments(regulariser="l2")

@@ -311,8 +311,20 @@ class DartsSearchModel(PreTrainedModel):
         arch = {id(p) for p in self.arch_parameters()}
         return [p for p in self.parameters() if id(p) not in arch]
 
-    def forward(self, pixel_values: torch.Tensor, labels: torch.Tensor | None = None, **kwargs):
-        weights = {cell: torch.softmax(self.alphas[cell], dim=-1) for cell in ("normal", "reduce")}
+    def mixing_weights(self) -> dict[str, torch.Tensor]:
+        """Each cell kind's operation weights, `[num_edges, num_primitives]`: the softmax of its alphas (eq. 2)."""
+        return {cell: torch.softmax(self.alphas[cell], dim=-1) for cell in ("normal", "reduce")}
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        labels: torch.Tensor | None = None,
+        mixing_weights: dict[str, torch.Tensor] | None = None,
+        **kwargs,
+    ):
+        """`mixing_weights`: operation weights to mix with instead of `self.mixing_weights()` (SDARTS's perturbed
+        ones in the weight step)."""
+        weights = self.mixing_weights() if mixing_weights is None else mixing_weights
         edge_weights = {cell: self.edge_weights(cell) for cell in ("normal", "reduce")}
         s0 = s1 = self.stem(pixel_values)
         for cell in self.cells:

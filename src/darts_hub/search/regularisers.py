@@ -4,13 +4,17 @@
   alphas, `log sum_k exp(alpha_k)`, weighted by `rate * epoch` (their code: 50 * epoch / 100). Its gradient is
   `softmax(alpha) / edges`: every alpha of an edge decays by its share, which keeps the alphas small and their
   softmax from saturating on one (parameter-free) operation early.
+- `RandomSmoothing` (SDARTS-RS, Chen & Hsieh, 2020, Alg. 1): the weight step mixes the operations with the softmax
+  of the alphas plus uniform noise in [-epsilon, epsilon] (epsilon from 0.03 growing linearly to 0.3 over the
+  search), each edge's weights clipped to [0, 1] and renormalised. Trained to work under perturbed architectures,
+  the supernet's loss is flatter in the alphas, which is what RobustDARTS's eigenvalue measures.
 """
 
 from __future__ import annotations
 
 import torch
 
-from ..recipes import BETA_DECAY
+from ..recipes import BETA_DECAY, RANDOM_SMOOTHING
 
 
 class BetaDecay:
@@ -29,6 +33,32 @@ class BetaDecay:
         return self.weight * torch.logsumexp(rows, dim=-1).mean()
 
 
-REGULARISERS = ("beta_decay",)
+class RandomSmoothing:
+    """SDARTS-RS's perturbation of the mixing weights of the weight step; `set_epoch` before each epoch sets its
+    radius. The noise is drawn from the global generator (seeded by `--seed`, checkpointed with the run)."""
 
-__all__ = ["REGULARISERS", "BetaDecay"]
+    def __init__(self, epochs: int, epsilon: float = RANDOM_SMOOTHING["epsilon"], start=RANDOM_SMOOTHING["start"]):
+        self.epochs, self.final, self.start = epochs, epsilon, start
+        self.epsilon = start
+
+    def set_epoch(self, epoch: int) -> None:
+        """The radius of epoch `epoch` (from 0): from `start` linearly towards `epsilon` (their code)."""
+        self.epsilon = self.start + (self.final - self.start) * epoch / self.epochs
+
+    def __call__(self, mixing_weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {cell: self.perturb(weights) for cell, weights in mixing_weights.items()}
+
+    def perturb(self, weights: torch.Tensor) -> torch.Tensor:
+        """Each row (edge) of `weights` plus U(-epsilon, epsilon) noise, clipped to [0, 1] and divided by its sum; a
+        row clipped to all zeros becomes one-hot at its largest perturbed weight."""
+        noisy = weights + (torch.rand_like(weights) * 2 - 1) * self.epsilon
+        clipped = noisy.clamp(0, 1)
+        empty = clipped.sum(-1, keepdim=True) == 0
+        one_hot = torch.nn.functional.one_hot(noisy.argmax(-1), weights.shape[-1]).to(weights.dtype)
+        clipped = torch.where(empty, one_hot, clipped)
+        return clipped / clipped.sum(-1, keepdim=True)
+
+
+REGULARISERS = ("beta_decay", "random_smoothing")
+
+__all__ = ["REGULARISERS", "BetaDecay", "RandomSmoothing"]

@@ -32,12 +32,22 @@ class SearchStep:
     """One step of Alg. 1, `step(train_batch, valid_batch)`: the architecture step on a validation batch, then the
     weight step on a training batch (`model`, the prepared supernet, with `weight_optimizer`; gradients clipped to
     `grad_clip`), whose loss gains `regulariser(outputs)` if given (the recurrent search's activation
-    regularisation, which the architecture step does not see, as in the original). Returns the model outputs of the
-    weight step and of the architecture step's validation pass."""
+    regularisation, which the architecture step does not see, as in the original) and which mixes the operations
+    with `perturb(supernet.mixing_weights())` if given (SDARTS-RS). Returns the model outputs of the weight step and
+    of the architecture step's validation pass."""
 
-    def __init__(self, model, architect: Architect, weight_optimizer, accelerator, grad_clip: float, regulariser=None):
+    def __init__(
+        self,
+        model,
+        architect: Architect,
+        weight_optimizer,
+        accelerator,
+        grad_clip: float,
+        regulariser=None,
+        perturb=None,
+    ):
         self.model, self.architect, self.weight_optimizer = model, architect, weight_optimizer
-        self.accelerator, self.grad_clip, self.regulariser = accelerator, grad_clip, regulariser
+        self.accelerator, self.grad_clip, self.regulariser, self.perturb = accelerator, grad_clip, regulariser, perturb
         self.weight_parameters = architect.model.weight_parameters()
 
     def __call__(self, train_batch: dict, valid_batch: dict):
@@ -48,8 +58,11 @@ class SearchStep:
         for alpha in alphas:
             alpha.requires_grad_(False)
         try:
+            mixing = (
+                {} if self.perturb is None else {"mixing_weights": self.perturb(self.architect.model.mixing_weights())}
+            )
             with accelerator.autocast():
-                outputs = self.model(**train_batch)
+                outputs = self.model(**train_batch, **mixing)
             accelerator.backward(outputs.loss if regulariser is None else outputs.loss + regulariser(outputs))
         finally:
             for alpha in alphas:

@@ -17,6 +17,7 @@ from ..recipes import (
     LANGUAGE_MODEL_TRAINING,
     LANGUAGE_MODEL_TRAINING_COMMON,
     PTB_SEARCH,
+    RANDOM_SMOOTHING,
 )
 from ..search.architect import HESSIAN_MODES
 from ..search.early_stopping import EigenvalueRule, early_stopping_rule
@@ -372,12 +373,17 @@ class SearchArguments(ImageDataArguments, RunArguments):
     regulariser: str | None = field(
         default=None,
         metadata={
-            "help": "A term against collapse added to the architecture objective: beta_decay (beta-DARTS: the mean "
-            "log-sum-exp of each edge's alphas, weighted by --beta_decay_rate x epoch)."
+            "help": "Against collapse: beta_decay (beta-DARTS: the architecture objective gains the mean log-sum-exp "
+            "of each edge's alphas, weighted by --beta_decay_rate x epoch) or random_smoothing (SDARTS-RS: the "
+            "weight step mixes with noisy softmax weights, radius 0.03 growing to --smoothing_epsilon)."
         },
     )
     beta_decay_rate: float = field(
         default=BETA_DECAY["rate"], metadata={"help": "--regulariser beta_decay: its weight's growth per epoch."}
+    )
+    smoothing_epsilon: float = field(
+        default=RANDOM_SMOOTHING["epsilon"],
+        metadata={"help": "--regulariser random_smoothing: the noise radius reached at the last epoch."},
     )
     hessian_eigenvalue_every: int | None = field(
         default=None,

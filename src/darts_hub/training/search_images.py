@@ -23,7 +23,7 @@ from ..models.modeling_darts_search import DartsSearchConfig, DartsSearchModel
 from ..search.architect import Architect
 from ..search.early_stopping import EIGENVALUE_KEY, early_stopping_rule, stop_of
 from ..search.hessian import validation_hessian_eigenvalue
-from ..search.regularisers import BetaDecay
+from ..search.regularisers import BetaDecay, RandomSmoothing
 from ..search.step import SearchStep, search_optimizers
 from .arguments import SearchArguments
 from .evaluation import evaluate
@@ -144,7 +144,10 @@ def run_search(args: SearchArguments) -> DartsSearchModel:
     valid_batches = EndlessBatches(valid_loader, accelerator)
     run.resume(scheduler, architect, valid_batches)
 
-    search_step = SearchStep(model, architect, weight_optimizer, accelerator, args.grad_clip)
+    smoothing = (
+        RandomSmoothing(args.epochs, args.smoothing_epsilon) if args.regulariser == "random_smoothing" else None
+    )
+    search_step = SearchStep(model, architect, weight_optimizer, accelerator, args.grad_clip, perturb=smoothing)
     rule = early_stopping_rule(args.early_stopping, args.early_stopping_window, args.early_stopping_factor)
     if args.hessian_eigenvalue_every:  # one fixed, unaugmented batch, so that epochs compare
         images, labels = next(iter(make_loader(arch_data, args.batch_size)))
@@ -156,8 +159,9 @@ def run_search(args: SearchArguments) -> DartsSearchModel:
     for epoch in run.epochs(args.epochs):
         if stop is not None:
             break
-        if penalty is not None:
-            penalty.set_epoch(epoch)
+        for schedule in (penalty, smoothing):
+            if schedule is not None:
+                schedule.set_epoch(epoch)
         model.train()
         for images, labels in run.batches(train_loader, epoch, "search epoch"):
             valid_images, valid_labels = next(valid_batches)
