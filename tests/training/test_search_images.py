@@ -226,6 +226,10 @@ def test_early_stopping_on_the_eigenvalue_needs_the_monitor():
         SearchArguments(early_stopping=["skip_connections", "x"])
     with pytest.raises(ValueError, match="--hessian_eigenvalue_every must be positive"):
         SearchArguments(hessian_eigenvalue_every=0)
+    with pytest.raises(ValueError, match="--early_stopping_window must be positive, got 0"):
+        SearchArguments(early_stopping_window=0)
+    with pytest.raises(ValueError, match="--early_stopping_factor must be above 1, got 1.0"):
+        SearchArguments(early_stopping_factor=1.0)
 
 
 def test_beta_decay_and_random_smoothing_searches_run_from_the_flags(tmp_path):

@@ -69,6 +69,7 @@ POSITIVE_SETTINGS = (
     "selection_batch_size",
     "num_runs",
     "hessian_eigenvalue_every",
+    "early_stopping_window",
 )
 
 
@@ -436,11 +437,8 @@ class SearchArguments(ImageDataArguments, RunArguments):
                 "--early_stopping eigenvalue reads the eigenvalue the monitor measures: give --hessian_eigenvalue_every "
                 "N too (RobustDARTS: 1)."
             )
-        if self.early_stopping_window < 1 or self.early_stopping_factor <= 1:
-            raise ValueError(
-                f"--early_stopping_window must be positive and --early_stopping_factor above 1, got "
-                f"{self.early_stopping_window} and {self.early_stopping_factor}."
-            )
+        if self.early_stopping_factor <= 1:
+            raise ValueError(f"--early_stopping_factor must be above 1, got {self.early_stopping_factor}.")
 
 
 @dataclass
