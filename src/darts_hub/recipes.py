@@ -127,8 +127,12 @@ BETA_DECAY = _recipe(rate=0.5)
 # SDARTS-RS's random smoothing (Chen & Hsieh, 2020, and their code): noise radius 0.03 growing linearly to 0.3.
 RANDOM_SMOOTHING = _recipe(epsilon=0.3, start=0.03)
 
+# DARTS-'s auxiliary skip connection (Chu et al., 2021, and their code): weight 1 decaying linearly to 0.
+AUXILIARY_SKIP = _recipe(initial_weight=1.0)
+
 
 __all__ = [
+    "AUXILIARY_SKIP",
     "BETA_DECAY",
     "CIFAR10_SEARCH",
     "EIGENVALUE_EARLY_STOPPING",

@@ -124,9 +124,12 @@ def test_a_search_on_streamed_images_finds_what_decoded_images_find(tmp_path):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
-def test_a_search_with_activation_checkpointing_finds_what_the_plain_search_finds(tmp_path):
-    plain = run_search(tiny_search_args(tmp_path / "plain", epochs=1))
-    checkpointed = run_search(tiny_search_args(tmp_path / "checkpointed", epochs=1, activation_checkpointing=True))
+@pytest.mark.parametrize("regulariser", [None, "auxiliary_skip"])
+def test_a_search_with_activation_checkpointing_finds_what_the_plain_search_finds(tmp_path, regulariser):
+    plain = run_search(tiny_search_args(tmp_path / "plain", epochs=1, regulariser=regulariser))
+    checkpointed = run_search(
+        tiny_search_args(tmp_path / "checkpointed", epochs=1, activation_checkpointing=True, regulariser=regulariser)
+    )
     assert all(cell.gradient_checkpointing for cell in checkpointed.cells)
     for a, b in zip(plain.parameters(), checkpointed.parameters()):  # alphas and weights after the search
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
@@ -232,7 +235,7 @@ def test_early_stopping_on_the_eigenvalue_needs_the_monitor():
         SearchArguments(early_stopping_factor=1.0)
 
 
-def test_beta_decay_and_random_smoothing_searches_run_from_the_flags(tmp_path):
+def test_beta_decay_random_smoothing_and_auxiliary_skip_searches_run_from_the_flags(tmp_path):
     plain = run_search(tiny_search_args(tmp_path / "plain", epochs=3))
     decayed = run_search(tiny_search_args(tmp_path / "beta", epochs=3, regulariser="beta_decay", beta_decay_rate=50))
     smooth_maximum = [torch.logsumexp(torch.cat(m.arch_parameters()[:2]), -1).mean().item() for m in (plain, decayed)]
@@ -242,5 +245,11 @@ def test_beta_decay_and_random_smoothing_searches_run_from_the_flags(tmp_path):
     plain_history = json.loads((tmp_path / "plain" / "alphas_history.json").read_text())
     assert history[0]["train_loss"] != plain_history[0]["train_loss"]  # the weight step saw perturbed weights
     assert not torch.equal(flat(smoothed.arch_parameters()), flat(plain.arch_parameters()))
-    with pytest.raises(ValueError, match="--regulariser must be one of \\['beta_decay', 'random_smoothing'\\]"):
+    darts_minus = run_search(tiny_search_args(tmp_path / "darts-", epochs=3, regulariser="auxiliary_skip"))
+    assert darts_minus.config.auxiliary_skip and not plain.config.auxiliary_skip
+    assert darts_minus.auxiliary_skip_weight == 1 / 3  # the last epoch's: (3 - 2) / 3
+    assert not torch.equal(flat(darts_minus.arch_parameters()), flat(plain.arch_parameters()))
+    with pytest.raises(
+        ValueError, match="--regulariser must be one of \\['auxiliary_skip', 'beta_decay', 'random_smoothing'\\]"
+    ):
         SearchArguments(regulariser="l2")

@@ -107,6 +107,7 @@ class FastMixedOp(MixedOp):
         x: torch.Tensor,
         weights: torch.Tensor,
         edge_weight: torch.Tensor | None = None,
+        skip_weight: float | None = None,
         rectified: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """`rectified`: the ReLU of the channels the operations see, where the cell computed it once for all the
@@ -114,10 +115,16 @@ class FastMixedOp(MixedOp):
         if edge_weight is not None:
             weights = weights * edge_weight
         if self.partial_channels == 1:
-            return self.weighted_sum(x, weights, rectified)
+            return self.with_auxiliary_skip(self.weighted_sum(x, weights, rectified), x, skip_weight)
         seen, bypass = self.split_channels(x, edge_weight)
-        total = self.weighted_sum(seen, weights, rectified)
+        total = self.with_auxiliary_skip(self.weighted_sum(seen, weights, rectified), seen, skip_weight)
         return channel_shuffle(torch.cat([total, bypass], dim=1), self.partial_channels)
+
+    def with_auxiliary_skip(self, total: torch.Tensor, x: torch.Tensor, skip_weight: float | None) -> torch.Tensor:
+        """Adds the auxiliary skip connection into the running sum, in place."""
+        if self.auxiliary_skip is None:
+            return total
+        return total.add_(self.auxiliary_skip(x), alpha=skip_weight)
 
     def rectified_inputs(self, x: torch.Tensor) -> torch.Tensor | None:
         """The ReLU of the channels of `x` the operations see (all, or the first 1/K), if any operation needs it."""
@@ -136,7 +143,7 @@ class FastMixedOp(MixedOp):
 
 
 class FastSearchCell(SearchCell):
-    def nodes_output(self, s0, s1, weights, edge_weights):
+    def nodes_output(self, s0, s1, weights, edge_weights, skip_weight=None):
         states = [self.preprocess0(s0), self.preprocess1(s1)]
         # Every edge reading a state begins its convolutions with the state's ReLU: computed (and kept) once per state.
         rectified = [self.edges[0].rectified_inputs(state) for state in states]
@@ -145,7 +152,7 @@ class FastSearchCell(SearchCell):
             node = None
             for h, relu_h in zip(states, rectified):  # the node sums its edges in place, as the mixed operations do
                 edge_weight = None if edge_weights is None else edge_weights[edge]
-                output = self.edges[edge](h, weights[edge], edge_weight, relu_h)
+                output = self.edges[edge](h, weights[edge], edge_weight, skip_weight, relu_h)
                 node = output if node is None else node.add_(output)
                 edge += 1
             states.append(node)

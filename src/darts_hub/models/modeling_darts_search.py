@@ -9,6 +9,10 @@ With `partial_channels` K > 1 the supernet is PC-DARTS's (Xu et al. 2020, arXiv:
 sees 1/K of its input's channels, the rest bypass it, and the two are channel-shuffled; with `edge_normalization` each
 node weighs its incoming edges by the softmax of their betas (also architecture weights), which the derived cell's
 choice of inputs takes into account. K = 1 without edge normalisation is DARTS.
+
+With `auxiliary_skip` every edge also adds its input (on a reduction edge, its factorized reduction) weighted by
+the model's `auxiliary_skip_weight`, outside the softmax: DARTS- (Chu et al. 2021, arXiv:2009.01027). The search
+decays that weight from 1 to 0, so that the skip connections need not win the softmax to carry the gradient.
 """
 
 from __future__ import annotations
@@ -46,6 +50,8 @@ class DartsSearchConfig(PreTrainedConfig):
             channels (the paper's 4 on CIFAR-10); 1 is DARTS.
         edge_normalization (`bool`, *optional*): PC-DARTS's edge normalisation (beta weights per edge); defaults to
             on when `partial_channels` > 1, off otherwise.
+        auxiliary_skip (`bool`, *optional*, defaults to `False`): DARTS-'s auxiliary skip connection on every edge,
+            weighted by the model's `auxiliary_skip_weight`.
     """
 
     model_type = "darts_search"
@@ -63,6 +69,7 @@ class DartsSearchConfig(PreTrainedConfig):
     image_std: list[float] | None = None
     partial_channels: int = 1
     edge_normalization: bool | None = None
+    auxiliary_skip: bool = False
 
     def __post_init__(self, **kwargs):
         self.primitives = list(self.primitives or PRIMITIVES)
@@ -112,9 +119,20 @@ class MixedOp(nn.Module):
     With `partial_channels` K > 1 (PC-DARTS) the operations see the first 1/K of the channels; the others bypass
     them (max-pooled on a reduction edge) and the two parts are channel-shuffled in K groups, so that the next
     operation sees other channels.
+
+    With `auxiliary_skip` (DARTS-) the edge adds `skip_weight` times a skip connection of the channels the operations
+    see (the identity, or on a reduction edge an affine-free factorized reduction, as their code), not scaled by
+    the edge's weight: it is no candidate, only a path for the gradient.
     """
 
-    def __init__(self, primitives: list[str], channels: int, stride: int, partial_channels: int = 1):
+    def __init__(
+        self,
+        primitives: list[str],
+        channels: int,
+        stride: int,
+        partial_channels: int = 1,
+        auxiliary_skip: bool = False,
+    ):
         super().__init__()
         self.partial_channels, self.stride = partial_channels, stride
         self.op_channels = channels // partial_channels
@@ -127,15 +145,32 @@ class MixedOp(nn.Module):
                 op = nn.Sequential(op, nn.BatchNorm2d(self.op_channels, affine=False))
             self.ops[name] = op
         self.op_columns = [primitives.index(name) for name in self.ops]
+        self.auxiliary_skip = (
+            build_operation("skip_connect", self.op_channels, stride, affine=False) if auxiliary_skip else None
+        )
 
-    def forward(self, x: torch.Tensor, weights: torch.Tensor, edge_weight: torch.Tensor | None = None) -> torch.Tensor:
-        """weights: [num_primitives], the softmax of this edge's alphas; edge_weight: the edge's normalised beta."""
+    def forward(
+        self,
+        x: torch.Tensor,
+        weights: torch.Tensor,
+        edge_weight: torch.Tensor | None = None,
+        skip_weight: float | None = None,
+    ) -> torch.Tensor:
+        """weights: [num_primitives], the softmax of this edge's alphas; edge_weight: the edge's normalised beta;
+        skip_weight: the auxiliary skip connection's weight (with `auxiliary_skip`)."""
         if edge_weight is not None:
             weights = weights * edge_weight
         if self.partial_channels == 1:
-            return self.weighted_sum(x, weights)
+            return self.with_auxiliary_skip(self.weighted_sum(x, weights), x, skip_weight)
         seen, bypass = self.split_channels(x, edge_weight)
-        return channel_shuffle(torch.cat([self.weighted_sum(seen, weights), bypass], dim=1), self.partial_channels)
+        mixed = self.with_auxiliary_skip(self.weighted_sum(seen, weights), seen, skip_weight)
+        return channel_shuffle(torch.cat([mixed, bypass], dim=1), self.partial_channels)
+
+    def with_auxiliary_skip(self, mixed: torch.Tensor, x: torch.Tensor, skip_weight: float | None) -> torch.Tensor:
+        """`mixed` plus `skip_weight` times the auxiliary skip connection of `x`, if the edge has one."""
+        if self.auxiliary_skip is None:
+            return mixed
+        return mixed + skip_weight * self.auxiliary_skip(x)
 
     def weighted_sum(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         """sum_k weights[k] * op_k(x) over the operations built ('none' adds nothing)."""
@@ -180,7 +215,13 @@ class SearchCell(nn.Module):
             prev_prev_channels, prev_channels, channels, reduction_prev, affine=False
         )
         self.edges = nn.ModuleList(
-            MixedOp(config.primitives, channels, 2 if reduction and source < 2 else 1, config.partial_channels)
+            MixedOp(
+                config.primitives,
+                channels,
+                2 if reduction and source < 2 else 1,
+                config.partial_channels,
+                config.auxiliary_skip,
+            )
             for node in range(config.num_nodes)
             for source in range(node + 2)
         )
@@ -197,15 +238,24 @@ class SearchCell(nn.Module):
         s1: torch.Tensor,
         weights: torch.Tensor,
         edge_weights: torch.Tensor | None = None,
+        skip_weight: float | None = None,
         recomputing: bool = False,
     ) -> torch.Tensor:
-        # weights: [num_edges, num_primitives]; edge_weights: [num_edges] (edge normalisation) or None
+        # weights: [num_edges, num_primitives]; edge_weights: [num_edges] (edge normalisation) or None;
+        # skip_weight: the weight of DARTS-'s auxiliary skip connections, or None
         if self.gradient_checkpointing and self.training and torch.is_grad_enabled() and not recomputing:
-            return self._gradient_checkpointing_func(self._checkpointed_forward(), s0, s1, weights, edge_weights)
-        return self.nodes_output(s0, s1, weights, edge_weights)
+            return self._gradient_checkpointing_func(
+                self._checkpointed_forward(), s0, s1, weights, edge_weights, skip_weight
+            )
+        return self.nodes_output(s0, s1, weights, edge_weights, skip_weight)
 
     def nodes_output(
-        self, s0: torch.Tensor, s1: torch.Tensor, weights: torch.Tensor, edge_weights: torch.Tensor | None
+        self,
+        s0: torch.Tensor,
+        s1: torch.Tensor,
+        weights: torch.Tensor,
+        edge_weights: torch.Tensor | None,
+        skip_weight: float | None = None,
     ) -> torch.Tensor:
         """The cell's computation: every node sums the mixed operations of all the states before it; the output
         concatenates the last `multiplier` nodes."""
@@ -215,7 +265,7 @@ class SearchCell(nn.Module):
             node = 0
             for h in states:  # node i reads every state before it
                 edge_weight = None if edge_weights is None else edge_weights[edge]
-                node = node + self.edges[edge](h, weights[edge], edge_weight)
+                node = node + self.edges[edge](h, weights[edge], edge_weight, skip_weight)
                 edge += 1
             states.append(node)
         return torch.cat(states[-self.multiplier :], dim=1)
@@ -227,11 +277,11 @@ class SearchCell(nn.Module):
         of the BatchNorm buffers, so that the running statistics move once per pass, not twice."""
         parameters, buffers, passes = dict(self.named_parameters()), dict(self.named_buffers()), []
 
-        def cell(s0, s1, weights, edge_weights):
+        def cell(s0, s1, weights, edge_weights, skip_weight):
             state = buffers if not passes else {name: buffer.clone() for name, buffer in buffers.items()}
             passes.append(True)
             return functional_call(
-                self, {**parameters, **state}, (s0, s1, weights, edge_weights), {"recomputing": True}
+                self, {**parameters, **state}, (s0, s1, weights, edge_weights, skip_weight), {"recomputing": True}
             )
 
         return cell
@@ -274,6 +324,8 @@ class DartsSearchModel(PreTrainedModel):
         nn.parallel.DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(
             self, [name for name, _ in self.named_parameters() if name.startswith(("alphas.", "betas."))]
         )
+        # The weight of the auxiliary skip connections (with `auxiliary_skip`): set per epoch by the search.
+        self.auxiliary_skip_weight = 1.0 if config.auxiliary_skip else None
         self.post_init()
 
     @property
@@ -329,7 +381,7 @@ class DartsSearchModel(PreTrainedModel):
         s0 = s1 = self.stem(pixel_values)
         for cell in self.cells:
             kind = "reduce" if cell.reduction else "normal"
-            s0, s1 = s1, cell(s0, s1, weights[kind], edge_weights[kind])
+            s0, s1 = s1, cell(s0, s1, weights[kind], edge_weights[kind], self.auxiliary_skip_weight)
         logits = self.classifier(self.pooler(s1).flatten(1))
         loss = nn.functional.cross_entropy(logits, labels) if labels is not None else None
         return ImageClassifierOutputWithNoAttention(loss=loss, logits=logits)

@@ -1,4 +1,4 @@
-"""Terms added to the architecture objective against DARTS's collapse.
+"""What the search adds to DARTS against its collapse, one per `--regulariser`.
 
 - `BetaDecay` (beta-DARTS, Ye et al., 2022, eq. 9-10): the mean over the edges of the smooth maximum of the
   alphas, `log sum_k exp(alpha_k)`, weighted by `rate * epoch` (their code: 50 * epoch / 100). Its gradient is
@@ -8,13 +8,17 @@
   of the alphas plus uniform noise in [-epsilon, epsilon] (epsilon from 0.03 growing linearly to 0.3 over the
   search), each edge's weights clipped to [0, 1] and renormalised. Trained to work under perturbed architectures,
   the supernet's loss is flatter in the alphas, which is what RobustDARTS's eigenvalue measures.
+- `AuxiliarySkipDecay` (DARTS-, Chu et al., 2021, Sec. 3.2): every edge of the supernet (built with
+  `auxiliary_skip`) adds its input, weighted by 1 at the first epoch decaying linearly to 0 (their code:
+  `(epochs - epoch) / epochs`), outside the softmax. The residual path the skip connections offer is always there,
+  so the skip candidates no longer win the softmax for it.
 """
 
 from __future__ import annotations
 
 import torch
 
-from ..recipes import BETA_DECAY, RANDOM_SMOOTHING
+from ..recipes import AUXILIARY_SKIP, BETA_DECAY, RANDOM_SMOOTHING
 
 
 class BetaDecay:
@@ -59,6 +63,19 @@ class RandomSmoothing:
         return clipped / clipped.sum(-1, keepdim=True)
 
 
-REGULARISERS = ("beta_decay", "random_smoothing")
+class AuxiliarySkipDecay:
+    """DARTS-'s schedule: `set_epoch` before each epoch sets the supernet's `auxiliary_skip_weight`."""
 
-__all__ = ["REGULARISERS", "BetaDecay", "RandomSmoothing"]
+    def __init__(self, supernet, epochs: int, initial_weight: float = AUXILIARY_SKIP["initial_weight"]):
+        if not supernet.config.auxiliary_skip:
+            raise ValueError("AuxiliarySkipDecay needs a supernet built with auxiliary_skip=True.")
+        self.supernet, self.epochs, self.initial_weight = supernet, epochs, initial_weight
+
+    def set_epoch(self, epoch: int) -> None:
+        """The weight of epoch `epoch` (from 0): `initial_weight * (epochs - epoch) / epochs`."""
+        self.supernet.auxiliary_skip_weight = self.initial_weight * (self.epochs - epoch) / self.epochs
+
+
+REGULARISERS = ("auxiliary_skip", "beta_decay", "random_smoothing")
+
+__all__ = ["REGULARISERS", "AuxiliarySkipDecay", "BetaDecay", "RandomSmoothing"]

@@ -375,8 +375,9 @@ class SearchArguments(ImageDataArguments, RunArguments):
         default=None,
         metadata={
             "help": "Against collapse: beta_decay (beta-DARTS: the architecture objective gains the mean log-sum-exp "
-            "of each edge's alphas, weighted by --beta_decay_rate x epoch) or random_smoothing (SDARTS-RS: the "
-            "weight step mixes with noisy softmax weights, radius 0.03 growing to --smoothing_epsilon)."
+            "of each edge's alphas, weighted by --beta_decay_rate x epoch), random_smoothing (SDARTS-RS: the "
+            "weight step mixes with noisy softmax weights, radius 0.03 growing to --smoothing_epsilon) or "
+            "auxiliary_skip (DARTS-: every edge adds its input, weighted 1 decaying linearly to 0)."
         },
     )
     beta_decay_rate: float = field(

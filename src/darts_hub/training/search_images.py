@@ -23,7 +23,7 @@ from ..models.modeling_darts_search import DartsSearchConfig, DartsSearchModel
 from ..search.architect import Architect
 from ..search.early_stopping import EIGENVALUE_KEY, early_stopping_rule, stop_of
 from ..search.hessian import validation_hessian_eigenvalue
-from ..search.regularisers import BetaDecay, RandomSmoothing
+from ..search.regularisers import AuxiliarySkipDecay, BetaDecay, RandomSmoothing
 from ..search.step import SearchStep, search_optimizers
 from .arguments import SearchArguments
 from .evaluation import evaluate
@@ -101,6 +101,7 @@ def run_search(args: SearchArguments) -> DartsSearchModel:
         image_size=data.image_size,
         partial_channels=args.partial_channels,
         edge_normalization=args.edge_normalization,
+        auxiliary_skip=args.regulariser == "auxiliary_skip",
         image_mean=transform.mean.flatten().tolist(),
         image_std=transform.std.flatten().tolist(),
         id2label=dict(enumerate(data.class_names)),
@@ -148,6 +149,7 @@ def run_search(args: SearchArguments) -> DartsSearchModel:
         RandomSmoothing(args.epochs, args.smoothing_epsilon) if args.regulariser == "random_smoothing" else None
     )
     search_step = SearchStep(model, architect, weight_optimizer, accelerator, args.grad_clip, perturb=smoothing)
+    skip_decay = AuxiliarySkipDecay(supernet, args.epochs) if args.regulariser == "auxiliary_skip" else None
     rule = early_stopping_rule(args.early_stopping, args.early_stopping_window, args.early_stopping_factor)
     if args.hessian_eigenvalue_every:  # one fixed, unaugmented batch, so that epochs compare
         images, labels = next(iter(make_loader(arch_data, args.batch_size)))
@@ -159,7 +161,7 @@ def run_search(args: SearchArguments) -> DartsSearchModel:
     for epoch in run.epochs(args.epochs):
         if stop is not None:
             break
-        for schedule in (penalty, smoothing):
+        for schedule in (penalty, smoothing, skip_decay):
             if schedule is not None:
                 schedule.set_epoch(epoch)
         model.train()
