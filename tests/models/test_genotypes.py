@@ -230,3 +230,11 @@ def test_load_genotype_from_zoo_json_file_and_folders(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="neither genotype.json nor config.json"):
         load_genotype(tmp_path / "empty")
+
+
+def test_parameter_free_operations_count_the_skips_and_pools_of_a_cell():
+    # DARTS_V2: two skip connections in the normal cell; a reduction cell of max pooling and skips only.
+    assert DARTS_V2.parameter_free_operations() == 2
+    assert DARTS_V2.parameter_free_operations("reduce") == 8
+    collapsed = Genotype.from_dict({**DARTS_V2.to_dict(), "normal": [["skip_connect", 0], ["avg_pool_3x3", 1]] * 4})
+    assert collapsed.parameter_free_operations("normal") == 8

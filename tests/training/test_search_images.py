@@ -31,6 +31,7 @@ def test_search_on_the_digits_learns_and_writes_the_result_folder(tmp_path):
 
     genotype = Genotype.from_json((tmp_path / "genotype.json").read_text())
     assert genotype == supernet.genotype() == Genotype.from_dict(history[-1]["genotype"])
+    assert history[-1]["parameter_free_normal"] == genotype.parameter_free_operations("normal")
     config = AutoConfig.from_pretrained(tmp_path)
     assert isinstance(config, DartsConfig) and config.get_genotype() == genotype
     assert (config.num_channels, config.image_size, config.num_labels, config.init_channels) == (3, 8, 10, 8)

@@ -35,6 +35,8 @@ PRIMITIVES = (
 # Operations a derived convolutional cell may use: the search space without 'none' (which means "no edge"), plus the
 # two operations that only NASNet and AmoebaNet use.
 CNN_OPERATIONS = PRIMITIVES[1:] + ("sep_conv_7x7", "conv_7x1_1x7")
+# The candidates without weights: the ones a collapsed search fills its cells with (RobustDARTS, DARTS+).
+PARAMETER_FREE_OPERATIONS = ("max_pool_3x3", "avg_pool_3x3", "skip_connect")
 
 # Candidate operations of the recurrent search space, in the order of the architecture weights' columns.
 RECURRENT_PRIMITIVES = ("none", "tanh", "relu", "sigmoid", "identity")
@@ -137,6 +139,11 @@ class Genotype:
             object.__setattr__(
                 self, concat_field, _as_concat(getattr(self, concat_field), concat_field, len(edges) // 2 + 2)
             )
+
+    def parameter_free_operations(self, cell: str = "normal") -> int:
+        """How many edges of the `cell` ("normal" or "reduce") are skip connections or pooling: the measure of a
+        search's collapse."""
+        return sum(op in PARAMETER_FREE_OPERATIONS for op, _ in getattr(self, cell))
 
     def to_dict(self) -> dict:
         return _to_dict(self)
@@ -517,6 +524,7 @@ __all__ = [
     "NASNet",
     "CNN_GENOTYPES",
     "CNN_OPERATIONS",
+    "PARAMETER_FREE_OPERATIONS",
     "PRIMITIVES",
     "RECURRENT_GENOTYPES",
     "RECURRENT_OPERATIONS",

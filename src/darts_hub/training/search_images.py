@@ -209,14 +209,17 @@ def run_search(args: SearchArguments) -> DartsSearchModel:
 
 def epoch_record(supernet, epoch: int, step: int, train: dict, valid: dict) -> dict:
     """An epoch of the search: its training figures (learning rate, loss, accuracy), the validation metrics, the
-    genotype, the softmax of the alphas (logged here) and, with edge normalisation, the edges' weights."""
+    genotype and how many of its normal cell's edges are parameter-free, the softmax of the alphas (logged here)
+    and, with edge normalisation, the edges' weights."""
+    genotype = supernet.genotype()
     record = {
         "epoch": epoch + 1,
         "step": step,
         **train,
         "valid_loss": valid["loss"],
         "valid_accuracy": valid["accuracy"],
-        "genotype": supernet.genotype().to_dict(),
+        "genotype": genotype.to_dict(),
+        "parameter_free_normal": genotype.parameter_free_operations("normal"),
         "alphas_normal": torch.softmax(supernet.alphas_normal.detach().float(), -1).cpu().tolist(),
         "alphas_reduce": torch.softmax(supernet.alphas_reduce.detach().float(), -1).cpu().tolist(),
     }
