@@ -130,12 +130,20 @@ RANDOM_SMOOTHING = _recipe(epsilon=0.3, start=0.03)
 # DARTS-'s auxiliary skip connection (Chu et al., 2021, and their code): weight 1 decaying linearly to 0.
 AUXILIARY_SKIP = _recipe(initial_weight=1.0)
 
+# GDAS's Gumbel temperature (Dong & Yang 2019, and their code): 10 annealed linearly to 0.1.
+GDAS = _recipe(temperature_max=10.0, temperature_min=0.1)
+
+# DrNAS's KL term towards the uniform Dirichlet (Chen et al. 2021; their code's scale).
+DRNAS = _recipe(kl_scale=1e-3)
+
 
 __all__ = [
     "AUXILIARY_SKIP",
     "BETA_DECAY",
     "CIFAR10_SEARCH",
+    "DRNAS",
     "EIGENVALUE_EARLY_STOPPING",
+    "GDAS",
     "IMAGE_TRAINING",
     "LANGUAGE_MODEL_TRAINING",
     "LANGUAGE_MODEL_TRAINING_COMMON",

@@ -254,3 +254,31 @@ def test_beta_decay_random_smoothing_and_auxiliary_skip_searches_run_from_the_fl
         ValueError, match="--regulariser must be one of \\['auxiliary_skip', 'beta_decay', 'random_smoothing'\\]"
     ):
         SearchArguments(regulariser="l2")
+
+
+def test_gdas_and_drnas_searches_run_from_the_flags(tmp_path):
+    gdas = run_search(tiny_search_args(tmp_path / "gdas", epochs=3, relaxation="gumbel"))
+    assert gdas.config.relaxation == "gumbel" and gdas.temperature == pytest.approx(0.1)  # annealed 10 -> 0.1
+    drnas = run_search(tiny_search_args(tmp_path / "drnas", epochs=2, relaxation="dirichlet"))
+    for model, folder in ((gdas, "gdas"), (drnas, "drnas")):
+        history = json.loads((tmp_path / folder / "alphas_history.json").read_text())
+        assert Genotype.from_json((tmp_path / folder / "genotype.json").read_text()) == model.genotype()
+        assert AutoConfig.from_pretrained(tmp_path / folder / "supernet").relaxation == model.config.relaxation
+        assert history[-1]["valid_accuracy"] > 0.1  # ten classes: above chance after a short search
+        assert history[0]["alphas_normal"] != history[-1]["alphas_normal"]  # the alphas learn under the sampler
+
+
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        ({"order": 2}, "--relaxation gumbel searches first order .* Leave out --order 2"),
+        ({"hessian_eigenvalue_every": 1}, "--hessian_eigenvalue_every .* with --relaxation gumbel"),
+        ({"regulariser": "random_smoothing"}, "--regulariser random_smoothing acts on the softmax .* --relaxation"),
+        ({"temperature_min": 0}, "--temperature_max and --temperature_min must satisfy 0 < min <= max"),
+    ],
+)
+def test_what_a_sampling_relaxation_does_not_go_with_is_refused_naming_both_flags(settings, message):
+    with pytest.raises(ValueError, match=message):
+        SearchArguments(relaxation="gumbel", **settings)
+    with pytest.raises(ValueError, match="--relaxation must be one of \\['softmax', 'gumbel', 'dirichlet'\\]"):
+        SearchArguments(relaxation="sigmoid")

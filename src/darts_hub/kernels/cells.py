@@ -108,6 +108,7 @@ class FastMixedOp(MixedOp):
         weights: torch.Tensor,
         edge_weight: torch.Tensor | None = None,
         skip_weight: float | None = None,
+        selected: int | None = None,
         rectified: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """`rectified`: the ReLU of the channels the operations see, where the cell computed it once for all the
@@ -115,9 +116,16 @@ class FastMixedOp(MixedOp):
         if edge_weight is not None:
             weights = weights * edge_weight
         if self.partial_channels == 1:
-            return self.with_auxiliary_skip(self.weighted_sum(x, weights, rectified), x, skip_weight)
-        seen, bypass = self.split_channels(x, edge_weight)
-        total = self.with_auxiliary_skip(self.weighted_sum(seen, weights, rectified), seen, skip_weight)
+            seen, bypass = x, None
+        else:
+            seen, bypass = self.split_channels(x, edge_weight)
+        if selected is None:
+            total = self.weighted_sum(seen, weights, rectified)
+        else:
+            total = self.sampled_output(seen, weights, selected)
+        total = self.with_auxiliary_skip(total, seen, skip_weight)
+        if bypass is None:
+            return total
         return channel_shuffle(torch.cat([total, bypass], dim=1), self.partial_channels)
 
     def with_auxiliary_skip(self, total: torch.Tensor, x: torch.Tensor, skip_weight: float | None) -> torch.Tensor:
@@ -143,21 +151,24 @@ class FastMixedOp(MixedOp):
 
 
 class FastSearchCell(SearchCell):
-    def nodes_output(self, s0, s1, weights, edge_weights, skip_weight=None):
+    def nodes_output(self, s0, s1, weights, edge_weights, skip_weight=None, selected=None):
         states = [self.preprocess0(s0), self.preprocess1(s1)]
-        # Every edge reading a state begins its convolutions with the state's ReLU: computed (and kept) once per state.
-        rectified = [self.edges[0].rectified_inputs(state) for state in states]
+        # Every edge reading a state begins its convolutions with the state's ReLU: computed (and kept) once per state
+        # (not with GDAS's sample, where each edge runs one operation).
+        rectify = self.edges[0].rectified_inputs if selected is None else lambda state: None
+        rectified = [rectify(state) for state in states]
         edge = 0
         for index in range(self.num_nodes):
             node = None
             for h, relu_h in zip(states, rectified):  # the node sums its edges in place, as the mixed operations do
                 edge_weight = None if edge_weights is None else edge_weights[edge]
-                output = self.edges[edge](h, weights[edge], edge_weight, skip_weight, relu_h)
+                column = None if selected is None else selected[edge]
+                output = self.edges[edge](h, weights[edge], edge_weight, skip_weight, column, relu_h)
                 node = output if node is None else node.add_(output)
                 edge += 1
             states.append(node)
             if index < self.num_nodes - 1:
-                rectified.append(self.edges[0].rectified_inputs(node))
+                rectified.append(rectify(node))
         return torch.cat(states[-self.multiplier :], dim=1)
 
 

@@ -13,6 +13,16 @@ choice of inputs takes into account. K = 1 without edge normalisation is DARTS.
 With `auxiliary_skip` every edge also adds its input (on a reduction edge, its factorized reduction) weighted by
 the model's `auxiliary_skip_weight`, outside the softmax: DARTS- (Chu et al. 2021, arXiv:2009.01027). The search
 decays that weight from 1 to 0, so that the skip connections need not win the softmax to carry the gradient.
+
+`relaxation` chooses how the alphas weigh the candidates in training (`mixing_weights`):
+- "softmax": DARTS's softmax (eq. 2).
+- "gumbel": GDAS (Dong & Yang 2019, arXiv:1910.04465): per forward pass and edge, one operation sampled by the
+  Gumbel-max trick on the log-softmax of the alphas at the model's `temperature`, as a hard one-hot weight whose
+  gradient is the Gumbel-softmax's (straight through). Only the sampled operation of an edge runs; the others add
+  their weight, zero in value, so that their alphas get a gradient, as in GDAS's code.
+- "dirichlet": DrNAS (Chen et al. 2021, arXiv:2006.10355): the weights of each edge are a sample of the Dirichlet
+  distribution with concentration `elu(alpha) + 1`, reparameterised (pathwise gradient).
+In evaluation the samplers use their expected weights (the softmax, the Dirichlet mean) and sample nothing.
 """
 
 from __future__ import annotations
@@ -52,6 +62,8 @@ class DartsSearchConfig(PreTrainedConfig):
             on when `partial_channels` > 1, off otherwise.
         auxiliary_skip (`bool`, *optional*, defaults to `False`): DARTS-'s auxiliary skip connection on every edge,
             weighted by the model's `auxiliary_skip_weight`.
+        relaxation (`str`, *optional*, defaults to `"softmax"`): how the alphas weigh the candidates in training:
+            `"softmax"` (DARTS), `"gumbel"` (GDAS's hard Gumbel sample) or `"dirichlet"` (DrNAS's Dirichlet sample).
     """
 
     model_type = "darts_search"
@@ -70,9 +82,12 @@ class DartsSearchConfig(PreTrainedConfig):
     partial_channels: int = 1
     edge_normalization: bool | None = None
     auxiliary_skip: bool = False
+    relaxation: str = "softmax"
 
     def __post_init__(self, **kwargs):
         self.primitives = list(self.primitives or PRIMITIVES)
+        if self.relaxation not in RELAXATIONS:
+            raise ValueError(f"relaxation must be one of {list(RELAXATIONS)}, got {self.relaxation!r}.")
         if self.partial_channels < 1 or self.init_channels % self.partial_channels:
             raise ValueError(
                 f"partial_channels must divide init_channels ({self.init_channels}), got {self.partial_channels}."
@@ -110,6 +125,9 @@ class DartsSearchConfig(PreTrainedConfig):
         return self.num_nodes * (self.num_nodes + 3) // 2
 
 
+RELAXATIONS = ("softmax", "gumbel", "dirichlet")
+
+
 class MixedOp(nn.Module):
     """All candidate operations of one edge; the output is their alpha-weighted sum.
 
@@ -123,6 +141,8 @@ class MixedOp(nn.Module):
     With `auxiliary_skip` (DARTS-) the edge adds `skip_weight` times a skip connection of the channels the operations
     see (the identity, or on a reduction edge an affine-free factorized reduction, as their code), not scaled by
     the edge's weight: it is no candidate, only a path for the gradient.
+
+    Given the `selected` column (GDAS's sample), only that operation runs (`sampled_output`).
     """
 
     def __init__(
@@ -145,6 +165,7 @@ class MixedOp(nn.Module):
                 op = nn.Sequential(op, nn.BatchNorm2d(self.op_channels, affine=False))
             self.ops[name] = op
         self.op_columns = [primitives.index(name) for name in self.ops]
+        self.op_names = list(self.ops)
         self.auxiliary_skip = (
             build_operation("skip_connect", self.op_channels, stride, affine=False) if auxiliary_skip else None
         )
@@ -155,16 +176,31 @@ class MixedOp(nn.Module):
         weights: torch.Tensor,
         edge_weight: torch.Tensor | None = None,
         skip_weight: float | None = None,
+        selected: int | None = None,
     ) -> torch.Tensor:
         """weights: [num_primitives], the softmax of this edge's alphas; edge_weight: the edge's normalised beta;
-        skip_weight: the auxiliary skip connection's weight (with `auxiliary_skip`)."""
+        skip_weight: the auxiliary skip connection's weight (with `auxiliary_skip`); selected: the one column to
+        run (GDAS), or None for all."""
         if edge_weight is not None:
             weights = weights * edge_weight
         if self.partial_channels == 1:
-            return self.with_auxiliary_skip(self.weighted_sum(x, weights), x, skip_weight)
-        seen, bypass = self.split_channels(x, edge_weight)
-        mixed = self.with_auxiliary_skip(self.weighted_sum(seen, weights), seen, skip_weight)
+            seen, bypass = x, None
+        else:
+            seen, bypass = self.split_channels(x, edge_weight)
+        mixed = self.weighted_sum(seen, weights) if selected is None else self.sampled_output(seen, weights, selected)
+        mixed = self.with_auxiliary_skip(mixed, seen, skip_weight)
+        if bypass is None:
+            return mixed
         return channel_shuffle(torch.cat([mixed, bypass], dim=1), self.partial_channels)
+
+    def sampled_output(self, x: torch.Tensor, weights: torch.Tensor, selected: int) -> torch.Tensor:
+        """GDAS's edge: `weights[selected] * op_selected(x)` (zeros for 'none') plus the other weights, zero in
+        value (a hard sample), which pass the gradient on to their alphas."""
+        others = torch.cat([weights[:selected], weights[selected + 1 :]]).sum()
+        if selected not in self.op_columns:  # 'none'
+            return torch.zeros_like(x[:, :, :: self.stride, :: self.stride]) + others
+        op = self.ops[self.op_names[self.op_columns.index(selected)]]
+        return weights[selected] * op(x) + others
 
     def with_auxiliary_skip(self, mixed: torch.Tensor, x: torch.Tensor, skip_weight: float | None) -> torch.Tensor:
         """`mixed` plus `skip_weight` times the auxiliary skip connection of `x`, if the edge has one."""
@@ -183,6 +219,19 @@ class MixedOp(nn.Module):
         if self.stride == 2:
             bypass = nn.functional.max_pool2d(bypass, 2, 2, ceil_mode=True)
         return seen, bypass if edge_weight is None else bypass * edge_weight
+
+
+def hard_gumbel_sample(alphas: torch.Tensor, temperature: float) -> torch.Tensor:
+    """GDAS's sample of one operation per row (edge): the one-hot of the argmax of `(log_softmax(alphas) + g) / t`,
+    g standard Gumbel noise, with the gradient of its softmax (straight-through). The noise comes from the global
+    generator; a draw giving infinities is redrawn, as in GDAS's code."""
+    while True:
+        gumbels = -torch.empty_like(alphas).exponential_().log()
+        probabilities = torch.softmax((torch.log_softmax(alphas, dim=-1) + gumbels) / temperature, dim=-1)
+        if torch.isfinite(gumbels).all() and torch.isfinite(probabilities).all():
+            break
+    one_hot = torch.zeros_like(probabilities).scatter_(-1, probabilities.argmax(-1, keepdim=True), 1.0)
+    return one_hot - probabilities.detach() + probabilities
 
 
 def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
@@ -239,15 +288,17 @@ class SearchCell(nn.Module):
         weights: torch.Tensor,
         edge_weights: torch.Tensor | None = None,
         skip_weight: float | None = None,
+        selected: list[int] | None = None,
         recomputing: bool = False,
     ) -> torch.Tensor:
         # weights: [num_edges, num_primitives]; edge_weights: [num_edges] (edge normalisation) or None;
-        # skip_weight: the weight of DARTS-'s auxiliary skip connections, or None
+        # skip_weight: the weight of DARTS-'s auxiliary skip connections, or None; selected: GDAS's sampled column
+        # per edge, or None
         if self.gradient_checkpointing and self.training and torch.is_grad_enabled() and not recomputing:
             return self._gradient_checkpointing_func(
-                self._checkpointed_forward(), s0, s1, weights, edge_weights, skip_weight
+                self._checkpointed_forward(), s0, s1, weights, edge_weights, skip_weight, selected
             )
-        return self.nodes_output(s0, s1, weights, edge_weights, skip_weight)
+        return self.nodes_output(s0, s1, weights, edge_weights, skip_weight, selected)
 
     def nodes_output(
         self,
@@ -256,6 +307,7 @@ class SearchCell(nn.Module):
         weights: torch.Tensor,
         edge_weights: torch.Tensor | None,
         skip_weight: float | None = None,
+        selected: list[int] | None = None,
     ) -> torch.Tensor:
         """The cell's computation: every node sums the mixed operations of all the states before it; the output
         concatenates the last `multiplier` nodes."""
@@ -265,7 +317,8 @@ class SearchCell(nn.Module):
             node = 0
             for h in states:  # node i reads every state before it
                 edge_weight = None if edge_weights is None else edge_weights[edge]
-                node = node + self.edges[edge](h, weights[edge], edge_weight, skip_weight)
+                column = None if selected is None else selected[edge]
+                node = node + self.edges[edge](h, weights[edge], edge_weight, skip_weight, column)
                 edge += 1
             states.append(node)
         return torch.cat(states[-self.multiplier :], dim=1)
@@ -277,12 +330,10 @@ class SearchCell(nn.Module):
         of the BatchNorm buffers, so that the running statistics move once per pass, not twice."""
         parameters, buffers, passes = dict(self.named_parameters()), dict(self.named_buffers()), []
 
-        def cell(s0, s1, weights, edge_weights, skip_weight):
+        def cell(*inputs):
             state = buffers if not passes else {name: buffer.clone() for name, buffer in buffers.items()}
             passes.append(True)
-            return functional_call(
-                self, {**parameters, **state}, (s0, s1, weights, edge_weights, skip_weight), {"recomputing": True}
-            )
+            return functional_call(self, {**parameters, **state}, inputs, {"recomputing": True})
 
         return cell
 
@@ -326,6 +377,8 @@ class DartsSearchModel(PreTrainedModel):
         )
         # The weight of the auxiliary skip connections (with `auxiliary_skip`): set per epoch by the search.
         self.auxiliary_skip_weight = 1.0 if config.auxiliary_skip else None
+        # GDAS's Gumbel temperature (with relaxation "gumbel"): annealed per epoch by the search.
+        self.temperature = 1.0
         self.post_init()
 
     @property
@@ -364,8 +417,20 @@ class DartsSearchModel(PreTrainedModel):
         return [p for p in self.parameters() if id(p) not in arch]
 
     def mixing_weights(self) -> dict[str, torch.Tensor]:
-        """Each cell kind's operation weights, `[num_edges, num_primitives]`: the softmax of its alphas (eq. 2)."""
-        return {cell: torch.softmax(self.alphas[cell], dim=-1) for cell in ("normal", "reduce")}
+        """Each cell kind's operation weights, `[num_edges, num_primitives]`: the softmax of its alphas (eq. 2), or
+        in training with a sampling `relaxation` a sample (GDAS's hard Gumbel, DrNAS's Dirichlet)."""
+        return {cell: self.relaxed(self.alphas[cell]) for cell in ("normal", "reduce")}
+
+    def relaxed(self, alphas: torch.Tensor) -> torch.Tensor:
+        relaxation = self.config.relaxation
+        if relaxation == "gumbel" and self.training:
+            return hard_gumbel_sample(alphas, self.temperature)
+        if relaxation == "dirichlet":
+            concentration = nn.functional.elu(alphas) + 1
+            if self.training:
+                return torch.distributions.Dirichlet(concentration).rsample()
+            return concentration / concentration.sum(-1, keepdim=True)
+        return torch.softmax(alphas, dim=-1)
 
     def forward(
         self,
@@ -378,10 +443,13 @@ class DartsSearchModel(PreTrainedModel):
         ones in the weight step)."""
         weights = self.mixing_weights() if mixing_weights is None else mixing_weights
         edge_weights = {cell: self.edge_weights(cell) for cell in ("normal", "reduce")}
+        # GDAS runs only the sampled operation of each edge: the column of its one-hot weights.
+        sampled = self.config.relaxation == "gumbel" and self.training
+        selected = {cell: w.argmax(-1).tolist() if sampled else None for cell, w in weights.items()}
         s0 = s1 = self.stem(pixel_values)
         for cell in self.cells:
             kind = "reduce" if cell.reduction else "normal"
-            s0, s1 = s1, cell(s0, s1, weights[kind], edge_weights[kind], self.auxiliary_skip_weight)
+            s0, s1 = s1, cell(s0, s1, weights[kind], edge_weights[kind], self.auxiliary_skip_weight, selected[kind])
         logits = self.classifier(self.pooler(s1).flatten(1))
         loss = nn.functional.cross_entropy(logits, labels) if labels is not None else None
         return ImageClassifierOutputWithNoAttention(loss=loss, logits=logits)
@@ -400,4 +468,13 @@ class DartsSearchModel(PreTrainedModel):
         )
 
 
-__all__ = ["DartsSearchConfig", "DartsSearchModel", "MixedOp", "SearchCell", "channel_shuffle", "node_softmax"]
+__all__ = [
+    "RELAXATIONS",
+    "DartsSearchConfig",
+    "DartsSearchModel",
+    "MixedOp",
+    "SearchCell",
+    "channel_shuffle",
+    "hard_gumbel_sample",
+    "node_softmax",
+]

@@ -9,10 +9,13 @@ from dataclasses import asdict, dataclass, field
 import torch
 
 from ..data.images import DIGITS
+from ..models.modeling_darts_search import RELAXATIONS
 from ..recipes import (
     BETA_DECAY,
     CIFAR10_SEARCH,
+    DRNAS,
     EIGENVALUE_EARLY_STOPPING,
+    GDAS,
     IMAGE_TRAINING,
     LANGUAGE_MODEL_TRAINING,
     LANGUAGE_MODEL_TRAINING_COMMON,
@@ -371,6 +374,25 @@ class SearchArguments(ImageDataArguments, RunArguments):
             "the same step with a fraction of the memory, at the cost of one more forward pass per cell."
         },
     )
+    relaxation: str = field(
+        default="softmax",
+        metadata={
+            "help": "How the alphas weigh the candidates in training: softmax (DARTS), gumbel (GDAS: one operation "
+            "per edge sampled by the hard Gumbel-softmax, temperature --temperature_max annealed to "
+            "--temperature_min; only it runs) or dirichlet (DrNAS: Dirichlet samples of concentration elu(alpha)+1, "
+            "with a KL term weighted --dirichlet_kl_scale). The samplers search first order."
+        },
+    )
+    temperature_max: float = field(
+        default=GDAS["temperature_max"], metadata={"help": "--relaxation gumbel: the first epoch's temperature."}
+    )
+    temperature_min: float = field(
+        default=GDAS["temperature_min"], metadata={"help": "--relaxation gumbel: the last epoch's temperature."}
+    )
+    dirichlet_kl_scale: float = field(
+        default=DRNAS["kl_scale"],
+        metadata={"help": "--relaxation dirichlet: the weight of the KL term towards the uniform Dirichlet."},
+    )
     regulariser: str | None = field(
         default=None,
         metadata={
@@ -432,6 +454,10 @@ class SearchArguments(ImageDataArguments, RunArguments):
             )
         if self.regulariser not in (None, *REGULARISERS):
             raise ValueError(f"--regulariser must be one of {sorted(REGULARISERS)}, got {self.regulariser!r}.")
+        if self.relaxation not in RELAXATIONS:
+            raise ValueError(f"--relaxation must be one of {list(RELAXATIONS)}, got {self.relaxation!r}.")
+        if self.relaxation != "softmax":
+            self._check_sampler()
         rule = early_stopping_rule(self.early_stopping, self.early_stopping_window, self.early_stopping_factor)
         if isinstance(rule, EigenvalueRule) and self.hessian_eigenvalue_every is None:
             raise ValueError(
@@ -440,6 +466,30 @@ class SearchArguments(ImageDataArguments, RunArguments):
             )
         if self.early_stopping_factor <= 1:
             raise ValueError(f"--early_stopping_factor must be above 1, got {self.early_stopping_factor}.")
+
+    def _check_sampler(self) -> None:
+        """What a sampling relaxation does not go with, refused before anything runs."""
+        given = f"--relaxation {self.relaxation}"
+        if self.order == 2:
+            raise ValueError(
+                f"{given} searches first order (GDAS and DrNAS as published): the unrolled step's finite differences "
+                "would compare the loss under two different samples. Leave out --order 2."
+            )
+        if self.hessian_eigenvalue_every is not None:
+            raise ValueError(
+                f"--hessian_eigenvalue_every measures the curvature of DARTS's deterministic objective; with {given} "
+                "the objective is sampled anew at every pass. Leave out one of the two."
+            )
+        if self.regulariser in ("beta_decay", "random_smoothing"):
+            raise ValueError(
+                f"--regulariser {self.regulariser} acts on the softmax of the alphas, which {given} replaces. Use "
+                "--relaxation softmax with it, or --regulariser auxiliary_skip."
+            )
+        if self.temperature_min <= 0 or self.temperature_max < self.temperature_min:
+            raise ValueError(
+                "--temperature_max and --temperature_min must satisfy 0 < min <= max, got "
+                f"{self.temperature_max} and {self.temperature_min}."
+            )
 
 
 @dataclass

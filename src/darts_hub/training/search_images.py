@@ -24,6 +24,7 @@ from ..search.architect import Architect
 from ..search.early_stopping import EIGENVALUE_KEY, early_stopping_rule, stop_of
 from ..search.hessian import validation_hessian_eigenvalue
 from ..search.regularisers import AuxiliarySkipDecay, BetaDecay, RandomSmoothing
+from ..search.relaxations import DirichletKL, GumbelTemperature
 from ..search.step import SearchStep, search_optimizers
 from .arguments import SearchArguments
 from .evaluation import evaluate
@@ -102,6 +103,7 @@ def run_search(args: SearchArguments) -> DartsSearchModel:
         partial_channels=args.partial_channels,
         edge_normalization=args.edge_normalization,
         auxiliary_skip=args.regulariser == "auxiliary_skip",
+        relaxation=args.relaxation,
         image_mean=transform.mean.flatten().tolist(),
         image_std=transform.std.flatten().tolist(),
         id2label=dict(enumerate(data.class_names)),
@@ -133,7 +135,8 @@ def run_search(args: SearchArguments) -> DartsSearchModel:
     )
     supernet = accelerator.unwrap_model(model)
     # The architect sets the alpha gradients itself; its optimizer is not wrapped (no loss scaling applies to it).
-    penalty = BetaDecay(args.beta_decay_rate) if args.regulariser == "beta_decay" else None
+    beta_decay = BetaDecay(args.beta_decay_rate) if args.regulariser == "beta_decay" else None
+    penalty = DirichletKL(args.dirichlet_kl_scale) if args.relaxation == "dirichlet" else beta_decay
     architect = Architect(
         supernet,
         arch_optimizer,
@@ -150,6 +153,11 @@ def run_search(args: SearchArguments) -> DartsSearchModel:
     )
     search_step = SearchStep(model, architect, weight_optimizer, accelerator, args.grad_clip, perturb=smoothing)
     skip_decay = AuxiliarySkipDecay(supernet, args.epochs) if args.regulariser == "auxiliary_skip" else None
+    temperature = (
+        GumbelTemperature(supernet, args.epochs, args.temperature_max, args.temperature_min)
+        if args.relaxation == "gumbel"
+        else None
+    )
     rule = early_stopping_rule(args.early_stopping, args.early_stopping_window, args.early_stopping_factor)
     if args.hessian_eigenvalue_every:  # one fixed, unaugmented batch, so that epochs compare
         images, labels = next(iter(make_loader(arch_data, args.batch_size)))
@@ -161,7 +169,7 @@ def run_search(args: SearchArguments) -> DartsSearchModel:
     for epoch in run.epochs(args.epochs):
         if stop is not None:
             break
-        for schedule in (penalty, smoothing, skip_decay):
+        for schedule in (beta_decay, smoothing, skip_decay, temperature):
             if schedule is not None:
                 schedule.set_epoch(epoch)
         model.train()
