@@ -74,8 +74,8 @@ def test_resume_mid_epoch_gives_the_uninterrupted_result(tmp_path):
     assert len(list((tmp_path / "parts" / "checkpoints").iterdir())) == 2
 
 
-@pytest.mark.parametrize("order", [1, 2])
-def test_two_processes_keep_identical_alphas(tmp_path, order, launch_two_processes):
+@pytest.mark.parametrize("order, relaxation", [(1, "softmax"), (2, "softmax"), (1, "gumbel")])
+def test_two_processes_keep_identical_alphas(tmp_path, order, relaxation, launch_two_processes):
     settings = dict(
         output_dir=tmp_path,
         max_train_samples=128,
@@ -86,6 +86,7 @@ def test_two_processes_keep_identical_alphas(tmp_path, order, launch_two_process
         num_nodes=2,
         multiplier=2,
         order=order,
+        relaxation=relaxation,
     )
     launch_two_processes(
         TESTS / "ddp_search.py", "cnn", *[item for k, v in settings.items() for item in (f"--{k}", v)]

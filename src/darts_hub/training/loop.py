@@ -32,7 +32,7 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import ProjectConfiguration, set_seed
+from accelerate.utils import DistributedDataParallelKwargs, ProjectConfiguration, set_seed
 from tqdm.auto import tqdm
 
 from .arguments import RunArguments
@@ -97,16 +97,20 @@ class Run:
 
     Creating it sets up the accelerator, logging and seed, and on the main process the `OwnedFolder` of
     `--output_dir` (checked, nothing written; the Hub repository created first when pushing). The run record is
-    written by `resume`, once the data and the model are built.
+    written by `resume`, once the data and the model are built. `unused_parameters`: some weights take no part in
+    a step (GDAS runs one operation per edge), which DistributedDataParallel must be told.
     """
 
-    def __init__(self, args: RunArguments, task: str):
+    def __init__(self, args: RunArguments, task: str, unused_parameters: bool = False):
         self.args, self.task = args, task
         output_dir = Path(args.output_dir)
         self.accelerator = Accelerator(
             mixed_precision=args.mixed_precision,
             log_with=None if args.report_to == "none" else args.report_to,
             project_config=ProjectConfiguration(project_dir=str(output_dir), logging_dir=str(output_dir / "logs")),
+            kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)]
+            if unused_parameters
+            else None,
         )
         logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.WARNING)
         logging.getLogger("darts_hub").setLevel(logging.INFO if self.is_main_process else logging.WARNING)

@@ -81,7 +81,8 @@ def run_search(args: SearchArguments) -> DartsSearchModel:
 
     Returns the supernet (on every process), whose `genotype()` is the result.
     """
-    run = Run(args, "darts-search")
+    # GDAS's processes draw the same samples (the same seed), but the operations not drawn get no gradient.
+    run = Run(args, "darts-search", unused_parameters=args.relaxation == "gumbel")
     accelerator = run.accelerator
 
     # Data: the training split, divided into weight-training and architecture-validation parts.
