@@ -160,7 +160,7 @@ def save_search_result(
     if isinstance(genotype, RecurrentGenotype):
         primitives = {"recurrent": list(RECURRENT_PRIMITIVES)}
     else:
-        primitives = {"normal": supernet.config.primitives, "reduce": supernet.config.primitives}
+        primitives = {cell: supernet.config.column_names(cell) for cell in ("normal", "reduce")}
     plots = plot_search(history, primitives, output_dir)
     card = search_model_card(genotype, history, settings, dataset, drawings, animation, plots, stop)
     save_card(card, output_dir)

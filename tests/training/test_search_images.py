@@ -283,3 +283,17 @@ def test_what_a_sampling_relaxation_does_not_go_with_is_refused_naming_both_flag
         SearchArguments(relaxation="gumbel", **settings)
     with pytest.raises(ValueError, match="--relaxation must be one of \\['softmax', 'gumbel', 'dirichlet'\\]"):
         SearchArguments(relaxation="sigmoid")
+
+
+def test_a_search_in_robustdarts_s4_writes_a_found_cell_that_builds_as_a_transformers_model(tmp_path):
+    run_search(tiny_search_args(tmp_path, epochs=1, search_space="s4", num_nodes=4, multiplier=4))
+    genotype = Genotype.from_json((tmp_path / "genotype.json").read_text())
+    assert {op for op, _ in genotype.normal + genotype.reduce} <= {"noise", "sep_conv_3x3"}
+    model = AutoModelForImageClassification.from_config(AutoConfig.from_pretrained(tmp_path))  # to be trained
+    assert model.config.get_genotype() == genotype
+    assert model(torch.randn(2, 3, 8, 8)).logits.shape == (2, 10)
+    assert AutoConfig.from_pretrained(tmp_path / "supernet").search_space == "s4"
+    with pytest.raises(ValueError, match="--search_space s2 lists the candidates of a 4-node cell: --num_nodes must"):
+        SearchArguments(search_space="s2", num_nodes=3, multiplier=3)
+    with pytest.raises(ValueError, match="--search_space must be one of"):
+        SearchArguments(search_space="nas-bench-201")

@@ -34,9 +34,55 @@ PRIMITIVES = (
 )
 # Operations a derived convolutional cell may use: the search space without 'none' (which means "no edge"), plus the
 # two operations that only NASNet and AmoebaNet use.
-CNN_OPERATIONS = PRIMITIVES[1:] + ("sep_conv_7x7", "conv_7x1_1x7")
+CNN_OPERATIONS = PRIMITIVES[1:] + ("sep_conv_7x7", "conv_7x1_1x7", "noise")
 # The candidates without weights: the ones a collapsed search fills its cells with (RobustDARTS, DARTS+).
-PARAMETER_FREE_OPERATIONS = ("max_pool_3x3", "avg_pool_3x3", "skip_connect")
+PARAMETER_FREE_OPERATIONS = ("max_pool_3x3", "avg_pool_3x3", "skip_connect", "noise")
+
+# RobustDARTS's search spaces (Zela et al. 2020, Sec. 3, and their code): the candidates of each of the 14 edges of a
+# 4-node cell (the edges of node 0, then node 1, ...), normal and reduction cells. S1 gives each edge the two
+# operations a DARTS search weighed most on it; S2 (skip, sep_conv_3x3), S3 (the same and none) and S4 (noise,
+# sep_conv_3x3) give every edge the same ones. "darts" is the paper's space: all eight on every edge.
+_SKIP_SEP = ("skip_connect", "sep_conv_3x3")
+_S1_NORMAL = (
+    ("skip_connect", "dil_conv_3x3"),
+    ("skip_connect", "dil_conv_5x5"),
+    ("skip_connect", "dil_conv_5x5"),
+    _SKIP_SEP,
+    ("skip_connect", "dil_conv_3x3"),
+    ("max_pool_3x3", "skip_connect"),
+    _SKIP_SEP,
+    _SKIP_SEP,
+    ("skip_connect", "dil_conv_3x3"),
+    _SKIP_SEP,
+    ("max_pool_3x3", "skip_connect"),
+    ("skip_connect", "dil_conv_3x3"),
+    ("dil_conv_3x3", "dil_conv_5x5"),
+    ("dil_conv_3x3", "dil_conv_5x5"),
+)
+_POOLS = ("max_pool_3x3", "avg_pool_3x3")
+_S1_REDUCE = (
+    _POOLS,
+    ("max_pool_3x3", "dil_conv_3x3"),
+    _POOLS,
+    _POOLS,
+    ("skip_connect", "dil_conv_5x5"),
+    _POOLS,
+    ("max_pool_3x3", "sep_conv_3x3"),
+    ("skip_connect", "dil_conv_3x3"),
+    ("skip_connect", "dil_conv_5x5"),
+    _POOLS,
+    _POOLS,
+    ("skip_connect", "dil_conv_5x5"),
+    ("skip_connect", "dil_conv_5x5"),
+    ("skip_connect", "dil_conv_5x5"),
+)
+SEARCH_SPACES: dict[str, dict[str, tuple[tuple[str, ...], ...]] | None] = {
+    "darts": None,  # `primitives` on every edge, of any number of nodes
+    "s1": {"normal": _S1_NORMAL, "reduce": _S1_REDUCE},
+    "s2": {"normal": (_SKIP_SEP,) * 14, "reduce": (_SKIP_SEP,) * 14},
+    "s3": {"normal": (("none", *_SKIP_SEP),) * 14, "reduce": (("none", *_SKIP_SEP),) * 14},
+    "s4": {"normal": (("noise", "sep_conv_3x3"),) * 14, "reduce": (("noise", "sep_conv_3x3"),) * 14},
+}
 
 # Candidate operations of the recurrent search space, in the order of the architecture weights' columns.
 RECURRENT_PRIMITIVES = ("none", "tanh", "relu", "sigmoid", "identity")
@@ -443,17 +489,20 @@ def _genotype_from_json_value(data, recurrent: bool | None) -> Genotype | Recurr
     return as_genotype(data, recurrent=recurrent)
 
 
-def _strongest_edges(weights: torch.Tensor, num_edges: int, primitives: Sequence[str]) -> list[Edge]:
-    """The paper's discretisation (Sec. 2.4) for one node: rows of `weights` are its incoming edges.
+def _strongest_edges(weights: torch.Tensor, num_edges: int, candidates: Sequence[Sequence[str]]) -> list[Edge]:
+    """The paper's discretisation (Sec. 2.4) for one node: rows of `weights` are its incoming edges, `candidates`
+    the operations of each row's columns.
 
     Keep the `num_edges` edges whose strongest non-'none' operation weighs most, each labelled with that operation.
     Ties go to the lower input index.
     """
-    none = primitives.index("none")
     rows = weights.tolist()
-    best_ops = [max((k for k in range(len(row)) if k != none), key=lambda k: (row[k], -k)) for row in rows]
+    best_ops = [
+        max((k for k in range(len(row)) if names[k] != "none"), key=lambda k: (row[k], -k))
+        for row, names in zip(rows, candidates)
+    ]
     order = sorted(range(len(rows)), key=lambda j: -rows[j][best_ops[j]])[:num_edges]
-    return [(primitives[best_ops[j]], j) for j in order]
+    return [(candidates[j][best_ops[j]], j) for j in order]
 
 
 def derive_genotype(
@@ -464,33 +513,38 @@ def derive_genotype(
     primitives: Sequence[str] = PRIMITIVES,
     edge_weights_normal: torch.Tensor | None = None,
     edge_weights_reduce: torch.Tensor | None = None,
+    candidates: Mapping[str, Sequence[Sequence[str]]] | None = None,
 ) -> Genotype:
     """Turn the architecture weights of a convolutional supernet into a discrete cell.
 
     `alphas_*` are the un-normalised weights, shape `[num_edges, len(primitives)]` with the edges of node 0, then
     node 1, ... (node i has i + 2 incoming edges). Per node, the two strongest edges are kept; the output
     concatenates the last `multiplier` nodes. `edge_weights_*` (PC-DARTS's edge normalisation, `[num_edges]`) scale
-    each edge's operation weights before the edges are ranked.
+    each edge's operation weights before the edges are ranked. `candidates` ({"normal": ..., "reduce": ...}, one
+    list per edge) names the columns of each edge where they differ (RobustDARTS's S1); otherwise every edge's are
+    `primitives`.
     """
+    num_edges = num_nodes * (num_nodes + 3) // 2
 
-    def parse(alphas: torch.Tensor, name: str, edge_weights: torch.Tensor | None) -> list[Edge]:
-        expected = (num_nodes * (num_nodes + 3) // 2, len(primitives))
+    def parse(alphas: torch.Tensor, cell: str, edge_weights: torch.Tensor | None) -> list[Edge]:
+        names = candidates[cell] if candidates is not None else [primitives] * num_edges
+        expected = (num_edges, len(names[0]))
         if tuple(alphas.shape) != expected:
-            raise ValueError(f"{name} has shape {tuple(alphas.shape)}; {num_nodes} nodes need {expected}.")
+            raise ValueError(f"alphas_{cell} has shape {tuple(alphas.shape)}; {num_nodes} nodes need {expected}.")
         weights = torch.softmax(alphas.detach().float().cpu(), dim=-1)
         if edge_weights is not None:
             weights = weights * edge_weights.detach().float().cpu()[:, None]
         edges, start = [], 0
         for node in range(num_nodes):
-            edges += _strongest_edges(weights[start : start + node + 2], 2, primitives)
+            edges += _strongest_edges(weights[start : start + node + 2], 2, names[start : start + node + 2])
             start += node + 2
         return edges
 
     concat = tuple(range(2 + num_nodes - multiplier, num_nodes + 2))
     return Genotype(
-        normal=parse(alphas_normal, "alphas_normal", edge_weights_normal),
+        normal=parse(alphas_normal, "normal", edge_weights_normal),
         normal_concat=concat,
-        reduce=parse(alphas_reduce, "alphas_reduce", edge_weights_reduce),
+        reduce=parse(alphas_reduce, "reduce", edge_weights_reduce),
         reduce_concat=concat,
     )
 
@@ -509,7 +563,7 @@ def derive_recurrent_genotype(
     weights = torch.softmax(alphas.detach().float().cpu(), dim=-1)
     edges, start = [], 0
     for node in range(num_nodes):
-        edges += _strongest_edges(weights[start : start + node + 1], 1, primitives)
+        edges += _strongest_edges(weights[start : start + node + 1], 1, [primitives] * (node + 1))
         start += node + 1
     return RecurrentGenotype(recurrent=edges, concat=tuple(range(1, num_nodes + 1)))
 
@@ -525,6 +579,7 @@ __all__ = [
     "CNN_GENOTYPES",
     "CNN_OPERATIONS",
     "PARAMETER_FREE_OPERATIONS",
+    "SEARCH_SPACES",
     "PRIMITIVES",
     "RECURRENT_GENOTYPES",
     "RECURRENT_OPERATIONS",

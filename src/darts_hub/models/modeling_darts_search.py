@@ -23,6 +23,9 @@ decays that weight from 1 to 0, so that the skip connections need not win the so
 - "dirichlet": DrNAS (Chen et al. 2021, arXiv:2006.10355): the weights of each edge are a sample of the Dirichlet
   distribution with concentration `elu(alpha) + 1`, reparameterised (pathwise gradient).
 In evaluation the samplers use their expected weights (the softmax, the Dirichlet mean) and sample nothing.
+
+`search_space` "s1" to "s4" are RobustDARTS's spaces (Zela et al. 2020, arXiv:1909.09656), which give each edge its
+own two or three candidates (`config.candidates`), built to make DARTS collapse; "darts" is the paper's space.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from transformers import initialization as init
 from transformers.modeling_outputs import ImageClassifierOutputWithNoAttention
 
 from .configuration_darts import STEMS, reduction_positions
-from .genotypes import CNN_OPERATIONS, PRIMITIVES, Genotype, derive_genotype
+from .genotypes import CNN_OPERATIONS, PRIMITIVES, SEARCH_SPACES, Genotype, derive_genotype
 from .modeling_darts import cell_input_layers, cifar_stem, init_pytorch_default, stack_cells
 from .ops import build_operation
 
@@ -64,6 +67,8 @@ class DartsSearchConfig(PreTrainedConfig):
             weighted by the model's `auxiliary_skip_weight`.
         relaxation (`str`, *optional*, defaults to `"softmax"`): how the alphas weigh the candidates in training:
             `"softmax"` (DARTS), `"gumbel"` (GDAS's hard Gumbel sample) or `"dirichlet"` (DrNAS's Dirichlet sample).
+        search_space (`str`, *optional*, defaults to `"darts"`): the candidates of each edge: `"darts"` (`primitives`
+            on every edge) or RobustDARTS's `"s1"` to `"s4"` (4 nodes; `genotypes.SEARCH_SPACES`).
     """
 
     model_type = "darts_search"
@@ -83,9 +88,17 @@ class DartsSearchConfig(PreTrainedConfig):
     edge_normalization: bool | None = None
     auxiliary_skip: bool = False
     relaxation: str = "softmax"
+    search_space: str = "darts"
 
     def __post_init__(self, **kwargs):
         self.primitives = list(self.primitives or PRIMITIVES)
+        if self.search_space not in SEARCH_SPACES:
+            raise ValueError(f"search_space must be one of {list(SEARCH_SPACES)}, got {self.search_space!r}.")
+        if self.search_space != "darts" and self.num_nodes != 4:
+            raise ValueError(
+                f"Search space {self.search_space} lists the candidates of a 4-node cell's 14 edges; got num_nodes "
+                f"{self.num_nodes}. Use num_nodes 4, or search_space darts."
+            )
         if self.relaxation not in RELAXATIONS:
             raise ValueError(f"relaxation must be one of {list(RELAXATIONS)}, got {self.relaxation!r}.")
         if self.partial_channels < 1 or self.init_channels % self.partial_channels:
@@ -118,6 +131,21 @@ class DartsSearchConfig(PreTrainedConfig):
     @property
     def reduction_cells(self) -> tuple[int, ...]:
         return reduction_positions(self.num_cells)
+
+    @property
+    def candidates(self) -> dict[str, list[list[str]]]:
+        """The candidate operations of each edge of the normal and the reduction cell: the columns of its alphas."""
+        space = SEARCH_SPACES[self.search_space]
+        if space is None:
+            return {cell: [list(self.primitives)] * self.num_edges for cell in ("normal", "reduce")}
+        return {cell: [list(names) for names in space[cell]] for cell in ("normal", "reduce")}
+
+    def column_names(self, cell: str) -> list[str]:
+        """Names for the alpha columns of `cell`: the operations where every edge has the same, else ordinals."""
+        rows = self.candidates[cell]
+        if all(row == rows[0] for row in rows):
+            return rows[0]
+        return [f"candidate {column + 1}" for column in range(len(rows[0]))]
 
     @property
     def num_edges(self) -> int:
@@ -259,20 +287,18 @@ class SearchCell(nn.Module):
         self, config: DartsSearchConfig, prev_prev_channels, prev_channels, channels, reduction, reduction_prev
     ):
         super().__init__()
+        candidates = config.candidates["reduce" if reduction else "normal"]
         self.reduction = reduction
         self.preprocess0, self.preprocess1 = cell_input_layers(
             prev_prev_channels, prev_channels, channels, reduction_prev, affine=False
         )
         self.edges = nn.ModuleList(
             MixedOp(
-                config.primitives,
-                channels,
-                2 if reduction and source < 2 else 1,
-                config.partial_channels,
-                config.auxiliary_skip,
+                names, channels, 2 if reduction and source < 2 else 1, config.partial_channels, config.auxiliary_skip
             )
-            for node in range(config.num_nodes)
-            for source in range(node + 2)
+            for names, source in zip(
+                candidates, (source for node in range(config.num_nodes) for source in range(node + 2))
+            )
         )
         self.num_nodes, self.multiplier = config.num_nodes, config.multiplier
         self.out_channels = channels * config.multiplier
@@ -363,7 +389,7 @@ class DartsSearchModel(PreTrainedModel):
         )
         self.pooler = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(self.cells[-1].out_channels, config.num_labels)
-        shape = (config.num_edges, len(config.primitives))
+        shape = (config.num_edges, len(config.candidates["normal"][0]))
         self.alphas = nn.ParameterDict({"normal": torch.empty(shape), "reduce": torch.empty(shape)})
         self.betas = (
             nn.ParameterDict({"normal": torch.empty(config.num_edges), "reduce": torch.empty(config.num_edges)})
@@ -462,7 +488,7 @@ class DartsSearchModel(PreTrainedModel):
             self.alphas_reduce,
             num_nodes=self.config.num_nodes,
             multiplier=self.config.multiplier,
-            primitives=self.config.primitives,
+            candidates=self.config.candidates,
             edge_weights_normal=self.edge_weights("normal"),
             edge_weights_reduce=self.edge_weights("reduce"),
         )

@@ -111,6 +111,21 @@ def _conv_7x1_1x7(channels: int, stride: int, affine: bool) -> nn.Sequential:
     )
 
 
+class Noise(nn.Module):
+    """RobustDARTS's `noise` candidate (search space S4): standard normal noise of the (strided) input's shape, in
+    training and in evaluation, unrelated to the input. A cell that picks it has collapsed."""
+
+    def __init__(self, stride: int):
+        super().__init__()
+        self.stride = stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.randn_like(x[:, :, :: self.stride, :: self.stride])
+
+    def extra_repr(self) -> str:
+        return f"stride={self.stride}"
+
+
 OperationFactory = Callable[[int, int, bool], nn.Module]
 
 OPS: dict[str, OperationFactory] = {
@@ -123,6 +138,7 @@ OPS: dict[str, OperationFactory] = {
     "dil_conv_3x3": lambda c, stride, affine: DilConv(c, 3, stride, 2, 2, affine),
     "dil_conv_5x5": lambda c, stride, affine: DilConv(c, 5, stride, 4, 2, affine),
     "conv_7x1_1x7": _conv_7x1_1x7,
+    "noise": lambda c, stride, affine: Noise(stride),
 }
 
 
@@ -161,6 +177,7 @@ __all__ = [
     "DropPath",
     "FactorizedReduce",
     "LayerSequence",
+    "Noise",
     "ReLUConvBN",
     "SepConv",
     "build_operation",

@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 
 from ..data.images import DIGITS
+from ..models.genotypes import SEARCH_SPACES
 from ..models.modeling_darts_search import RELAXATIONS
 from ..recipes import (
     BETA_DECAY,
@@ -374,6 +375,14 @@ class SearchArguments(ImageDataArguments, RunArguments):
             "the same step with a fraction of the memory, at the cost of one more forward pass per cell."
         },
     )
+    search_space: str = field(
+        default="darts",
+        metadata={
+            "help": "The candidates of each edge: darts (the paper's eight on every edge) or RobustDARTS's s1 (each "
+            "edge its own two), s2 (skip_connect, sep_conv_3x3), s3 (s2 and none), s4 (noise, sep_conv_3x3); s1-s4 "
+            "need --num_nodes 4."
+        },
+    )
     relaxation: str = field(
         default="softmax",
         metadata={
@@ -454,6 +463,13 @@ class SearchArguments(ImageDataArguments, RunArguments):
             )
         if self.regulariser not in (None, *REGULARISERS):
             raise ValueError(f"--regulariser must be one of {sorted(REGULARISERS)}, got {self.regulariser!r}.")
+        if self.search_space not in SEARCH_SPACES:
+            raise ValueError(f"--search_space must be one of {list(SEARCH_SPACES)}, got {self.search_space!r}.")
+        if self.search_space != "darts" and self.num_nodes != 4:
+            raise ValueError(
+                f"--search_space {self.search_space} lists the candidates of a 4-node cell: --num_nodes must be 4, "
+                f"got {self.num_nodes}."
+            )
         if self.relaxation not in RELAXATIONS:
             raise ValueError(f"--relaxation must be one of {list(RELAXATIONS)}, got {self.relaxation!r}.")
         if self.relaxation != "softmax":

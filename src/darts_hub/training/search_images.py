@@ -105,6 +105,7 @@ def run_search(args: SearchArguments) -> DartsSearchModel:
         edge_normalization=args.edge_normalization,
         auxiliary_skip=args.regulariser == "auxiliary_skip",
         relaxation=args.relaxation,
+        search_space=args.search_space,
         image_mean=transform.mean.flatten().tolist(),
         image_std=transform.std.flatten().tolist(),
         id2label=dict(enumerate(data.class_names)),
@@ -246,7 +247,8 @@ def epoch_record(supernet, epoch: int, step: int, train: dict, valid: dict) -> d
     )
     for cell in ("normal", "reduce"):
         rows = "\n".join(" ".join(f"{p:.3f}" for p in row) for row in record[f"alphas_{cell}"])
-        logger.info("softmax(alphas_%s), one row per edge, columns %s:\n%s", cell, supernet.config.primitives, rows)
+        columns = supernet.config.column_names(cell)
+        logger.info("softmax(alphas_%s), one row per edge, columns %s:\n%s", cell, columns, rows)
     return record
 
 
