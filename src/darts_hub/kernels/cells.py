@@ -19,7 +19,7 @@ from torch import nn
 from ..models.modeling_darts import DartsCell, darts_model_output
 from ..models.modeling_darts_rnn import DartsRNNCell
 from ..models.modeling_darts_rnn_search import DartsRNNSearchCell
-from ..models.modeling_darts_search import MixedOp, SearchCell, channel_shuffle
+from ..models.modeling_darts_search import MixedOp, SearchCell
 from .operations import RectifyingOperation
 from .recurrence import highway_recurrence, mixed_highway_recurrence
 
@@ -102,32 +102,6 @@ class FastMixedOp(MixedOp):
     def adopt(self) -> None:
         self.rectifying = [isinstance(op, RectifyingOperation) for op in self.ops.values()]
 
-    def forward(
-        self,
-        x: torch.Tensor,
-        weights: torch.Tensor,
-        edge_weight: torch.Tensor | None = None,
-        skip_weight: float | None = None,
-        selected: int | None = None,
-        rectified: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        """`rectified`: the ReLU of the channels the operations see, where the cell computed it once for all the
-        edges reading `x` (`rectified_inputs`)."""
-        if edge_weight is not None:
-            weights = weights * edge_weight
-        if self.partial_channels == 1:
-            seen, bypass = x, None
-        else:
-            seen, bypass = self.split_channels(x, edge_weight)
-        if selected is None:
-            total = self.weighted_sum(seen, weights, rectified)
-        else:
-            total = self.sampled_output(seen, weights, selected)
-        total = self.with_auxiliary_skip(total, seen, skip_weight)
-        if bypass is None:
-            return total
-        return channel_shuffle(torch.cat([total, bypass], dim=1), self.partial_channels)
-
     def with_auxiliary_skip(self, total: torch.Tensor, x: torch.Tensor, skip_weight: float | None) -> torch.Tensor:
         """Adds the auxiliary skip connection into the running sum, in place."""
         if self.auxiliary_skip is None:
@@ -139,6 +113,8 @@ class FastMixedOp(MixedOp):
         return nn.functional.relu(x[:, : self.op_channels]) if any(self.rectifying) else None
 
     def weighted_sum(self, x: torch.Tensor, weights: torch.Tensor, relu_x: torch.Tensor | None = None):
+        """`relu_x`: the ReLU of the channels the operations see, where the cell computed it once for all the edges
+        reading `x` (`rectified_inputs`)."""
         if relu_x is None:
             relu_x = self.rectified_inputs(x)
         total = None
@@ -163,7 +139,7 @@ class FastSearchCell(SearchCell):
             for h, relu_h in zip(states, rectified):  # the node sums its edges in place, as the mixed operations do
                 edge_weight = None if edge_weights is None else edge_weights[edge]
                 column = None if selected is None else selected[edge]
-                output = self.edges[edge](h, weights[edge], edge_weight, skip_weight, column, relu_h)
+                output = self.edges[edge](h, weights[edge], edge_weight, skip_weight, column, relu_x=relu_h)
                 node = output if node is None else node.add_(output)
                 edge += 1
             states.append(node)

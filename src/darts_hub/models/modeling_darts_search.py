@@ -205,17 +205,21 @@ class MixedOp(nn.Module):
         edge_weight: torch.Tensor | None = None,
         skip_weight: float | None = None,
         selected: int | None = None,
+        **sum_options,
     ) -> torch.Tensor:
         """weights: [num_primitives], the softmax of this edge's alphas; edge_weight: the edge's normalised beta;
         skip_weight: the auxiliary skip connection's weight (with `auxiliary_skip`); selected: the one column to
-        run (GDAS), or None for all."""
+        run (GDAS), or None for all; `sum_options` go to `weighted_sum`."""
         if edge_weight is not None:
             weights = weights * edge_weight
         if self.partial_channels == 1:
             seen, bypass = x, None
         else:
             seen, bypass = self.split_channels(x, edge_weight)
-        mixed = self.weighted_sum(seen, weights) if selected is None else self.sampled_output(seen, weights, selected)
+        if selected is None:
+            mixed = self.weighted_sum(seen, weights, **sum_options)
+        else:
+            mixed = self.sampled_output(seen, weights, selected)
         mixed = self.with_auxiliary_skip(mixed, seen, skip_weight)
         if bypass is None:
             return mixed
