@@ -193,7 +193,6 @@ class MixedOp(nn.Module):
                 op = nn.Sequential(op, nn.BatchNorm2d(self.op_channels, affine=False))
             self.ops[name] = op
         self.op_columns = [primitives.index(name) for name in self.ops]
-        self.op_names = list(self.ops)
         self.auxiliary_skip = (
             build_operation("skip_connect", self.op_channels, stride, affine=False) if auxiliary_skip else None
         )
@@ -231,7 +230,7 @@ class MixedOp(nn.Module):
         others = torch.cat([weights[:selected], weights[selected + 1 :]]).sum()
         if selected not in self.op_columns:  # 'none'
             return torch.zeros_like(x[:, :, :: self.stride, :: self.stride]) + others
-        op = self.ops[self.op_names[self.op_columns.index(selected)]]
+        op = list(self.ops.values())[self.op_columns.index(selected)]
         return weights[selected] * op(x) + others
 
     def with_auxiliary_skip(self, mixed: torch.Tensor, x: torch.Tensor, skip_weight: float | None) -> torch.Tensor:
