@@ -32,7 +32,7 @@ def normalised_entropy(weights: list[list[float]]) -> float:
 
 def plot_learning_curves(history: list[dict], path: Path) -> Path:
     """Per epoch: training and validation loss; accuracies (images) or validation perplexity (text); each cell's
-    normalised alpha entropy; and the dominant eigenvalue of the alpha Hessian where the search measured it."""
+    normalised alpha entropy; and the largest eigenvalue of the alpha Hessian where the search measured it."""
     epochs = [record["epoch"] for record in history]
     measured = [(r["epoch"], r[EIGENVALUE_KEY]) for r in history if EIGENVALUE_KEY in r]
     panels = 4 if measured else 3
@@ -52,7 +52,7 @@ def plot_learning_curves(history: list[dict], path: Path) -> Path:
         entropy.plot(epochs, [normalised_entropy(alphas_of(r)[cell]) for r in history], "o-", label=cell)
     entropy.set(title="alpha entropy (1 = uniform)", xlabel="epoch")
     if measured:
-        axes[3].plot(*zip(*measured), "o-", color="tab:red", label="dominant eigenvalue")
+        axes[3].plot(*zip(*measured), "o-", color="tab:red", label="largest eigenvalue")
         axes[3].set(title="Hessian of the validation loss (alphas)", xlabel="epoch")
     for panel in axes:
         panel.legend()

@@ -6,7 +6,7 @@ from helpers import kernelized, tiny_supernet
 from test_architect import batches
 
 from darts_hub.search.architect import Architect
-from darts_hub.search.hessian import dominant_eigenvalue, validation_hessian_eigenvalue
+from darts_hub.search.hessian import dominant_eigenvalue, largest_eigenvalue, validation_hessian_eigenvalue
 
 
 def full_alpha_hessian(model, batch) -> torch.Tensor:
@@ -41,6 +41,32 @@ def test_power_iteration_finds_the_dominant_eigenvalue_of_a_known_matrix():
         lambda v: [matrix @ v[0]], [torch.zeros(4, dtype=torch.float64)], iterations=2000, tolerance=1e-12
     )
     assert abs(eigenvalue - 3.0) < 1e-6
+
+
+def test_the_largest_eigenvalue_is_found_when_the_dominant_one_is_negative():
+    matrix = torch.diag(torch.tensor([-3.0, 0.5, 1.0, 0.9], dtype=torch.float64))
+    basis = torch.linalg.qr(torch.randn(4, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(0)))[0]
+    matrix = basis @ matrix @ basis.T
+    operator = (lambda v: [matrix @ v[0]], [torch.zeros(4, dtype=torch.float64)])
+    assert abs(dominant_eigenvalue(*operator, iterations=2000, tolerance=1e-12) + 3.0) < 1e-6
+    assert abs(largest_eigenvalue(*operator, iterations=2000, tolerance=1e-12) - 1.0) < 1e-6
+
+
+def test_the_largest_eigenvalue_of_the_full_alpha_hessian_and_of_its_negation():
+    """The monitor's value is the maximum of `eigvalsh`, for the Hessian and for minus the Hessian (whose dominant
+    eigenvalue has the other sign, so one of the two goes through the shifted second iteration)."""
+    model = monitored_supernet()
+    _, valid = batches(2)
+    eigenvalues = torch.linalg.eigvalsh(full_alpha_hessian(model, valid))
+    product = Architect(model, torch.optim.Adam(model.arch_parameters())).validation_hessian_product(valid)
+    for sign, expected in ((1.0, eigenvalues.max().item()), (-1.0, -eigenvalues.min().item())):
+        found = largest_eigenvalue(
+            lambda v, sign=sign: [sign * h for h in product(v)],
+            model.arch_parameters(),
+            iterations=2000,
+            tolerance=1e-12,
+        )
+        assert abs(found - expected) <= 1e-5 * abs(expected)
 
 
 def test_the_eigenvalue_is_that_of_the_full_alpha_hessian_and_changes_nothing():

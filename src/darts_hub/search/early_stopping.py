@@ -1,7 +1,7 @@
 """Stopping a search before it collapses, two published rules that read the search's history (its epoch records,
 `search_images.epoch_record`), so that a resumed search decides as the uninterrupted one would.
 
-- `EigenvalueRule` (RobustDARTS, "DARTS-ES", Zela et al., 2020, Sec. 4.3): the dominant eigenvalue of the validation
+- `EigenvalueRule` (RobustDARTS, "DARTS-ES", Zela et al., 2020, Sec. 4.3): the largest eigenvalue of the validation
   loss's Hessian with respect to the alphas (`hessian.py`), averaged over a window of measurements, centred. The
   search stops when the newest local average exceeds the one `lag` measurements earlier by more than `factor`, and
   keeps the genotype of the epoch that earlier average is centred on: the cell from before the rise.
@@ -65,7 +65,7 @@ class EigenvalueRule:
         return Stop(
             earlier_epoch,
             "eigenvalue",
-            f"the local average of the Hessian's dominant eigenvalue rose {newest / earlier:.2f}x, from {earlier:.4g} "
+            f"the local average of the Hessian's largest eigenvalue rose {newest / earlier:.2f}x, from {earlier:.4g} "
             f"(epoch {earlier_epoch}) to {newest:.4g} (epoch {newest_epoch}), more than --early_stopping_factor "
             f"{self.factor}: the genotype of epoch {earlier_epoch} is kept",
         )

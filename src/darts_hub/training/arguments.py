@@ -421,7 +421,7 @@ class SearchArguments(ImageDataArguments, RunArguments):
     hessian_eigenvalue_every: int | None = field(
         default=None,
         metadata={
-            "help": "Every N epochs (and after the last): the dominant eigenvalue of the Hessian of the validation "
+            "help": "Every N epochs (and after the last): the largest eigenvalue of the Hessian of the validation "
             "loss with respect to the alphas (RobustDARTS), recorded per epoch, plotted and in the card."
         },
     )

@@ -195,7 +195,7 @@ def run_search(args: SearchArguments) -> DartsSearchModel:
             record[EIGENVALUE_KEY] = accelerator.reduce(
                 torch.tensor(eigenvalue, device=accelerator.device), "mean"
             ).item()
-            logger.info("epoch %d: dominant eigenvalue of the alpha Hessian %.4g", epoch + 1, record[EIGENVALUE_KEY])
+            logger.info("epoch %d: largest eigenvalue of the alpha Hessian %.4g", epoch + 1, record[EIGENVALUE_KEY])
         stop = rule.stop([*run.progress.history, record]) if rule is not None else None
         if stop is not None:
             record["stopped"] = stop.to_dict()
