@@ -16,7 +16,7 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 def test_cell_graph_follows_the_genotype():
-    source = draw_cell(DARTS_V2.normal, DARTS_V2.normal_concat).source
+    source = draw_cell(DARTS_V2.node_edges("normal"), DARTS_V2.normal_concat).source
     assert '"c_{k-2}" -> 0 [label=sep_conv_3x3' in source
     assert '"c_{k-1}" -> 2 [label=sep_conv_3x3' in source
     assert "0 -> 3 [label=dil_conv_3x3" in source  # state 2 is intermediate node 0

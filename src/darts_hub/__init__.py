@@ -14,6 +14,9 @@ from .models import (
     DartsRNNConfig,
     DartsRNNForCausalLM,
     DartsRNNModel,
+    NasBench201Config,
+    NasBench201ForImageClassification,
+    NasBench201Model,
 )
 from .models.genotypes import (
     CNN_GENOTYPES,
@@ -21,6 +24,7 @@ from .models.genotypes import (
     RECURRENT_GENOTYPES,
     RECURRENT_PRIMITIVES,
     Genotype,
+    NasBench201Genotype,
     RecurrentGenotype,
     derive_genotype,
     derive_recurrent_genotype,
@@ -44,10 +48,13 @@ AutoModel.register(DartsSearchConfig, DartsSearchModel, exist_ok=True)
 AutoModelForImageClassification.register(DartsSearchConfig, DartsSearchModel, exist_ok=True)
 AutoConfig.register(DartsRNNSearchConfig.model_type, DartsRNNSearchConfig, exist_ok=True)
 AutoModel.register(DartsRNNSearchConfig, DartsRNNSearchModel, exist_ok=True)
+AutoConfig.register(NasBench201Config.model_type, NasBench201Config, exist_ok=True)
+AutoModel.register(NasBench201Config, NasBench201Model, exist_ok=True)
+AutoModelForImageClassification.register(NasBench201Config, NasBench201ForImageClassification, exist_ok=True)
 
 # Every folder a config or model is saved into also gets its code (an `auto_map` in config.json and the files of
 # `darts_hub/models` it needs), so that it loads with `trust_remote_code=True` where darts-hub is not installed.
-for config_class in (DartsConfig, DartsRNNConfig, DartsSearchConfig, DartsRNNSearchConfig):
+for config_class in (DartsConfig, DartsRNNConfig, DartsSearchConfig, DartsRNNSearchConfig, NasBench201Config):
     config_class.register_for_auto_class()
 DartsForImageClassification.register_for_auto_class("AutoModelForImageClassification")
 DartsModel.register_for_auto_class("AutoModel")
@@ -55,6 +62,8 @@ DartsRNNForCausalLM.register_for_auto_class("AutoModelForCausalLM")
 DartsRNNModel.register_for_auto_class("AutoModel")
 DartsSearchModel.register_for_auto_class("AutoModelForImageClassification")
 DartsRNNSearchModel.register_for_auto_class("AutoModel")
+NasBench201ForImageClassification.register_for_auto_class("AutoModelForImageClassification")
+NasBench201Model.register_for_auto_class("AutoModel")
 
 __all__ = [
     "CNN_GENOTYPES",
@@ -72,6 +81,10 @@ __all__ = [
     "DartsSearchConfig",
     "DartsSearchModel",
     "Genotype",
+    "NasBench201Config",
+    "NasBench201ForImageClassification",
+    "NasBench201Genotype",
+    "NasBench201Model",
     "RecurrentGenotype",
     "count_mult_adds",
     "count_parameters",

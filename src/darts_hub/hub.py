@@ -28,7 +28,7 @@ from .models import (
     DartsRNNSearchModel,
     DartsSearchModel,
 )
-from .models.genotypes import RECURRENT_PRIMITIVES, RecurrentGenotype
+from .models.genotypes import RECURRENT_PRIMITIVES, EmptyCellError, RecurrentGenotype
 from .plots import plot_search
 from .search.derived import derived_config
 from .search.early_stopping import EIGENVALUE_KEY, Stop
@@ -145,7 +145,13 @@ def save_search_result(
     output_dir.mkdir(parents=True, exist_ok=True)
     genotype = supernet.genotype()
     if stop is not None:
-        genotype = type(genotype).from_dict(next(r["genotype"] for r in history if r["epoch"] == stop.epoch))
+        recorded = next(r["genotype"] for r in history if r["epoch"] == stop.epoch)
+        if recorded is None:
+            raise EmptyCellError(
+                f"The search stopped at epoch {stop.epoch}, whose alphas encode no cell (no operation reached "
+                "--operation_threshold): lower the threshold, or search without early stopping."
+            )
+        genotype = type(genotype).from_dict(recorded)
     save_config_with_model_code(derived_config(supernet, genotype=genotype, **derived_sizes), output_dir)
     (output_dir / "genotype.json").write_text(json.dumps(genotype.to_dict(), indent=2) + "\n")
     (output_dir / "alphas_history.json").write_text(json.dumps(history, indent=1) + "\n")
@@ -155,7 +161,8 @@ def save_search_result(
     custom_object_save(supernet, output_dir)
     drawings = draw_genotype(genotype, output_dir)
     animation = animate_genotypes(
-        [(f"epoch {record['epoch']}", record["genotype"]) for record in history], output_dir / "search_progress.gif"
+        [(f"epoch {record['epoch']}", record["genotype"]) for record in history if record["genotype"] is not None],
+        output_dir / "search_progress.gif",
     )
     if isinstance(genotype, RecurrentGenotype):
         primitives = {"recurrent": list(RECURRENT_PRIMITIVES)}

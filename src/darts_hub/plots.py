@@ -19,15 +19,18 @@ from .search.early_stopping import EIGENVALUE_KEY  # noqa: E402
 
 
 def alphas_of(record: dict) -> dict[str, list[list[float]]]:
-    """The softmax alphas of an epoch record, by cell (`normal`, `reduce` or `recurrent`)."""
+    """The operation weights of an epoch record (the softmax of the alphas, or FairDARTS's sigmoid), by cell
+    (`normal`, `reduce` or `recurrent`)."""
     return {key.removeprefix("alphas_"): value for key, value in record.items() if key.startswith("alphas_")}
 
 
 def normalised_entropy(weights: list[list[float]]) -> float:
-    """The mean entropy of the rows (edges) of softmax weights, divided by its maximum: 1 while the architecture is
-    uniform (the start of a search), towards 0 as each edge settles on one operation."""
+    """The mean entropy of the rows (edges) of operation weights, each row normalised to sum 1 (FairDARTS's sigmoid
+    weights do not), divided by its maximum: 1 while the architecture is uniform (the start of a search), towards 0
+    as each edge settles on one operation."""
     maximum = math.log(len(weights[0]))
-    return sum(-sum(p * math.log(p) for p in row if p > 0) for row in weights) / (len(weights) * maximum)
+    rows = [[p / sum(row) for p in row] for row in weights]
+    return sum(-sum(p * math.log(p) for p in row if p > 0) for row in rows) / (len(weights) * maximum)
 
 
 def plot_learning_curves(history: list[dict], path: Path) -> Path:
@@ -70,7 +73,7 @@ def _alphas_frame(record: dict, primitives: dict[str, list[str]], scale: tuple[f
         image = plot.imshow(weights, vmin=scale[0], vmax=scale[1], cmap="viridis", aspect="auto")
         plot.set_xticks(range(len(primitives[cell])), primitives[cell], rotation=60, ha="right")
         plot.set(title=f"{cell} cell", ylabel="edge")
-    figure.colorbar(image, ax=axes[0].tolist(), shrink=0.8, label="softmax(alpha)")
+    figure.colorbar(image, ax=axes[0].tolist(), shrink=0.8, label="operation weight")
     figure.suptitle(f"epoch {record['epoch']}")
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=70)
@@ -79,7 +82,7 @@ def _alphas_frame(record: dict, primitives: dict[str, list[str]], scale: tuple[f
 
 
 def plot_alphas(history: list[dict], primitives: dict[str, list[str]], folder: Path) -> list[Path]:
-    """`alphas.png` (the last epoch's softmax alphas, one heatmap per cell: edges by operations) and `alphas.gif`
+    """`alphas.png` (the last epoch's operation weights, one heatmap per cell: edges by operations) and `alphas.gif`
     (every epoch's, one frame each). One colour scale for all frames, from the smallest weight to the largest: the
     alphas move slowly away from uniform, and a 0-1 scale would show nothing."""
     values = [p for record in history for weights in alphas_of(record).values() for row in weights for p in row]

@@ -136,6 +136,10 @@ GDAS = _recipe(temperature_max=10.0, temperature_min=0.1)
 # DrNAS's KL term towards the uniform Dirichlet (Chen et al. 2021; their code's scale).
 DRNAS = _recipe(kl_scale=1e-3)
 
+# FairDARTS (Chu et al. 2020, and their code): the zero-one loss weighted 10. (Its threshold, 0.85, is the default
+# of `DartsSearchConfig.operation_threshold`: the model files, which travel as remote code, import nothing else.)
+FAIRDARTS = _recipe(zero_one_weight=10.0)
+
 
 __all__ = [
     "AUXILIARY_SKIP",
@@ -143,6 +147,7 @@ __all__ = [
     "CIFAR10_SEARCH",
     "DRNAS",
     "EIGENVALUE_EARLY_STOPPING",
+    "FAIRDARTS",
     "GDAS",
     "IMAGE_TRAINING",
     "LANGUAGE_MODEL_TRAINING",

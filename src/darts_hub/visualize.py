@@ -50,16 +50,18 @@ def _new_graph() -> graphviz.Digraph:
     return graph
 
 
-def draw_cell(edges: Sequence[Edge], concat: Sequence[int]) -> graphviz.Digraph:
-    """A convolutional cell: two edges per intermediate node; the output concatenates the states in `concat`."""
+def draw_cell(node_edges: Sequence[Sequence[Edge]], concat: Sequence[int]) -> graphviz.Digraph:
+    """A convolutional cell, given the edges of each intermediate node (`Genotype.node_edges`); the output
+    concatenates the states in `concat`. A node without edges (FairDARTS) is not drawn."""
     graph = _new_graph()
-    names = ["c_{k-2}", "c_{k-1}"] + [str(node) for node in range(len(edges) // 2)]
+    names = ["c_{k-2}", "c_{k-1}"] + [str(node) for node in range(len(node_edges))]
     for name in names[:2]:
         graph.node(name, **_INPUT_STYLE)
-    for name in names[2:]:
-        graph.node(name, **_NODE_STYLE)
-    for position, (op, index) in enumerate(edges):
-        graph.edge(names[index], names[2 + position // 2], label=op, fillcolor="gray")
+    for node, edges in enumerate(node_edges):
+        if edges:
+            graph.node(names[2 + node], **_NODE_STYLE)
+        for op, index in edges:
+            graph.edge(names[index], names[2 + node], label=op, fillcolor="gray")
     graph.node("c_{k}", **_OUTPUT_STYLE)
     for index in concat:
         graph.edge(names[index], "c_{k}", fillcolor="gray")
@@ -88,8 +90,8 @@ def genotype_graphs(genotype: Genotype | RecurrentGenotype) -> dict[str, graphvi
     if isinstance(genotype, RecurrentGenotype):
         return {"recurrent": draw_recurrent_cell(genotype.recurrent, genotype.concat)}
     return {
-        "normal": draw_cell(genotype.normal, genotype.normal_concat),
-        "reduction": draw_cell(genotype.reduce, genotype.reduce_concat),
+        "normal": draw_cell(genotype.node_edges("normal"), genotype.normal_concat),
+        "reduction": draw_cell(genotype.node_edges("reduce"), genotype.reduce_concat),
     }
 
 

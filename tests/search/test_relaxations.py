@@ -121,5 +121,7 @@ def test_the_kernelized_supernet_samples_and_trains_as_the_plain_one(relaxation)
 
 
 def test_an_unknown_relaxation_is_refused():
-    with pytest.raises(ValueError, match="relaxation must be one of \\['softmax', 'gumbel', 'dirichlet'\\]"):
-        DartsSearchConfig(relaxation="sigmoid")
+    with pytest.raises(
+        ValueError, match="relaxation must be one of \\['softmax', 'gumbel', 'dirichlet', 'sigmoid'\\]"
+    ):
+        DartsSearchConfig(relaxation="softmin")

@@ -281,8 +281,10 @@ def test_gdas_and_drnas_searches_run_from_the_flags(tmp_path):
 def test_what_a_sampling_relaxation_does_not_go_with_is_refused_naming_both_flags(settings, message):
     with pytest.raises(ValueError, match=message):
         SearchArguments(relaxation="gumbel", **settings)
-    with pytest.raises(ValueError, match="--relaxation must be one of \\['softmax', 'gumbel', 'dirichlet'\\]"):
-        SearchArguments(relaxation="sigmoid")
+    with pytest.raises(
+        ValueError, match="--relaxation must be one of \\['softmax', 'gumbel', 'dirichlet', 'sigmoid'\\]"
+    ):
+        SearchArguments(relaxation="softmin")
 
 
 def test_a_search_in_robustdarts_s4_writes_a_found_cell_that_builds_as_a_transformers_model(tmp_path):

@@ -38,9 +38,9 @@ class FastDartsCell(DartsCell):
             s0, s1 = self.preprocess0(s0, rectified), self.preprocess1(s1, rectified)
         states = [s0, s1]
         rectified_states = {}
-        for first in range(0, len(self.ops), 2):
-            node = 0
-            for edge in (first, first + 1):
+        for edges in self.nodes:
+            node = None
+            for edge in edges:
                 op, source = self.ops[edge], self.inputs[edge]
                 if isinstance(op, RectifyingOperation):
                     if source not in rectified_states:
@@ -48,7 +48,8 @@ class FastDartsCell(DartsCell):
                     h = op(rectified_states[source], rectified=True)
                 else:
                     h = op(states[source])
-                node = node + (self.drop_path(h) if self.droppable[edge] else h)
+                h = self.drop_path(h) if self.droppable[edge] else h
+                node = h if node is None else node + h
                 if self.last_reads.get(source) == edge:
                     states[source] = rectified_states[source] = None
             states.append(node)

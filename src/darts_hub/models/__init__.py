@@ -7,6 +7,7 @@ folder as custom code (`auto_map`, `trust_remote_code=True`) and load where dart
 
 from .configuration_darts import DartsConfig
 from .configuration_darts_rnn import DartsRNNConfig
+from .configuration_nas_bench_201 import NasBench201Config
 from .modeling_darts import (
     DartsForImageClassification,
     DartsImageClassifierOutput,
@@ -18,6 +19,7 @@ from .modeling_darts import (
 from .modeling_darts_rnn import DartsRNNCausalLMOutput, DartsRNNCell, DartsRNNForCausalLM, DartsRNNModel
 from .modeling_darts_rnn_search import DartsRNNSearchConfig, DartsRNNSearchModel
 from .modeling_darts_search import DartsSearchConfig, DartsSearchModel
+from .modeling_nas_bench_201 import NasBench201ForImageClassification, NasBench201Model
 from .tokenization_darts_rnn import build_tokenizer, vocabulary_in_order
 
 
@@ -27,6 +29,7 @@ __all__ = [
     "DartsRNNConfig",
     "DartsRNNSearchConfig",
     "DartsSearchConfig",
+    "NasBench201Config",
     # image classifiers and their search supernet
     "DartsPreTrainedModel",
     "DartsModel",
@@ -35,6 +38,9 @@ __all__ = [
     "DartsImageClassifierOutput",
     "DartsSearchModel",
     "image_processor_for",
+    # NAS-Bench-201's networks
+    "NasBench201Model",
+    "NasBench201ForImageClassification",
     # language models and their search supernet
     "DartsRNNCell",
     "DartsRNNModel",

@@ -2,7 +2,9 @@
 
 A convolutional cell (Sec. 2.1 of the paper) has two inputs, c_{k-2} and c_{k-1} (indices 0 and 1), and a number of
 intermediate nodes; intermediate node i is the sum of two edges, each an operation applied to an earlier state
-(index 0 .. i + 1). The cell's output concatenates the states listed in its `concat`. A recurrent cell has one
+(index 0 .. i + 1). The cell's output concatenates the states listed in its `concat`. FairDARTS's threshold parse
+(Chu et al. 2020) keeps 0, 1 or 2 edges per node: `normal_edges_per_node` / `reduce_edges_per_node` then give each
+node's number of edges, and a node without edges is no state (no edge reads it, the output leaves it out). A recurrent cell has one
 initial state (index 0, computed from x_t and h_{t-1}) and nodes with one incoming edge each; its output averages
 the states in `concat`.
 
@@ -12,10 +14,11 @@ model configs: `{"normal": [["sep_conv_3x3", 0], ...], "normal_concat": [2, 3, 4
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 
 import torch
@@ -84,6 +87,10 @@ SEARCH_SPACES: dict[str, dict[str, tuple[tuple[str, ...], ...]] | None] = {
     "s4": {"normal": (("noise", "sep_conv_3x3"),) * 14, "reduce": (("noise", "sep_conv_3x3"),) * 14},
 }
 
+# NAS-Bench-201's operations (Dong & Yang 2020, Sec. 2.1), in the order of its searches' alpha columns: every edge of
+# its cell is one of them, 'none' included (a zero edge), so that its 6 edges span the benchmark's 5^6 = 15,625 cells.
+NAS_BENCH_201_OPERATIONS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
+
 # Candidate operations of the recurrent search space, in the order of the architecture weights' columns.
 RECURRENT_PRIMITIVES = ("none", "tanh", "relu", "sigmoid", "identity")
 RECURRENT_OPERATIONS = RECURRENT_PRIMITIVES[1:]
@@ -122,6 +129,15 @@ def _as_concat(values: Iterable, field_name: str, num_states: int) -> tuple[int,
     return concat
 
 
+def _as_edges_per_node(values: Iterable, field_name: str, num_edges: int) -> tuple[int, ...]:
+    counts = tuple(values)
+    if not counts or any(isinstance(c, bool) or not isinstance(c, int) or c < 0 for c in counts):
+        raise ValueError(f"{field_name} = {list(counts)!r} must list a number of edges (>= 0) for every node.")
+    if sum(counts) != num_edges:
+        raise ValueError(f"{field_name} = {list(counts)} counts {sum(counts)} edges, but the cell lists {num_edges}.")
+    return counts
+
+
 def _check_operation(op: str, allowed: Sequence[str], where: str) -> None:
     if op == "none":
         raise ValueError(
@@ -153,38 +169,64 @@ _PUBLISHED_REPEATED_EDGES = {
 class Genotype:
     """A convolutional architecture: a normal cell and a reduction cell.
 
-    `normal` and `reduce` list two `(operation, input index)` edges per intermediate node; `normal_concat` and
-    `reduce_concat` list the states concatenated into the cell's output.
+    `normal` and `reduce` list the `(operation, input index)` edges of the intermediate nodes, node by node: two per
+    node, or as many as `normal_edges_per_node` / `reduce_edges_per_node` say (FairDARTS's cells; None means two
+    each). `normal_concat` and `reduce_concat` list the states concatenated into the cell's output.
     """
 
     normal: tuple[Edge, ...]
     normal_concat: tuple[int, ...]
     reduce: tuple[Edge, ...]
     reduce_concat: tuple[int, ...]
+    normal_edges_per_node: tuple[int, ...] | None = None
+    reduce_edges_per_node: tuple[int, ...] | None = None
 
     def __post_init__(self):
         for cell in ("normal", "reduce"):
             edges = _as_edges(getattr(self, cell), cell)
-            if not edges or len(edges) % 2:
+            counts_field = f"{cell}_edges_per_node"
+            if getattr(self, counts_field) is not None:
+                counts = _as_edges_per_node(getattr(self, counts_field), counts_field, len(edges))
+            elif not edges or len(edges) % 2:
                 raise ValueError(
-                    f"{cell} has {len(edges)} entries; a convolutional cell needs two entries (edges) per node."
+                    f"{cell} has {len(edges)} entries; a convolutional cell needs two entries (edges) per node, or "
+                    f"{counts_field} to give each node its number."
                 )
-            for position, (op, index) in enumerate(edges):
-                node = position // 2
-                where = f"{cell}[{position}] = ({op!r}, {index}) (node {node})"
-                _check_operation(op, CNN_OPERATIONS, where)
-                if not 0 <= index < node + 2:
-                    raise ValueError(
-                        f"{where} takes input {index}, but node {node} can only take inputs 0..{node + 1} "
-                        "(0 and 1 are the cell's inputs c_{k-2} and c_{k-1}, then the earlier nodes)."
-                    )
-                if position % 2 and edges[position - 1] == (op, index) and edges not in _PUBLISHED_REPEATED_EDGES:
-                    raise ValueError(f"{where} duplicates the other edge of node {node}.")
+            else:
+                counts = (2,) * (len(edges) // 2)
+            is_state = [True, True]  # the cell's inputs, then one entry per node: whether it has edges
+            starts = itertools.accumulate(counts, initial=0)
+            for node, (start, count) in enumerate(zip(starts, counts)):
+                for position in range(start, start + count):
+                    op, index = edges[position]
+                    where = f"{cell}[{position}] = ({op!r}, {index}) (node {node})"
+                    _check_operation(op, CNN_OPERATIONS, where)
+                    if not 0 <= index < node + 2:
+                        raise ValueError(
+                            f"{where} takes input {index}, but node {node} can only take inputs 0..{node + 1} "
+                            "(0 and 1 are the cell's inputs c_{k-2} and c_{k-1}, then the earlier nodes)."
+                        )
+                    if not is_state[index]:
+                        raise ValueError(f"{where} takes input {index}, node {index - 2}, which has no edges.")
+                    if (op, index) in edges[start:position] and edges not in _PUBLISHED_REPEATED_EDGES:
+                        raise ValueError(f"{where} duplicates another edge of node {node}.")
+                is_state.append(count > 0)
             object.__setattr__(self, cell, edges)
+            object.__setattr__(self, counts_field, None if all(count == 2 for count in counts) else counts)
             concat_field = f"{cell}_concat"
-            object.__setattr__(
-                self, concat_field, _as_concat(getattr(self, concat_field), concat_field, len(edges) // 2 + 2)
-            )
+            concat = _as_concat(getattr(self, concat_field), concat_field, len(counts) + 2)
+            empty = [index for index in concat if not is_state[index]]
+            if empty:
+                raise ValueError(f"{concat_field} lists state(s) {empty}, node(s) without edges.")
+            object.__setattr__(self, concat_field, concat)
+
+    def node_edges(self, cell: str = "normal") -> tuple[tuple[Edge, ...], ...]:
+        """The edges of each intermediate node of the `cell` ("normal" or "reduce"), node by node (a node without
+        edges has an empty tuple)."""
+        edges = getattr(self, cell)
+        counts = getattr(self, f"{cell}_edges_per_node") or (2,) * (len(edges) // 2)
+        starts = itertools.accumulate(counts, initial=0)
+        return tuple(edges[start : start + count] for start, count in zip(starts, counts))
 
     def parameter_free_operations(self, cell: str = "normal") -> int:
         """How many edges of the `cell` ("normal" or "reduce") are skip connections or pooling: the measure of a
@@ -248,22 +290,83 @@ class RecurrentGenotype:
         return cls.from_dict(json.loads(text))
 
 
+@dataclass(frozen=True)
+class NasBench201Genotype:
+    """A NAS-Bench-201 cell (Dong & Yang 2020): a complete DAG on the cell's input (state 0) and its nodes 1, 2, 3;
+    node i sums one edge from every earlier state, each an operation of `NAS_BENCH_201_OPERATIONS` ('none': the
+    edge is absent), and the cell's output is its last node.
+
+    `nodes[i - 1]` lists node i's `(operation, input)` edges, inputs 0 .. i - 1 in order. The benchmark's string,
+    `|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|`, is
+    `str(genotype)` and `NasBench201Genotype.from_string`; config.json stores that string.
+    """
+
+    nodes: tuple[tuple[Edge, ...], ...]
+
+    def __post_init__(self):
+        if isinstance(self.nodes, str) or not self.nodes:
+            raise ValueError(f"nodes = {self.nodes!r} must list the edges of at least one node.")
+        nodes = []
+        for position, entries in enumerate(self.nodes):
+            node = position + 1
+            edges = _as_edges(entries, f"nodes[{position}]")
+            if [index for _, index in edges] != list(range(node)):
+                raise ValueError(
+                    f"node {node} has edges from inputs {[index for _, index in edges]}; a NAS-Bench-201 node has one "
+                    f"edge from each earlier state, in order: {list(range(node))}."
+                )
+            for op, index in edges:
+                if op not in NAS_BENCH_201_OPERATIONS:
+                    raise ValueError(
+                        f"node {node}'s edge from {index} uses the unknown operation {op!r}; NAS-Bench-201's "
+                        f"operations: {', '.join(NAS_BENCH_201_OPERATIONS)}."
+                    )
+            nodes.append(edges)
+        object.__setattr__(self, "nodes", tuple(nodes))
+
+    @classmethod
+    def from_string(cls, text: str) -> NasBench201Genotype:
+        """Parse the benchmark's string: nodes between `+`, each `|op~input|op~input|`."""
+        nodes = []
+        for part in text.split("+"):
+            if not (part.startswith("|") and part.endswith("|")) or len(part) < 2:
+                raise ValueError(f"{part!r} in {text!r} is not a node of the form |op~input|op~input|.")
+            edges = []
+            for token in part[1:-1].split("|"):
+                op, _, index = token.partition("~")
+                if not index.isdigit():
+                    raise ValueError(f"{token!r} in {text!r} is not an edge of the form op~input.")
+                edges.append((op, int(index)))
+            nodes.append(edges)
+        return cls(nodes)
+
+    def __str__(self) -> str:
+        return "+".join("|" + "|".join(f"{op}~{index}" for op, index in edges) + "|" for edges in self.nodes)
+
+    def parameter_free_operations(self) -> int:
+        """How many edges are skips or pooling (the 'none' edges not counted)."""
+        return sum(op in PARAMETER_FREE_OPERATIONS for edges in self.nodes for op, _ in edges)
+
+
 def _to_dict(genotype: Genotype | RecurrentGenotype) -> dict:
-    """JSON-ready form: edges as `[op, index]` lists, concats as lists."""
+    """JSON-ready form: edges as `[op, index]` lists, concats as lists; optional fields only where set."""
     return {
         field.name: [list(item) if isinstance(item, tuple) else item for item in getattr(genotype, field.name)]
         for field in fields(genotype)
+        if getattr(genotype, field.name) is not None
     }
 
 
 def _from_dict(cls, data: Mapping):
     if not isinstance(data, Mapping):
         raise TypeError(f"A {cls.__name__} is described by a JSON object, got {type(data).__name__}.")
-    expected = {field.name for field in fields(cls)}
-    if set(data) != expected:
-        missing, unknown = sorted(expected - set(data)), sorted(set(data) - expected)
+    required = {field.name for field in fields(cls) if field.default is MISSING}
+    allowed = {field.name for field in fields(cls)}
+    missing, unknown = sorted(required - set(data)), sorted(set(data) - allowed)
+    if missing or unknown:
+        optional = f" (and may have {sorted(allowed - required)})" if allowed != required else ""
         raise ValueError(
-            f"A {cls.__name__} needs exactly the keys {sorted(expected)}; missing {missing}, unknown {unknown}."
+            f"A {cls.__name__} needs the keys {sorted(required)}{optional}; missing {missing}, unknown {unknown}."
         )
     return cls(**data)
 
@@ -367,6 +470,25 @@ DARTS_V2 = Genotype(
     reduce_concat=(2, 3, 4, 5),
 )
 
+# FairDARTS-a (Chu et al. 2020, Fig. 4; their genotypes.py): the threshold parse leaves normal node 1 (state 3)
+# without edges, so the normal cell concatenates 3 nodes.
+FAIRDARTS_A = Genotype(
+    normal=(("sep_conv_3x3", 0), ("sep_conv_5x5", 1), ("max_pool_3x3", 0), ("sep_conv_3x3", 0)),
+    normal_edges_per_node=(2, 0, 1, 1),
+    normal_concat=(2, 4, 5),
+    reduce=(
+        ("max_pool_3x3", 0),
+        ("avg_pool_3x3", 1),
+        ("avg_pool_3x3", 0),
+        ("dil_conv_5x5", 1),
+        ("avg_pool_3x3", 0),
+        ("sep_conv_5x5", 1),
+        ("skip_connect", 0),
+        ("skip_connect", 1),
+    ),
+    reduce_concat=(2, 3, 4, 5),
+)
+
 ENAS = RecurrentGenotype(
     recurrent=(
         ("tanh", 0),
@@ -413,12 +535,19 @@ RECURRENT_DARTS_V2 = RecurrentGenotype(
     concat=tuple(range(1, 9)),
 )
 
+# The ResNet basic block as a NAS-Bench-201 cell (the benchmark's space holds it): node 1 = conv(x), node 2 =
+# conv(node 1), output node 3 = x + node 2.
+NAS_BENCH_201_RESNET = NasBench201Genotype.from_string(
+    "|nor_conv_3x3~0|+|none~0|nor_conv_3x3~1|+|skip_connect~0|none~1|skip_connect~2|"
+)
+
 CNN_GENOTYPES: dict[str, Genotype] = {
     "DARTS_V1": DARTS_V1,
     "DARTS_V2": DARTS_V2,
     "DARTS": DARTS_V2,
     "NASNet": NASNet,
     "AmoebaNet": AmoebaNet,
+    "FairDARTS_A": FAIRDARTS_A,
 }
 RECURRENT_GENOTYPES: dict[str, RecurrentGenotype] = {
     "ENAS": ENAS,
@@ -505,6 +634,10 @@ def _strongest_edges(weights: torch.Tensor, num_edges: int, candidates: Sequence
     return [(candidates[j][best_ops[j]], j) for j in order]
 
 
+class EmptyCellError(ValueError):
+    """No edge of a cell reaches FairDARTS's threshold: the alphas encode no network (yet)."""
+
+
 def derive_genotype(
     alphas_normal: torch.Tensor,
     alphas_reduce: torch.Tensor,
@@ -514,6 +647,8 @@ def derive_genotype(
     edge_weights_normal: torch.Tensor | None = None,
     edge_weights_reduce: torch.Tensor | None = None,
     candidates: Mapping[str, Sequence[Sequence[str]]] | None = None,
+    activation: str = "softmax",
+    threshold: float | None = None,
 ) -> Genotype:
     """Turn the architecture weights of a convolutional supernet into a discrete cell.
 
@@ -523,29 +658,49 @@ def derive_genotype(
     each edge's operation weights before the edges are ranked. `candidates` ({"normal": ..., "reduce": ...}, one
     list per edge) names the columns of each edge where they differ (RobustDARTS's S1); otherwise every edge's are
     `primitives`.
-    """
-    num_edges = num_nodes * (num_nodes + 3) // 2
 
-    def parse(alphas: torch.Tensor, cell: str, edge_weights: torch.Tensor | None) -> list[Edge]:
+    FairDARTS (`activation="sigmoid"`, their "threshold_sparse" parse): the operation weights are the sigmoids of
+    the alphas, and of a node's two strongest edges only those whose operation weighs at least `threshold` stay; a
+    node left without edges is no state, and edges reading it go too. Raises `EmptyCellError` when a cell keeps
+    no edge.
+    """
+    if activation not in ("softmax", "sigmoid"):
+        raise ValueError(f"activation must be 'softmax' or 'sigmoid', got {activation!r}.")
+    num_edges = num_nodes * (num_nodes + 3) // 2
+    concat_nodes = range(num_nodes - multiplier, num_nodes)
+
+    def parse(alphas: torch.Tensor, cell: str, edge_weights: torch.Tensor | None) -> dict:
         names = candidates[cell] if candidates is not None else [primitives] * num_edges
         expected = (num_edges, len(names[0]))
         if tuple(alphas.shape) != expected:
             raise ValueError(f"alphas_{cell} has shape {tuple(alphas.shape)}; {num_nodes} nodes need {expected}.")
-        weights = torch.softmax(alphas.detach().float().cpu(), dim=-1)
-        if edge_weights is not None:
-            weights = weights * edge_weights.detach().float().cpu()[:, None]
-        edges, start = [], 0
+        alphas = alphas.detach().float().cpu()
+        weights = torch.sigmoid(alphas) if activation == "sigmoid" else torch.softmax(alphas, dim=-1)
+        ranked = weights if edge_weights is None else weights * edge_weights.detach().float().cpu()[:, None]
+        edges, counts, is_state, start = [], [], [True, True], 0
         for node in range(num_nodes):
-            edges += _strongest_edges(weights[start : start + node + 2], 2, names[start : start + node + 2])
-            start += node + 2
-        return edges
+            rows = range(start, start + node + 2)
+            kept = _strongest_edges(ranked[rows.start : rows.stop], 2, names[rows.start : rows.stop])
+            if threshold is not None:
+                kept = [
+                    (op, j)
+                    for op, j in kept
+                    if is_state[j] and weights[start + j, list(names[start + j]).index(op)] >= threshold
+                ]
+            edges += kept
+            counts.append(len(kept))
+            is_state.append(bool(kept))
+            start = rows.stop
+        concat = tuple(node + 2 for node in concat_nodes if counts[node])
+        if not concat:
+            raise EmptyCellError(
+                f"No operation of the {cell} cell reaches the threshold {threshold} (the largest sigmoid weight is "
+                f"{weights.max():.3f}): search longer, or lower the threshold."
+            )
+        return {cell: edges, f"{cell}_concat": concat, f"{cell}_edges_per_node": counts}
 
-    concat = tuple(range(2 + num_nodes - multiplier, num_nodes + 2))
     return Genotype(
-        normal=parse(alphas_normal, "normal", edge_weights_normal),
-        normal_concat=concat,
-        reduce=parse(alphas_reduce, "reduce", edge_weights_reduce),
-        reduce_concat=concat,
+        **parse(alphas_normal, "normal", edge_weights_normal), **parse(alphas_reduce, "reduce", edge_weights_reduce)
     )
 
 
@@ -572,12 +727,14 @@ __all__ = [
     "DARTS_V1",
     "DARTS_V2",
     "ENAS",
+    "FAIRDARTS_A",
     "RECURRENT_DARTS_V1",
     "RECURRENT_DARTS_V2",
     "AmoebaNet",
     "NASNet",
     "CNN_GENOTYPES",
     "CNN_OPERATIONS",
+    "EmptyCellError",
     "PARAMETER_FREE_OPERATIONS",
     "SEARCH_SPACES",
     "PRIMITIVES",
@@ -585,6 +742,9 @@ __all__ = [
     "RECURRENT_OPERATIONS",
     "RECURRENT_PRIMITIVES",
     "Genotype",
+    "NAS_BENCH_201_OPERATIONS",
+    "NAS_BENCH_201_RESNET",
+    "NasBench201Genotype",
     "RecurrentGenotype",
     "as_genotype",
     "derive_genotype",

@@ -8,6 +8,7 @@ module layout follows the original implementation (`cells.N.preprocess0`, `cells
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,9 +96,13 @@ class DartsCell(nn.Module):
         self.preprocess0, self.preprocess1 = cell_input_layers(
             prev_prev_channels, prev_channels, channels, reduction_prev
         )
-        edges = genotype.reduce if reduction else genotype.normal
-        self.concat = genotype.reduce_concat if reduction else genotype.normal_concat
+        cell = "reduce" if reduction else "normal"
+        edges = getattr(genotype, cell)
+        self.concat = getattr(genotype, f"{cell}_concat")
         self.inputs = tuple(index for _, index in edges)
+        # The edges of each node, as positions in `ops` (two per node, except in FairDARTS's cells).
+        starts = itertools.accumulate((len(node) for node in genotype.node_edges(cell)), initial=0)
+        self.nodes = tuple(range(start, start + len(node)) for start, node in zip(starts, genotype.node_edges(cell)))
         self.ops = nn.ModuleList(
             build_operation(op, channels, stride=2 if reduction and index < 2 else 1) for op, index in edges
         )
@@ -108,14 +113,16 @@ class DartsCell(nn.Module):
         self.out_channels = channels * len(self.concat)
 
     def forward(self, s0: torch.Tensor, s1: torch.Tensor) -> torch.Tensor:
-        """`s0`, `s1`: the outputs of the two cells before. Every node sums its two edges, each an operation applied
-        to an earlier state (drop-path on all but identities); the output concatenates the `concat` states."""
+        """`s0`, `s1`: the outputs of the two cells before. Every node sums its edges, each an operation applied to an
+        earlier state (drop-path on all but identities); the output concatenates the `concat` states. A node without
+        edges is no state (None)."""
         states = [self.preprocess0(s0), self.preprocess1(s1)]
-        for first in range(0, len(self.ops), 2):
-            node = 0
-            for edge in (first, first + 1):
+        for edges in self.nodes:
+            node = None
+            for edge in edges:
                 h = self.ops[edge](states[self.inputs[edge]])
-                node = node + (self.drop_path(h) if self.droppable[edge] else h)
+                h = self.drop_path(h) if self.droppable[edge] else h
+                node = h if node is None else node + h
             states.append(node)
         return torch.cat([states[i] for i in self.concat], dim=1)
 

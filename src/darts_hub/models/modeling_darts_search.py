@@ -22,6 +22,11 @@ decays that weight from 1 to 0, so that the skip connections need not win the so
   their weight, zero in value, so that their alphas get a gradient, as in GDAS's code.
 - "dirichlet": DrNAS (Chen et al. 2021, arXiv:2006.10355): the weights of each edge are a sample of the Dirichlet
   distribution with concentration `elu(alpha) + 1`, reparameterised (pathwise gradient).
+- "sigmoid": FairDARTS (Chu et al. 2020, arXiv:1911.12126): each operation weighs the sigmoid of its alpha, so that
+  the candidates of an edge no longer compete for one unit of weight (their exclusive competition is what lets skip
+  connections crowd out the rest); the search adds a zero-one loss that pushes each weight to 0 or 1, and the
+  genotype keeps, of each node's two strongest edges, those whose operation weighs at least `operation_threshold`.
+  FairDARTS's space has no 'none' (with independent weights, "no edge" is a weight near 0).
 In evaluation the samplers use their expected weights (the softmax, the Dirichlet mean) and sample nothing.
 
 `search_space` "s1" to "s4" are RobustDARTS's spaces (Zela et al. 2020, arXiv:1909.09656), which give each edge its
@@ -66,7 +71,11 @@ class DartsSearchConfig(PreTrainedConfig):
         auxiliary_skip (`bool`, *optional*, defaults to `False`): DARTS-'s auxiliary skip connection on every edge,
             weighted by the model's `auxiliary_skip_weight`.
         relaxation (`str`, *optional*, defaults to `"softmax"`): how the alphas weigh the candidates in training:
-            `"softmax"` (DARTS), `"gumbel"` (GDAS's hard Gumbel sample) or `"dirichlet"` (DrNAS's Dirichlet sample).
+            `"softmax"` (DARTS), `"gumbel"` (GDAS's hard Gumbel sample), `"dirichlet"` (DrNAS's Dirichlet sample) or
+            `"sigmoid"` (FairDARTS: independent sigmoid weights; `primitives` then default to the seven without
+            `"none"`).
+        operation_threshold (`float`, *optional*, defaults to 0.85): with `"sigmoid"`, the weight an operation needs
+            to enter the genotype (FairDARTS's threshold).
         search_space (`str`, *optional*, defaults to `"darts"`): the candidates of each edge: `"darts"` (`primitives`
             on every edge) or RobustDARTS's `"s1"` to `"s4"` (4 nodes; `genotypes.SEARCH_SPACES`).
     """
@@ -88,10 +97,11 @@ class DartsSearchConfig(PreTrainedConfig):
     edge_normalization: bool | None = None
     auxiliary_skip: bool = False
     relaxation: str = "softmax"
+    operation_threshold: float = 0.85  # FairDARTS's
     search_space: str = "darts"
 
     def __post_init__(self, **kwargs):
-        self.primitives = list(self.primitives or PRIMITIVES)
+        self.primitives = list(self.primitives or (PRIMITIVES[1:] if self.relaxation == "sigmoid" else PRIMITIVES))
         if self.search_space not in SEARCH_SPACES:
             raise ValueError(f"search_space must be one of {list(SEARCH_SPACES)}, got {self.search_space!r}.")
         if self.search_space != "darts" and self.num_nodes != 4:
@@ -101,6 +111,8 @@ class DartsSearchConfig(PreTrainedConfig):
             )
         if self.relaxation not in RELAXATIONS:
             raise ValueError(f"relaxation must be one of {list(RELAXATIONS)}, got {self.relaxation!r}.")
+        if not 0 <= self.operation_threshold <= 1:
+            raise ValueError(f"operation_threshold is a sigmoid weight, in [0, 1]; got {self.operation_threshold}.")
         if self.partial_channels < 1 or self.init_channels % self.partial_channels:
             raise ValueError(
                 f"partial_channels must divide init_channels ({self.init_channels}), got {self.partial_channels}."
@@ -153,7 +165,7 @@ class DartsSearchConfig(PreTrainedConfig):
         return self.num_nodes * (self.num_nodes + 3) // 2
 
 
-RELAXATIONS = ("softmax", "gumbel", "dirichlet")
+RELAXATIONS = ("softmax", "gumbel", "dirichlet", "sigmoid")
 
 
 class MixedOp(nn.Module):
@@ -446,8 +458,9 @@ class DartsSearchModel(PreTrainedModel):
         return [p for p in self.parameters() if id(p) not in arch]
 
     def mixing_weights(self) -> dict[str, torch.Tensor]:
-        """Each cell kind's operation weights, `[num_edges, num_primitives]`: the softmax of its alphas (eq. 2), or
-        in training with a sampling `relaxation` a sample (GDAS's hard Gumbel, DrNAS's Dirichlet)."""
+        """Each cell kind's operation weights, `[num_edges, num_primitives]`: the softmax of its alphas (eq. 2), their
+        sigmoid (FairDARTS), or in training with a sampling `relaxation` a sample (GDAS's hard Gumbel, DrNAS's
+        Dirichlet)."""
         return {cell: self.relaxed(self.alphas[cell]) for cell in ("normal", "reduce")}
 
     def relaxed(self, alphas: torch.Tensor) -> torch.Tensor:
@@ -459,6 +472,8 @@ class DartsSearchModel(PreTrainedModel):
             if self.training:
                 return torch.distributions.Dirichlet(concentration).rsample()
             return concentration / concentration.sum(-1, keepdim=True)
+        if relaxation == "sigmoid":
+            return torch.sigmoid(alphas)
         return torch.softmax(alphas, dim=-1)
 
     def forward(
@@ -485,7 +500,9 @@ class DartsSearchModel(PreTrainedModel):
 
     def genotype(self) -> Genotype:
         """The discrete cells the current alphas encode (the paper's top-2 rule, 'none' excluded; with edge
-        normalisation, the edges ranked by their operation's weight times the edge's)."""
+        normalisation, the edges ranked by their operation's weight times the edge's; with the sigmoid relaxation,
+        FairDARTS's threshold on top, which raises `EmptyCellError` while no operation reaches it)."""
+        fair = self.config.relaxation == "sigmoid"
         return derive_genotype(
             self.alphas_normal,
             self.alphas_reduce,
@@ -494,6 +511,8 @@ class DartsSearchModel(PreTrainedModel):
             candidates=self.config.candidates,
             edge_weights_normal=self.edge_weights("normal"),
             edge_weights_reduce=self.edge_weights("reduce"),
+            activation="sigmoid" if fair else "softmax",
+            threshold=self.config.operation_threshold if fair else None,
         )
 
 

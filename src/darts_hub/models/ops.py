@@ -139,6 +139,9 @@ OPS: dict[str, OperationFactory] = {
     "dil_conv_5x5": lambda c, stride, affine: DilConv(c, 5, stride, 4, 2, affine),
     "conv_7x1_1x7": _conv_7x1_1x7,
     "noise": lambda c, stride, affine: Noise(stride),
+    # NAS-Bench-201's convolutions: ReLU -> convolution -> BatchNorm.
+    "nor_conv_1x1": lambda c, stride, affine: ReLUConvBN(c, c, 1, stride, 0, affine),
+    "nor_conv_3x3": lambda c, stride, affine: ReLUConvBN(c, c, 3, stride, 1, affine),
 }
 
 

@@ -81,7 +81,8 @@ class SkipConnectionRule:
         if not history:
             return None
         newest = history[-1]
-        skips = sum(operation == "skip_connect" for operation, _ in newest["genotype"]["normal"])
+        cell = newest["genotype"]["normal"] if newest["genotype"] is not None else []  # None: no cell yet
+        skips = sum(operation == "skip_connect" for operation, _ in cell)
         if skips < self.max_skips:
             return None
         return Stop(

@@ -1,17 +1,20 @@
-"""What the sampling relaxations of the supernet (`DartsSearchConfig.relaxation`) add to the search.
+"""What the relaxations of the supernet other than the softmax (`DartsSearchConfig.relaxation`) add to the search.
 
 - `GumbelTemperature` (GDAS, Dong & Yang 2019): the temperature of the Gumbel-softmax, annealed linearly from
   `temperature_max` (10) at the first epoch to `temperature_min` (0.1) at the last, as GDAS's code does.
 - `DirichletKL` (DrNAS, Chen et al. 2021, eq. 5): the architecture objective gains `scale` times the KL divergence of
   each edge's Dirichlet distribution (concentration `elu(alpha) + 1`) from the uniform Dirichlet (all ones), summed
   over the edges of both cells; it keeps the concentrations from growing without bound (their code's scale: 1e-3).
+- `ZeroOneLoss` (FairDARTS, Chu et al. 2020, eq. 4): the architecture objective gains `-weight` times the mean of
+  `(sigmoid(alpha) - 0.5)^2` over the alphas of both cells (their code's weight: 10). It is lowest when every
+  sigmoid weight is 0 or 1, so that the threshold parse keeps what the supernet used and drops what it did not.
 """
 
 from __future__ import annotations
 
 import torch
 
-from ..recipes import DRNAS, GDAS
+from ..recipes import DRNAS, FAIRDARTS, GDAS
 
 
 class GumbelTemperature:
@@ -47,4 +50,15 @@ class DirichletKL:
         )
 
 
-__all__ = ["DirichletKL", "GumbelTemperature"]
+class ZeroOneLoss:
+    """FairDARTS's zero-one loss of the alphas of the normal and reduction cells, as an `Architect` penalty."""
+
+    def __init__(self, weight: float = FAIRDARTS["zero_one_weight"]):
+        self.weight = weight
+
+    def __call__(self, alphas: list[torch.Tensor]) -> torch.Tensor:
+        weights = torch.sigmoid(torch.cat(alphas[:2]))
+        return -self.weight * ((weights - 0.5) ** 2).mean()
+
+
+__all__ = ["DirichletKL", "GumbelTemperature", "ZeroOneLoss"]

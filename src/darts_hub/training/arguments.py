@@ -10,12 +10,13 @@ import torch
 
 from ..data.images import DIGITS
 from ..models.genotypes import SEARCH_SPACES
-from ..models.modeling_darts_search import RELAXATIONS
+from ..models.modeling_darts_search import RELAXATIONS, DartsSearchConfig
 from ..recipes import (
     BETA_DECAY,
     CIFAR10_SEARCH,
     DRNAS,
     EIGENVALUE_EARLY_STOPPING,
+    FAIRDARTS,
     GDAS,
     IMAGE_TRAINING,
     LANGUAGE_MODEL_TRAINING,
@@ -388,9 +389,19 @@ class SearchArguments(ImageDataArguments, RunArguments):
         metadata={
             "help": "How the alphas weigh the candidates in training: softmax (DARTS), gumbel (GDAS: one operation "
             "per edge sampled by the hard Gumbel-softmax, temperature --temperature_max annealed to "
-            "--temperature_min; only it runs) or dirichlet (DrNAS: Dirichlet samples of concentration elu(alpha)+1, "
-            "with a KL term weighted --dirichlet_kl_scale). The samplers search first order."
+            "--temperature_min; only it runs), dirichlet (DrNAS: Dirichlet samples of concentration elu(alpha)+1, "
+            "with a KL term weighted --dirichlet_kl_scale) or sigmoid (FairDARTS: independent sigmoid weights, no "
+            "'none' candidate, a zero-one loss weighted --zero_one_loss_weight, and the genotype keeps the "
+            "operations weighing at least --operation_threshold). The samplers search first order."
         },
+    )
+    zero_one_loss_weight: float = field(
+        default=FAIRDARTS["zero_one_weight"],
+        metadata={"help": "--relaxation sigmoid: the weight of FairDARTS's zero-one loss on the sigmoid weights."},
+    )
+    operation_threshold: float = field(
+        default=DartsSearchConfig.operation_threshold,
+        metadata={"help": "--relaxation sigmoid: the sigmoid weight an operation needs to enter the genotype."},
     )
     temperature_max: float = field(
         default=GDAS["temperature_max"], metadata={"help": "--relaxation gumbel: the first epoch's temperature."}
@@ -473,7 +484,7 @@ class SearchArguments(ImageDataArguments, RunArguments):
         if self.relaxation not in RELAXATIONS:
             raise ValueError(f"--relaxation must be one of {list(RELAXATIONS)}, got {self.relaxation!r}.")
         if self.relaxation != "softmax":
-            self._check_sampler()
+            self._check_relaxation()
         rule = early_stopping_rule(self.early_stopping, self.early_stopping_window, self.early_stopping_factor)
         if isinstance(rule, EigenvalueRule) and self.hessian_eigenvalue_every is None:
             raise ValueError(
@@ -483,9 +494,20 @@ class SearchArguments(ImageDataArguments, RunArguments):
         if self.early_stopping_factor <= 1:
             raise ValueError(f"--early_stopping_factor must be above 1, got {self.early_stopping_factor}.")
 
-    def _check_sampler(self) -> None:
-        """What a sampling relaxation does not go with, refused before anything runs."""
+    def _check_relaxation(self) -> None:
+        """What a relaxation other than the softmax does not go with, refused before anything runs."""
         given = f"--relaxation {self.relaxation}"
+        if self.regulariser in ("beta_decay", "random_smoothing"):
+            raise ValueError(
+                f"--regulariser {self.regulariser} acts on the softmax of the alphas, which {given} replaces. Use "
+                "--relaxation softmax with it, or --regulariser auxiliary_skip."
+            )
+        if self.relaxation == "sigmoid":
+            if not 0 <= self.operation_threshold <= 1:
+                raise ValueError(
+                    f"--operation_threshold is a sigmoid weight, in [0, 1]; got {self.operation_threshold}."
+                )
+            return
         if self.order == 2:
             raise ValueError(
                 f"{given} searches first order (GDAS and DrNAS as published): the unrolled step's finite differences "
@@ -495,11 +517,6 @@ class SearchArguments(ImageDataArguments, RunArguments):
             raise ValueError(
                 f"--hessian_eigenvalue_every measures the curvature of DARTS's deterministic objective; with {given} "
                 "the objective is sampled anew at every pass. Leave out one of the two."
-            )
-        if self.regulariser in ("beta_decay", "random_smoothing"):
-            raise ValueError(
-                f"--regulariser {self.regulariser} acts on the softmax of the alphas, which {given} replaces. Use "
-                "--relaxation softmax with it, or --regulariser auxiliary_skip."
             )
         if self.temperature_min <= 0 or self.temperature_max < self.temperature_min:
             raise ValueError(

@@ -8,6 +8,7 @@ state is checkpointed (`save_state`) so that a search resumes exactly, also from
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -19,12 +20,13 @@ from accelerate import Accelerator
 from ..data.images import ImageTensors, StreamedImages, make_loader, stratified_split
 from ..hub import save_search_result
 from ..kernels import kernelize
+from ..models.genotypes import EmptyCellError
 from ..models.modeling_darts_search import DartsSearchConfig, DartsSearchModel
 from ..search.architect import Architect
 from ..search.early_stopping import EIGENVALUE_KEY, early_stopping_rule, stop_of
 from ..search.hessian import validation_hessian_eigenvalue
 from ..search.regularisers import AuxiliarySkipDecay, BetaDecay, RandomSmoothing
-from ..search.relaxations import DirichletKL, GumbelTemperature
+from ..search.relaxations import DirichletKL, GumbelTemperature, ZeroOneLoss
 from ..search.step import SearchStep, search_optimizers
 from .arguments import SearchArguments
 from .evaluation import evaluate
@@ -105,6 +107,7 @@ def run_search(args: SearchArguments) -> DartsSearchModel:
         edge_normalization=args.edge_normalization,
         auxiliary_skip=args.regulariser == "auxiliary_skip",
         relaxation=args.relaxation,
+        operation_threshold=args.operation_threshold,
         search_space=args.search_space,
         image_mean=transform.mean.flatten().tolist(),
         image_std=transform.std.flatten().tolist(),
@@ -138,7 +141,11 @@ def run_search(args: SearchArguments) -> DartsSearchModel:
     supernet = accelerator.unwrap_model(model)
     # The architect sets the alpha gradients itself; its optimizer is not wrapped (no loss scaling applies to it).
     beta_decay = BetaDecay(args.beta_decay_rate) if args.regulariser == "beta_decay" else None
-    penalty = DirichletKL(args.dirichlet_kl_scale) if args.relaxation == "dirichlet" else beta_decay
+    relaxation_penalties = {
+        "dirichlet": DirichletKL(args.dirichlet_kl_scale),
+        "sigmoid": ZeroOneLoss(args.zero_one_loss_weight),
+    }
+    penalty = relaxation_penalties.get(args.relaxation, beta_decay)
     architect = Architect(
         supernet,
         arch_optimizer,
@@ -219,19 +226,26 @@ def run_search(args: SearchArguments) -> DartsSearchModel:
 
 def epoch_record(supernet, epoch: int, step: int, train: dict, valid: dict) -> dict:
     """An epoch of the search: its training figures (learning rate, loss, accuracy), the validation metrics, the
-    genotype and how many of its normal cell's edges are parameter-free, the softmax of the alphas (logged here)
-    and, with edge normalisation, the edges' weights."""
-    genotype = supernet.genotype()
+    genotype and how many of its normal cell's edges are parameter-free (both None while FairDARTS's threshold
+    keeps no operation of a cell), the operation weights the genotype reads (the softmax of the alphas, or with
+    `--relaxation sigmoid` their sigmoid; logged here) and, with edge normalisation, the edges' weights."""
+    try:
+        genotype = supernet.genotype()
+    except EmptyCellError as error:
+        genotype = None
+        logger.info("epoch %d: no cell yet: %s", epoch + 1, error)
+    sigmoid = supernet.config.relaxation == "sigmoid"
+    weigh = torch.sigmoid if sigmoid else functools.partial(torch.softmax, dim=-1)
     record = {
         "epoch": epoch + 1,
         "step": step,
         **train,
         "valid_loss": valid["loss"],
         "valid_accuracy": valid["accuracy"],
-        "genotype": genotype.to_dict(),
-        "parameter_free_normal": genotype.parameter_free_operations("normal"),
-        "alphas_normal": torch.softmax(supernet.alphas_normal.detach().float(), -1).cpu().tolist(),
-        "alphas_reduce": torch.softmax(supernet.alphas_reduce.detach().float(), -1).cpu().tolist(),
+        "genotype": genotype.to_dict() if genotype is not None else None,
+        "parameter_free_normal": genotype.parameter_free_operations("normal") if genotype is not None else None,
+        "alphas_normal": weigh(supernet.alphas_normal.detach().float()).cpu().tolist(),
+        "alphas_reduce": weigh(supernet.alphas_reduce.detach().float()).cpu().tolist(),
     }
     if supernet.config.edge_normalization:
         for cell in ("normal", "reduce"):
@@ -248,7 +262,13 @@ def epoch_record(supernet, epoch: int, step: int, train: dict, valid: dict) -> d
     for cell in ("normal", "reduce"):
         rows = "\n".join(" ".join(f"{p:.3f}" for p in row) for row in record[f"alphas_{cell}"])
         columns = supernet.config.column_names(cell)
-        logger.info("softmax(alphas_%s), one row per edge, columns %s:\n%s", cell, columns, rows)
+        logger.info(
+            "%s(alphas_%s), one row per edge, columns %s:\n%s",
+            "sigmoid" if sigmoid else "softmax",
+            cell,
+            columns,
+            rows,
+        )
     return record
 
 
