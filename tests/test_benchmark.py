@@ -58,6 +58,22 @@ def test_workloads_time_the_library_step_once_per_step(name, monkeypatch):
     assert report.get("partial_channels") == {"search": 1, "pc_darts_search": 2}.get(name)
 
 
+def test_the_onnx_workload_times_onnxruntime_on_the_exported_network_and_reports_both_sizes(monkeypatch):
+    import onnxruntime
+
+    calls = []
+    original = onnxruntime.InferenceSession.run
+    monkeypatch.setattr(
+        onnxruntime.InferenceSession, "run", lambda self, *a, **k: calls.append(1) or original(self, *a, **k)
+    )
+    report = benchmark.benchmark_onnx_inference(init_channels=4, num_cells=3, **TINY_IMAGES)
+    assert len(calls) == 1 + 3  # the export's check, then one warm-up step and two timed steps
+    assert report["workload"] == "inference_onnx_darts_v2_cifar10" and report["seconds_per_step"] > 0
+    assert report["onnx_bytes"] > 0 and report["safetensors_bytes"] > 0
+    with pytest.raises(ValueError, match="onnxruntime's CPU provider: measure it with --device cpu"):
+        benchmark.benchmark_onnx_inference(device="cuda")
+
+
 def test_image_workloads_measure_the_layout_the_scripts_use():
     # On the CPU the scripts run channels-last (training.layout.use_channels_last); the benchmark's default follows.
     assert benchmark.benchmark_inference(**TINY_IMAGES)["channels_last"] is True

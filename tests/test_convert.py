@@ -250,6 +250,21 @@ def test_convert_script(tmp_path, run_script):
     assert (tmp_path / "converted" / "model.safetensors").is_file()
 
 
+def test_a_conversion_with_export_holds_a_checked_model_onnx_listed_in_files_and_card(tmp_path):
+    state = synthetic_state_dict("cifar10_darts_v2.txt", False)
+    for key, value in state.items():  # weights of a trained network's scale, so that 20 cells stay finite
+        if key.endswith("running_var"):
+            state[key] = value.abs() + 1
+        elif value.dim() > 1:
+            state[key] = value / value[0].numel() ** 0.5
+    checkpoint = save(state, tmp_path / "cifar10_model.pt", legacy=True)
+    folder, files = convert_checkpoint(checkpoint, "cifar10", tmp_path / "converted", export="onnx")
+    assert "model.onnx" in files and "- `model.onnx`" in (folder / "README.md").read_text()
+    with pytest.raises(ValueError, match=r"--export must be one of \['onnx'\]"):
+        convert_checkpoint(checkpoint, "cifar10", tmp_path / "other", export="tflite")
+    assert not (tmp_path / "other").exists()
+
+
 def test_ptb_vocabulary_needs_all_three_texts(tmp_path):
     from darts_hub.convert import ptb_vocabulary
 

@@ -9,8 +9,10 @@ inference loads the model code, not the training stack (`datasets`, matplotlib: 
 from __future__ import annotations
 
 import resource
+import tempfile
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from accelerate import Accelerator
@@ -236,6 +238,45 @@ def benchmark_inference(batch_size: int = 64, **measurement) -> dict:
     return measure.report("inference_darts_v2_cifar10", step, batch_size)
 
 
+def benchmark_onnx_inference(
+    batch_size: int = 64, init_channels: int = 36, num_cells: int = 20, **measurement
+) -> dict:
+    """Inference of the DARTS_V2 CIFAR-10 network (by default the paper's size) exported by darts-export (ONNX), run
+    by onnxruntime's CPU provider (on the CPU whatever the machine has) with as many threads as PyTorch uses; with
+    the sizes of the ONNX file and of the safetensors weights."""
+    import onnxruntime
+
+    from .export import export_onnx
+
+    if measurement.setdefault("device", "cpu") != "cpu":
+        raise ValueError("inference_onnx runs onnxruntime's CPU provider: measure it with --device cpu.")
+    measure = Measurement(**measurement)
+    config = DartsConfig(genotype="DARTS_V2", init_channels=init_channels, num_cells=num_cells)
+    model = DartsForImageClassification(config).eval()
+    with tempfile.TemporaryDirectory() as folder:
+        exported = export_onnx(model, Path(folder) / "model.onnx")
+        model.save_pretrained(folder)
+        weights_bytes = (Path(folder) / "model.safetensors").stat().st_size
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = torch.get_num_threads()
+        session = onnxruntime.InferenceSession(exported["file"], options, providers=["CPUExecutionProvider"])
+    pixels = torch.randn(batch_size, 3, 32, 32).numpy()
+
+    def step():
+        session.run(["logits"], {"pixel_values": pixels})
+
+    report = measure.report(
+        "inference_onnx_darts_v2_cifar10",
+        step,
+        batch_size,
+        onnx_bytes=exported["bytes"],
+        safetensors_bytes=weights_bytes,
+        onnxruntime=onnxruntime.__version__,
+    )
+    report["channels_last"] = False  # onnxruntime's own layout
+    return report
+
+
 def _text_batch(measure: Measurement, batch_size: int, bptt: int, hidden_size: int, vocab_size: int) -> dict:
     """Random tokens: `bptt` inputs and their next tokens per stream, and a zero recurrent state."""
     device = measure.accelerator.device
@@ -316,6 +357,7 @@ WORKLOADS = {
     "search_second_order": lambda **kw: benchmark_search_step(order=2, **kw),
     "train_step": benchmark_train_step,
     "inference": benchmark_inference,
+    "inference_onnx": benchmark_onnx_inference,
     "recurrent_search_first_order": lambda **kw: benchmark_recurrent_search_step(order=1, **kw),
     "recurrent_search_second_order": lambda **kw: benchmark_recurrent_search_step(order=2, **kw),
     "recurrent_train_step": benchmark_recurrent_train_step,
@@ -325,6 +367,7 @@ __all__ = [
     "WORKLOADS",
     "Measurement",
     "benchmark_inference",
+    "benchmark_onnx_inference",
     "benchmark_recurrent_search_step",
     "benchmark_recurrent_train_step",
     "benchmark_search_step",

@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from .counting import count_parameters
+from .export import export_onnx, require_export
 from .hub import check_output_dir, converted_model_card, save_card, write_folder_atomically
 from .models import (
     DartsConfig,
@@ -269,13 +270,17 @@ def convert_checkpoint(
     genotype: str | None = None,
     vocab_from: str | Path | None = None,
     overwrite_output_dir: bool = False,
+    export: str | None = None,
 ) -> tuple[Path, list[str]]:
     """Convert an original checkpoint into a save_pretrained folder with drawings of its cells and a model card
     written from what was converted, ready for upload. Returns
     the folder and the files written into it (what `push_folder` publishes). Nothing is written unless the whole
-    conversion succeeds, and a non-empty `output_dir` is refused unless `overwrite_output_dir`."""
+    conversion succeeds, and a non-empty `output_dir` is refused unless `overwrite_output_dir`. With `export`
+    ("onnx") the folder also holds `model.onnx` (the language model's graph takes 35 tokens, the original's bptt)."""
     if kind not in KINDS:
         raise ValueError(f"--kind must be one of {KINDS}, got {kind!r}.")
+    if export is not None:
+        require_export(export)
     check_output_dir(output_dir, overwrite_output_dir)
     if kind == "ptb":
         model, tokenizer = convert_ptb(checkpoint, vocab_from, genotype)
@@ -287,6 +292,8 @@ def convert_checkpoint(
         model.save_pretrained(folder)
         if tokenizer is not None:
             tokenizer.save_pretrained(folder)
+        if export:
+            export_onnx(model, folder / "model.onnx", sequence_length=35)
         drawings = draw_genotype(model.config.get_genotype(), folder)
         card = converted_model_card(kind, model.config, parameters, Path(checkpoint).name, drawings)
         save_card(card, folder, published_later=())

@@ -294,3 +294,30 @@ def test_logging_steps_records_the_loss_of_every_n_steps(tmp_path):
         halves = [row["train_loss"] for row in steps if row["epoch"] == epoch]
         assert sum(halves) / 2 == pytest.approx(record["train_loss"], rel=1e-6)
     assert "training_steps.json" in json.loads((tmp_path / "run_record.json").read_text())["files"]
+
+
+def test_export_onnx_writes_a_checked_model_onnx_that_the_card_lists(tmp_path, monkeypatch):
+    import importlib.util
+
+    import onnxruntime
+
+    from darts_hub.export import ONNX_TOLERANCE
+
+    run_training(tiny_train_args(tmp_path / "out", epochs=1, export="onnx"))
+    folder = tmp_path / "out"
+    model = AutoModelForImageClassification.from_pretrained(folder).eval()
+    size = model.config.image_size
+    images = torch.randn(3, model.config.num_channels, size, size)
+    with torch.no_grad():
+        expected = model(images).logits
+    session = onnxruntime.InferenceSession(str(folder / "model.onnx"), providers=["CPUExecutionProvider"])
+    exported = torch.from_numpy(session.run(["logits"], {"pixel_values": images.numpy()})[0])
+    torch.testing.assert_close(exported, expected, rtol=0, atol=ONNX_TOLERANCE)
+    assert "- `model.onnx`" in (folder / "README.md").read_text()
+    # Refused when the command is parsed, before any training: an unknown format, a missing package.
+    with pytest.raises(ValueError, match=r"--export must be one of \['onnx'\], got 'tflite'"):
+        tiny_train_args(tmp_path / "other", export="tflite")
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None if name == "onnx" else real_find_spec(name))
+    with pytest.raises(ImportError, match="needs onnx: pip install 'darts-hub\\[onnx\\]'"):
+        tiny_train_args(tmp_path / "other", export="onnx")

@@ -344,3 +344,14 @@ def test_a_diverging_run_stops_with_a_clear_error_and_keeps_what_it_saved(tmp_pa
     ):
         run_language_model_training(language_model_arguments(**settings))
     assert (tmp_path / "tokenizer.json").is_file() and not (tmp_path / "checkpoints").exists()
+
+
+def test_export_onnx_writes_the_language_model_for_its_bptt(tmp_path, small_corpus):
+    import onnxruntime
+
+    run_language_model_training(
+        language_model_arguments(**tiny_training(tmp_path / "lm", small_corpus, epochs=1, export="onnx"))
+    )
+    session = onnxruntime.InferenceSession(str(tmp_path / "lm" / "model.onnx"), providers=["CPUExecutionProvider"])
+    assert session.get_inputs()[0].name == "input_ids" and session.get_inputs()[0].shape[1] == 20  # --bptt
+    assert "- `model.onnx`" in (tmp_path / "lm" / "README.md").read_text()

@@ -28,6 +28,12 @@ def main():
     parser.add_argument(
         "--vocab_from", default=None, help="PTB: folder with train.txt, valid.txt, test.txt (or a text dataset name)"
     )
+    parser.add_argument(
+        "--export",
+        default=None,
+        choices=["onnx"],
+        help="also write model.onnx (checked by onnxruntime; the card lists it)",
+    )
     parser.add_argument("--push_to_hub", action="store_true", help="upload the folder to the Hub")
     parser.add_argument("--hub_model_id", default=None, help="the Hub repository (user/name)")
     parser.add_argument("--hub_token", default=None, help="Hub token (default: the logged-in one)")
@@ -36,9 +42,15 @@ def main():
         parser.error("--push_to_hub needs --hub_model_id")
     try:
         folder, files = convert_checkpoint(
-            args.checkpoint, args.kind, args.output_dir, args.genotype, args.vocab_from, args.overwrite_output_dir
+            args.checkpoint,
+            args.kind,
+            args.output_dir,
+            args.genotype,
+            args.vocab_from,
+            args.overwrite_output_dir,
+            args.export,
         )
-    except (ConversionError, pickle.UnpicklingError, FileNotFoundError, FileExistsError) as error:
+    except (ConversionError, pickle.UnpicklingError, FileNotFoundError, FileExistsError, ImportError) as error:
         parser.exit(1, f"error: {error}\n")
     print(folder)
     if args.push_to_hub:

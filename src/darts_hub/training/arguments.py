@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 
 from ..data.images import DIGITS
+from ..export import require_export
 from ..models.genotypes import SEARCH_SPACES
 from ..models.modeling_darts_search import RELAXATIONS, DartsSearchConfig
 from ..recipes import (
@@ -230,11 +231,24 @@ class NetworkArguments:
         },
     )
 
+    export: str | None = field(
+        default=None,
+        metadata={
+            "help": "Also export the trained network into the output folder (listed in the card, pushed with it): "
+            "onnx (model.onnx, checked by onnxruntime; pip install 'darts-hub[onnx]')."
+        },
+    )
+
     given_settings: list[str] = field(
         default_factory=list,
         init=False,
         metadata={"help": "Set by `fill_recipe`: the recipe's settings the user gave (not a flag)."},
     )
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.export is not None:
+            require_export(self.export)  # refused before any training, not after it
 
     def architecture(self, names: tuple[str, ...]) -> dict:
         """The sizes among `names` to build the network at: all of them for a genotype; for a saved config or model,

@@ -18,6 +18,7 @@ import torch
 
 from ..counting import count_mult_adds, count_parameters
 from ..data.images import make_loader
+from ..export import export_onnx
 from ..hub import save_card, trained_model_card
 from ..kernels import kernelize
 from ..models import DartsConfig, DartsForImageClassification
@@ -202,7 +203,8 @@ def save_trained_model(
     args: TrainArguments, output_dir: Path, network, history: list[dict], final: dict, seconds: float
 ) -> None:
     """The model and image processor (`save_pretrained`), `training_log.json` (every epoch), `all_results.json`
-    (the final evaluation, `train_runtime_seconds` summed over resumes), drawings of the cells, and the model card."""
+    (the final evaluation, `train_runtime_seconds` summed over resumes), with `--export onnx` `model.onnx`, drawings
+    of the cells, and the model card."""
     network.save_pretrained(output_dir)
     (output_dir / "training_log.json").write_text(json.dumps(history, indent=1) + "\n")
     results = {
@@ -218,6 +220,8 @@ def save_trained_model(
         "mult_adds": count_mult_adds(network),
     }
     (output_dir / "all_results.json").write_text(json.dumps(results, indent=1) + "\n")
+    if args.export:  # the plain network as saved (not the kernelized one trained here), before the card lists it
+        export_onnx(DartsForImageClassification.from_pretrained(output_dir), output_dir / "model.onnx")
     drawings = draw_genotype(network.config.get_genotype(), output_dir)
     card = trained_model_card(
         network.config, results, args.tracker_config(), args.dataset_description, args.dataset_name, drawings

@@ -26,6 +26,7 @@ from accelerate import Accelerator
 
 from ..counting import count_parameters
 from ..data.text import ChunkLoader, RandomLengthChunks, batchify, encode_lines, load_lines
+from ..export import export_onnx
 from ..hub import save_card, trained_language_model_card, write_folder_atomically
 from ..kernels import kernelize
 from ..models import DartsRNNConfig, DartsRNNForCausalLM, build_tokenizer, vocabulary_in_order
@@ -299,6 +300,8 @@ def run_language_model_training(args: LanguageModelTrainArguments) -> DartsRNNFo
         else:  # the best model, saved in the output folder when it was reached
             DartsRNNForCausalLM.from_pretrained(output_dir).save_pretrained(folder)
         tokenizer.save_pretrained(folder)
+        if args.export:  # the graph takes --bptt tokens
+            export_onnx(DartsRNNForCausalLM.from_pretrained(folder), folder / "model.onnx", sequence_length=args.bptt)
         save_language_model_results(
             args, folder, run.progress.history, valid_columns, test_columns, run.progress.runtime_seconds
         )
