@@ -46,10 +46,11 @@ class _Logits(nn.Module):
         return self.model(inputs).logits
 
 
-def require_export(format: str) -> None:
-    """Refuse an unknown export format, or one whose packages this machine lacks (before any work is done)."""
+def require_export(format: str, flag: str = "--export") -> None:
+    """Refuse an unknown export format (given as `flag`), or one whose packages this machine lacks, before any work
+    is done."""
     if format not in EXPORT_FORMATS:
-        raise ValueError(f"--export must be one of {list(EXPORT_FORMATS)}, got {format!r}.")
+        raise ValueError(f"{flag} must be one of {list(EXPORT_FORMATS)}, got {format!r}.")
     missing = [name for name in ONNX_PACKAGES if importlib.util.find_spec(name) is None]
     if missing:
         raise ImportError(

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForImageClassification, HfArgumentParser
 
-from darts_hub.export import EXPORT_FORMATS, export_onnx
+from darts_hub.export import EXPORT_FORMATS, export_onnx, require_export
 
 
 # model_type -> the Auto class that loads its trained network.
@@ -39,8 +39,7 @@ class ExportArguments:
     overwrite: bool = field(default=False, metadata={"help": "Replace an existing --output_file."})
 
     def __post_init__(self):
-        if self.format not in EXPORT_FORMATS:
-            raise ValueError(f"--format must be one of {list(EXPORT_FORMATS)}, got {self.format!r}.")
+        require_export(self.format, "--format")  # and its packages, before the model is loaded
         if self.sequence_length < 1:
             raise ValueError(f"--sequence_length must be positive, got {self.sequence_length}.")
 

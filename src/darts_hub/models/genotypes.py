@@ -4,9 +4,9 @@ A convolutional cell (Sec. 2.1 of the paper) has two inputs, c_{k-2} and c_{k-1}
 intermediate nodes; intermediate node i is the sum of two edges, each an operation applied to an earlier state
 (index 0 .. i + 1). The cell's output concatenates the states listed in its `concat`. FairDARTS's threshold parse
 (Chu et al. 2020) keeps 0, 1 or 2 edges per node: `normal_edges_per_node` / `reduce_edges_per_node` then give each
-node's number of edges, and a node without edges is no state (no edge reads it, the output leaves it out). A recurrent cell has one
-initial state (index 0, computed from x_t and h_{t-1}) and nodes with one incoming edge each; its output averages
-the states in `concat`.
+node's number of edges, and a node without edges is no state (no edge reads it, the output leaves it out). A
+recurrent cell has one initial state (index 0, computed from x_t and h_{t-1}) and nodes with one incoming edge each;
+its output averages the states in `concat`.
 
 Genotypes are immutable, validated when built (every error names the offending entry) and stored as plain JSON in
 model configs: `{"normal": [["sep_conv_3x3", 0], ...], "normal_concat": [2, 3, 4, 5], ...}`.

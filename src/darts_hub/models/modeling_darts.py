@@ -101,8 +101,9 @@ class DartsCell(nn.Module):
         self.concat = getattr(genotype, f"{cell}_concat")
         self.inputs = tuple(index for _, index in edges)
         # The edges of each node, as positions in `ops` (two per node, except in FairDARTS's cells).
-        starts = itertools.accumulate((len(node) for node in genotype.node_edges(cell)), initial=0)
-        self.nodes = tuple(range(start, start + len(node)) for start, node in zip(starts, genotype.node_edges(cell)))
+        node_edges = genotype.node_edges(cell)
+        starts = itertools.accumulate((len(node) for node in node_edges), initial=0)
+        self.nodes = tuple(range(start, start + len(node)) for start, node in zip(starts, node_edges))
         self.ops = nn.ModuleList(
             build_operation(op, channels, stride=2 if reduction and index < 2 else 1) for op, index in edges
         )
