@@ -28,8 +28,8 @@ from .models import (
     DartsRNNSearchModel,
     DartsSearchModel,
 )
-from .models.genotypes import RECURRENT_PRIMITIVES, EmptyCellError, RecurrentGenotype
-from .plots import plot_search
+from .models.genotypes import EmptyCellError, RecurrentGenotype
+from .plots import alpha_columns, plot_search
 from .search.derived import derived_config
 from .search.early_stopping import EIGENVALUE_KEY, Stop
 from .visualize import animate_genotypes, draw_genotype
@@ -164,11 +164,7 @@ def save_search_result(
         [(f"epoch {record['epoch']}", record["genotype"]) for record in history if record["genotype"] is not None],
         output_dir / "search_progress.gif",
     )
-    if isinstance(genotype, RecurrentGenotype):
-        primitives = {"recurrent": list(RECURRENT_PRIMITIVES)}
-    else:
-        primitives = {cell: supernet.config.column_names(cell) for cell in ("normal", "reduce")}
-    plots = plot_search(history, primitives, output_dir)
+    plots = plot_search(history, alpha_columns(supernet), output_dir)
     card = search_model_card(genotype, history, settings, dataset, drawings, animation, plots, stop)
     save_card(card, output_dir)
     return output_dir

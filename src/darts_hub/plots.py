@@ -1,5 +1,6 @@
-"""Plots of a search, written into its result folder next to the cell drawings (matplotlib, no display needed):
-the learning curves with the entropy of the architecture, and the softmax alphas as heatmaps, epoch by epoch."""
+"""Plots of a search, written into its result folder next to the cell drawings and logged to the trackers each
+epoch (matplotlib, no display needed): the learning curves with the entropy of the architecture, and the softmax
+alphas as heatmaps, epoch by epoch."""
 
 from __future__ import annotations
 
@@ -15,7 +16,16 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from .models.genotypes import RECURRENT_PRIMITIVES  # noqa: E402
 from .search.early_stopping import EIGENVALUE_KEY  # noqa: E402
+
+
+def alpha_columns(supernet) -> dict[str, list[str]]:
+    """The candidate operations that name the columns of a supernet's alphas, by cell, as its epoch records hold
+    them: the recurrent search's one cell, or the convolutional search's normal and reduction cells."""
+    if supernet.config.model_type == "darts_rnn_search":
+        return {"recurrent": list(RECURRENT_PRIMITIVES)}
+    return {cell: supernet.config.column_names(cell) for cell in ("normal", "reduce")}
 
 
 def alphas_of(record: dict) -> dict[str, list[list[float]]]:
@@ -33,7 +43,15 @@ def normalised_entropy(weights: list[list[float]]) -> float:
     return sum(-sum(p * math.log(p) for p in row if p > 0) for row in rows) / (len(weights) * maximum)
 
 
-def plot_learning_curves(history: list[dict], path: Path) -> Path:
+def figure_image(figure, dpi: int) -> Image.Image:
+    """`figure` as an RGB picture (for the GIF and the trackers), closed."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=dpi)
+    plt.close(figure)
+    return Image.open(buffer).convert("RGB")
+
+
+def learning_curves_figure(history: list[dict]):
     """Per epoch: training and validation loss; accuracies (images) or validation perplexity (text); each cell's
     normalised alpha entropy; and the largest eigenvalue of the alpha Hessian where the search measured it."""
     epochs = [record["epoch"] for record in history]
@@ -61,13 +79,26 @@ def plot_learning_curves(history: list[dict], path: Path) -> Path:
         panel.legend()
         panel.grid(alpha=0.3)
         panel.xaxis.set_major_locator(MaxNLocator(integer=True))
+    return figure
+
+
+def plot_learning_curves(history: list[dict], path: Path) -> Path:
+    """`learning_curves_figure` written to `path`."""
+    figure = learning_curves_figure(history)
     figure.savefig(path, dpi=90)
     plt.close(figure)
     return path
 
 
-def _alphas_frame(record: dict, primitives: dict[str, list[str]], scale: tuple[float, float]) -> Image.Image:
+def alphas_picture(
+    record: dict, primitives: dict[str, list[str]], scale: tuple[float, float] | None = None
+) -> Image.Image:
+    """An epoch's operation weights, one heatmap per cell (edges by operations), on the colour `scale` (default:
+    from the epoch's smallest weight to its largest)."""
     cells = alphas_of(record)
+    if scale is None:
+        values = [p for weights in cells.values() for row in weights for p in row]
+        scale = (min(values), max(values))
     figure, axes = plt.subplots(1, len(cells), figsize=(4.6 * len(cells), 4.2), constrained_layout=True, squeeze=False)
     for plot, (cell, weights) in zip(axes[0], cells.items()):
         image = plot.imshow(weights, vmin=scale[0], vmax=scale[1], cmap="viridis", aspect="auto")
@@ -75,10 +106,7 @@ def _alphas_frame(record: dict, primitives: dict[str, list[str]], scale: tuple[f
         plot.set(title=f"{cell} cell", ylabel="edge")
     figure.colorbar(image, ax=axes[0].tolist(), shrink=0.8, label="operation weight")
     figure.suptitle(f"epoch {record['epoch']}")
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=70)
-    plt.close(figure)
-    return Image.open(buffer).convert("RGB")
+    return figure_image(figure, dpi=70)
 
 
 def plot_alphas(history: list[dict], primitives: dict[str, list[str]], folder: Path) -> list[Path]:
@@ -86,7 +114,7 @@ def plot_alphas(history: list[dict], primitives: dict[str, list[str]], folder: P
     (every epoch's, one frame each). One colour scale for all frames, from the smallest weight to the largest: the
     alphas move slowly away from uniform, and a 0-1 scale would show nothing."""
     values = [p for record in history for weights in alphas_of(record).values() for row in weights for p in row]
-    frames = [_alphas_frame(record, primitives, (min(values), max(values))) for record in history]
+    frames = [alphas_picture(record, primitives, (min(values), max(values))) for record in history]
     frames[-1].save(folder / "alphas.png")
     frames[0].save(folder / "alphas.gif", save_all=True, append_images=frames[1:], duration=600, loop=0)
     return [folder / "alphas.png", folder / "alphas.gif"]
@@ -101,4 +129,13 @@ def plot_search(history: list[dict], primitives: dict[str, list[str]], folder: s
     return [plot_learning_curves(history, folder / "learning_curves.png"), *plot_alphas(history, primitives, folder)]
 
 
-__all__ = ["normalised_entropy", "plot_alphas", "plot_learning_curves", "plot_search"]
+__all__ = [
+    "alpha_columns",
+    "alphas_picture",
+    "figure_image",
+    "learning_curves_figure",
+    "normalised_entropy",
+    "plot_alphas",
+    "plot_learning_curves",
+    "plot_search",
+]

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import graphviz
+from PIL import Image, ImageDraw, ImageFont
 
 from .models.genotypes import Edge, Genotype, RecurrentGenotype
 
@@ -95,6 +96,17 @@ def genotype_graphs(genotype: Genotype | RecurrentGenotype) -> dict[str, graphvi
     }
 
 
+def cell_pictures(genotype: Genotype | RecurrentGenotype | dict) -> dict[str, Image.Image]:
+    """The drawings of `genotype`'s cells (or of its `to_dict()`) as RGB pictures, by cell name. Raises
+    `graphviz.ExecutableNotFound` without the `dot` binary."""
+    if isinstance(genotype, dict):
+        genotype = (RecurrentGenotype if "recurrent" in genotype else Genotype).from_dict(genotype)
+    return {
+        name: Image.open(io.BytesIO(graph.pipe(format="png"))).convert("RGB")
+        for name, graph in genotype_graphs(genotype).items()
+    }
+
+
 def render(graph: graphviz.Digraph, path: str | Path, format: str = "png") -> Path:
     """Render `graph` to `path` + `.format`; without the `dot` binary write `path.gv` and warn. Returns the file."""
     if format not in FORMATS:
@@ -139,19 +151,12 @@ def animate_genotypes(
 
     Returns the path, or None (with a warning) when there are no frames or no `dot` binary to render them.
     """
-    from PIL import Image, ImageDraw, ImageFont
-
     if not frames:
         return None
     images = []
     try:
         for caption, genotype in frames:
-            if isinstance(genotype, dict):
-                genotype = (RecurrentGenotype if "recurrent" in genotype else Genotype).from_dict(genotype)
-            cells = [
-                Image.open(io.BytesIO(graph.pipe(format="png"))).convert("RGB")
-                for graph in genotype_graphs(genotype).values()
-            ]
+            cells = list(cell_pictures(genotype).values())
             caption_height = 40
             frame = Image.new(
                 "RGB", (max(c.width for c in cells), caption_height + sum(c.height for c in cells)), "white"
@@ -178,6 +183,7 @@ def animate_genotypes(
 __all__ = [
     "FORMATS",
     "animate_genotypes",
+    "cell_pictures",
     "draw_cell",
     "draw_genotype",
     "draw_recurrent_cell",

@@ -28,6 +28,7 @@ from ..recipes import (
 from ..search.architect import HESSIAN_MODES
 from ..search.early_stopping import EigenvalueRule, early_stopping_rule
 from ..search.regularisers import REGULARISERS
+from .tracking import requested_trackers
 
 
 # Settings that do not change what a run computes: a resume may change them freely.
@@ -277,7 +278,11 @@ class RunArguments:
         default=None, metadata={"help": "no, fp16 or bf16 (default: what `accelerate launch` or its config says)."}
     )
     report_to: str = field(
-        default="none", metadata={"help": "Trackers for accelerator.log: none, all, tensorboard, wandb, ..."}
+        default="none",
+        metadata={
+            "help": "Experiment trackers (Accelerate's): none, all (those installed), or comma-separated names: "
+            "trackio, tensorboard, wandb (these three also get a search's pictures), aim, mlflow, comet_ml, ..."
+        },
     )
     logging_steps: int | None = field(
         default=None,
@@ -310,6 +315,7 @@ class RunArguments:
         if self.mixed_precision == "fp16" and not torch.cuda.is_available():
             raise ValueError("--mixed_precision fp16 needs a GPU; on the CPU use bf16 or no.")
         check_positive(self)  # the values given; a recipe fills the others with positive ones
+        requested_trackers(self.report_to)  # a tracker that is not installed is refused now, not left out
 
     def tracker_config(self) -> dict:
         """The settings as logged to trackers and model cards (never the token)."""

@@ -12,7 +12,7 @@ for epoch in run.epochs(args.epochs):
         break
     train = run.epoch_metrics(scheduler)          # the epoch's loss, accuracy and learning rate
     ...                                           # evaluate, log
-    run.end_epoch(record)                         # the epoch's record kept, a checkpoint written
+    run.end_epoch(record, columns)                # the record kept and logged (a search's pictures too), checkpoint
 run.finish(write)                                 # the final files, the run record, the push
 ```
 
@@ -39,6 +39,14 @@ from .arguments import RunArguments
 from .checkpoints import check_checkpoint, save_checkpoint, select_checkpoint
 from .layout import use_channels_last
 from .publishing import OwnedFolder, read_run_record
+from .tracking import (
+    PICTURE_TRACKERS,
+    log_pictures,
+    requested_trackers,
+    search_pictures,
+    tracker_init_kwargs,
+    tracker_settings,
+)
 
 
 logger = logging.getLogger(__name__)
@@ -106,7 +114,7 @@ class Run:
         output_dir = Path(args.output_dir)
         self.accelerator = Accelerator(
             mixed_precision=args.mixed_precision,
-            log_with=None if args.report_to == "none" else args.report_to,
+            log_with=requested_trackers(args.report_to),
             project_config=ProjectConfiguration(project_dir=str(output_dir), logging_dir=str(output_dir / "logs")),
             kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)]
             if unused_parameters
@@ -159,7 +167,12 @@ class Run:
             logger.info("Resuming from %s", checkpoint)
             accelerator.load_state(str(checkpoint))
         if self.is_main_process:
-            accelerator.init_trackers(self.task, config=args.tracker_config())
+            logging_dir = accelerator.logging_dir
+            if accelerator.log_with:
+                Path(logging_dir).mkdir(parents=True, exist_ok=True)
+            accelerator.init_trackers(
+                self.task, config=tracker_settings(args.tracker_config()), init_kwargs=tracker_init_kwargs(logging_dir)
+            )
 
     def epochs(self, num_epochs: int) -> Iterator[int]:
         """The epochs still to run (all of them, or from the resumed one on); stops after an epoch that reached
@@ -237,13 +250,21 @@ class Run:
             scheduler.step()
         return metrics
 
-    def end_epoch(self, record: dict) -> None:
+    def end_epoch(self, record: dict, alpha_columns: dict[str, list[str]] | None = None) -> None:
         """Keep the epoch's `record` in the history, log its numbers to the trackers, move to the next epoch and
-        write a checkpoint."""
+        write a checkpoint. A search gives the `alpha_columns` of its records (`plots.alpha_columns`): its pictures
+        go to the trackers that show pictures (`tracking.search_pictures`)."""
         progress = self.progress
         progress.history.append(record)
-        numbers = {key: value for key, value in record.items() if key != "epoch" and isinstance(value, (int, float))}
+        numbers = {  # the step is the log's own step (Trackio refuses a metric of that name)
+            key: value
+            for key, value in record.items()
+            if key not in ("epoch", "step") and isinstance(value, (int, float))
+        }
         self.accelerator.log(numbers, step=progress.global_step)
+        trackers = [tracker.name for tracker in self.accelerator.trackers]
+        if alpha_columns is not None and any(name in PICTURE_TRACKERS for name in trackers):
+            log_pictures(self.accelerator, search_pictures(progress.history, alpha_columns), progress.global_step)
         progress.epoch, progress.step_in_epoch = progress.epoch + 1, 0
         progress.running, progress.logged = [0.0, 0.0, 0.0], [0.0, 0.0]
         self.save_checkpoint()

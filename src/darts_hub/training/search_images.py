@@ -22,6 +22,7 @@ from ..hub import save_search_result
 from ..kernels import kernelize
 from ..models.genotypes import EmptyCellError
 from ..models.modeling_darts_search import DartsSearchConfig, DartsSearchModel
+from ..plots import alpha_columns
 from ..search.architect import Architect
 from ..search.early_stopping import EIGENVALUE_KEY, early_stopping_rule, stop_of
 from ..search.hessian import validation_hessian_eigenvalue
@@ -207,7 +208,7 @@ def run_search(args: SearchArguments) -> DartsSearchModel:
         if stop is not None:
             record["stopped"] = stop.to_dict()
             logger.warning("Search stopped after epoch %d: %s.", epoch + 1, stop.reason)
-        run.end_epoch(record)
+        run.end_epoch(record, alpha_columns(supernet))
 
     def write(folder: Path) -> None:
         save_search_result(

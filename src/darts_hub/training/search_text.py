@@ -25,6 +25,7 @@ from ..kernels import kernelize
 from ..models import build_tokenizer, vocabulary_in_order
 from ..models.modeling_darts_rnn import activation_slowness
 from ..models.modeling_darts_rnn_search import DartsRNNSearchConfig, DartsRNNSearchModel
+from ..plots import alpha_columns
 from ..search.architect import Architect
 from ..search.step import SearchStep, search_optimizers
 from .arguments import RecurrentSearchArguments
@@ -136,7 +137,7 @@ def run_recurrent_search(args: RecurrentSearchArguments) -> DartsRNNSearchModel:
             valid["perplexity"],
             json.dumps(record["genotype"]),
         )
-        run.end_epoch(record)
+        run.end_epoch(record, alpha_columns(supernet))
 
     def write(folder: Path) -> None:
         build_tokenizer(vocabulary=vocabulary).save_pretrained(folder)  # first: the card lists the files
