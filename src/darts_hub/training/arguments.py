@@ -239,6 +239,13 @@ class NetworkArguments:
             "onnx (model.onnx, checked by onnxruntime; pip install 'darts-hub[onnx]')."
         },
     )
+    demo: bool = field(
+        default=False,
+        metadata={
+            "help": "Image classifiers: also write a Space-ready Gradio demo page into demo/ (listed in the card, "
+            "pushed with it; darts-demo writes one for an existing model)."
+        },
+    )
 
     given_settings: list[str] = field(
         default_factory=list,
@@ -728,6 +735,11 @@ class LanguageModelTrainArguments(NetworkArguments, TextDataArguments, RunArgume
 
     def __post_init__(self):
         super().__post_init__()
+        if self.demo:
+            raise ValueError(
+                "--demo writes a demo page for image classifiers, not language models: leave it out, and generate "
+                'text with transformers\' pipeline("text-generation", model=OUTPUT_DIR, trust_remote_code=True).'
+            )
         if self.bptt < 1:
             raise ValueError(f"--bptt (the sequence length) must be at least 1, got {self.bptt}.")
         if self.gradient_accumulation_steps < 1 or self.batch_size % self.gradient_accumulation_steps:

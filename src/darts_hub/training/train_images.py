@@ -18,6 +18,7 @@ import torch
 
 from ..counting import count_mult_adds, count_parameters
 from ..data.images import make_loader
+from ..demo import write_demo
 from ..export import export_onnx
 from ..hub import save_card, trained_model_card
 from ..kernels import kernelize
@@ -204,7 +205,7 @@ def save_trained_model(
 ) -> None:
     """The model and image processor (`save_pretrained`), `training_log.json` (every epoch), `all_results.json`
     (the final evaluation, `train_runtime_seconds` summed over resumes), with `--export onnx` `model.onnx`, drawings
-    of the cells, and the model card."""
+    of the cells, with `--demo` the demo page (`demo/`), and the model card."""
     network.save_pretrained(output_dir)
     (output_dir / "training_log.json").write_text(json.dumps(history, indent=1) + "\n")
     results = {
@@ -223,6 +224,8 @@ def save_trained_model(
     if args.export:  # the plain network as saved (not the kernelized one trained here), before the card lists it
         export_onnx(DartsForImageClassification.from_pretrained(output_dir), output_dir / "model.onnx")
     drawings = draw_genotype(network.config.get_genotype(), output_dir)
+    if args.demo:
+        write_demo(output_dir, model_id=args.hub_model_id, name=Path(args.output_dir).name)
     card = trained_model_card(
         network.config, results, args.tracker_config(), args.dataset_description, args.dataset_name, drawings
     )
