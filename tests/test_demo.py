@@ -17,7 +17,7 @@ from huggingface_hub import SpaceCard
 from PIL import Image
 from sklearn.datasets import load_digits
 
-from darts_hub import DartsRNNConfig
+from darts_hub import DartsRNNConfig, NasBench201Config
 from darts_hub.demo import APP, write_demo
 from darts_hub.models.modeling_darts_search import DartsSearchConfig
 from darts_hub.training.train_images import run_training
@@ -164,3 +164,13 @@ def test_darts_demo_writes_the_demo_of_a_model_folder(trained, tmp_path, run_scr
     assert [p.name for p in tmp_path.iterdir()] == ["d"]  # no staging folder left
     run_script("demo", "--model_name_or_path", trained, "--output_dir", tmp_path / "d", "--overwrite")
     assert json.loads((tmp_path / "d" / "demo.json").read_text())["model_id"] is None
+
+
+def test_a_nas_bench_201_network_gets_its_cell_drawn_and_named(tmp_path):
+    cell = "|nor_conv_3x3~0|+|nor_conv_3x3~0|skip_connect~1|+|none~0|avg_pool_3x3~1|nor_conv_1x1~2|"
+    NasBench201Config(genotype=cell, num_labels=3).save_pretrained(tmp_path / "nb201")
+    settings = json.loads((write_demo(tmp_path / "nb201") / "demo.json").read_text())
+    assert f"NAS-Bench-201 network (cell `{cell}`)" in settings["description"]
+    if shutil.which("dot"):
+        assert settings["cells"] == {"cell": "cell.png"}
+        assert (tmp_path / "nb201" / "demo" / "cell.png").is_file()

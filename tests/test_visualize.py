@@ -1,5 +1,6 @@
 import json
 import logging
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -7,7 +8,8 @@ from pathlib import Path
 import pytest
 from helpers import needs_dot
 
-from darts_hub.models.genotypes import DARTS_V2, RECURRENT_DARTS_V2, get_genotype
+from darts_hub import NasBench201Config
+from darts_hub.models.genotypes import DARTS_V2, RECURRENT_DARTS_V2, NasBench201Genotype, get_genotype, load_genotype
 from darts_hub.visualize import draw_cell, draw_genotype, genotype_graphs
 
 
@@ -112,3 +114,18 @@ def test_a_full_disk_is_named_and_leaves_no_truncated_drawing(tmp_path, monkeypa
     ):
         visualize.draw_genotype(get_genotype("DARTS_V2"), tmp_path)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_nas_bench_201_cell_graph_leaves_none_out(tmp_path, run_script):
+    cell = "|nor_conv_3x3~0|+|nor_conv_3x3~0|skip_connect~1|+|none~0|avg_pool_3x3~1|nor_conv_1x1~2|"
+    source = genotype_graphs(NasBench201Genotype.from_string(cell))["cell"].source
+    assert '"c_{k-1}" -> 1 [label=nor_conv_3x3' in source and "1 -> 2 [label=skip_connect" in source
+    assert '1 -> "c_{k}" [label=avg_pool_3x3' in source and '2 -> "c_{k}" [label=nor_conv_1x1' in source
+    assert '"c_{k-1}" -> "c_{k}"' not in source  # the none edge
+    folder = tmp_path / "model"
+    NasBench201Config(genotype=cell).save_pretrained(folder)
+    assert load_genotype(folder) == load_genotype(cell) == NasBench201Genotype.from_string(cell)
+    if shutil.which("dot"):
+        out = run_script("visualize", cell, "--output_dir", tmp_path / "cells")
+        assert out.split() == [str(tmp_path / "cells" / "cell.png")]
+        assert (tmp_path / "cells" / "cell.png").read_bytes().startswith(PNG_MAGIC)

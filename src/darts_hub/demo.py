@@ -126,7 +126,7 @@ def write_demo(
     staging = Path(tempfile.mkdtemp(prefix=f".{output.name}-", dir=output.parent))
     try:
         staging.chmod(0o755)  # mkdtemp's folder is private; the demo is not
-        drawings = draw_genotype(config.get_genotype(), staging) if config.model_type == "darts" else []
+        drawings = draw_genotype(config.get_genotype(), staging)
         cells = {path.stem: path.name for path in drawings if path.suffix == ".png"}  # none without graphviz's dot
         settings = demo_settings(config, name, model_id, cells)
         shutil.copyfile(APP, staging / "app.py")

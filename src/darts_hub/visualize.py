@@ -16,7 +16,7 @@ from pathlib import Path
 import graphviz
 from PIL import Image, ImageDraw, ImageFont
 
-from .models.genotypes import Edge, Genotype, RecurrentGenotype
+from .models.genotypes import Edge, Genotype, NasBench201Genotype, RecurrentGenotype
 
 
 logger = logging.getLogger(__name__)
@@ -86,10 +86,27 @@ def draw_recurrent_cell(edges: Sequence[Edge], concat: Sequence[int]) -> graphvi
     return graph
 
 
-def genotype_graphs(genotype: Genotype | RecurrentGenotype) -> dict[str, graphviz.Digraph]:
-    """One graph per cell of the genotype, by cell name ("normal" and "reduction", or "recurrent")."""
+def draw_nas_bench_201_cell(nodes: Sequence[Sequence[Edge]]) -> graphviz.Digraph:
+    """A NAS-Bench-201 cell: each node sums one edge from every earlier state, the last node is the output. Edges
+    of `none` (which add nothing) are not drawn."""
+    graph = _new_graph()
+    graph.node("c_{k-1}", **_INPUT_STYLE)
+    names = ["c_{k-1}", *map(str, range(1, len(nodes))), "c_{k}"]
+    for node, edges in enumerate(nodes, start=1):
+        graph.node(names[node], **(_OUTPUT_STYLE if node == len(nodes) else _NODE_STYLE))
+        for op, index in edges:
+            if op != "none":
+                graph.edge(names[index], names[node], label=op, fillcolor="gray")
+    return graph
+
+
+def genotype_graphs(genotype: Genotype | RecurrentGenotype | NasBench201Genotype) -> dict[str, graphviz.Digraph]:
+    """One graph per cell of the genotype, by cell name ("normal" and "reduction", "recurrent", or NAS-Bench-201's
+    "cell")."""
     if isinstance(genotype, RecurrentGenotype):
         return {"recurrent": draw_recurrent_cell(genotype.recurrent, genotype.concat)}
+    if isinstance(genotype, NasBench201Genotype):
+        return {"cell": draw_nas_bench_201_cell(genotype.nodes)}
     return {
         "normal": draw_cell(genotype.node_edges("normal"), genotype.normal_concat),
         "reduction": draw_cell(genotype.node_edges("reduce"), genotype.reduce_concat),
@@ -134,9 +151,13 @@ def render(graph: graphviz.Digraph, path: str | Path, format: str = "png") -> Pa
 
 
 def draw_genotype(
-    genotype: Genotype | RecurrentGenotype, output_dir: str | Path, format: str = "png", prefix: str = ""
+    genotype: Genotype | RecurrentGenotype | NasBench201Genotype,
+    output_dir: str | Path,
+    format: str = "png",
+    prefix: str = "",
 ) -> list[Path]:
-    """Draw every cell of `genotype` into `output_dir` (`normal.png`, `reduction.png` or `recurrent.png`)."""
+    """Draw every cell of `genotype` into `output_dir` (`normal.png` and `reduction.png`, `recurrent.png` or
+    `cell.png`)."""
     return [
         render(graph, Path(output_dir) / f"{prefix}{name}", format)
         for name, graph in genotype_graphs(genotype).items()
@@ -186,6 +207,7 @@ __all__ = [
     "cell_pictures",
     "draw_cell",
     "draw_genotype",
+    "draw_nas_bench_201_cell",
     "draw_recurrent_cell",
     "genotype_graphs",
     "render",

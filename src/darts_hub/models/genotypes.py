@@ -580,8 +580,11 @@ def as_genotype(
     raise TypeError(f"Expected a zoo name, a mapping or a {cls.__name__}, got {type(value).__name__}.")
 
 
-def load_genotype(name_or_path: str | os.PathLike, recurrent: bool | None = None) -> Genotype | RecurrentGenotype:
-    """Resolve a genotype given as a zoo name, a JSON file, or a folder (a search result or a saved model).
+def load_genotype(
+    name_or_path: str | os.PathLike, recurrent: bool | None = None
+) -> Genotype | RecurrentGenotype | NasBench201Genotype:
+    """Resolve a genotype given as a zoo name, a NAS-Bench-201 string (`|op~0|+|op~0|op~1|+...`), a JSON file, or a
+    folder (a search result or a saved model).
 
     A folder is read from its `genotype.json` if present, else from the `genotype` entry of its `config.json`. The
     kind (convolutional or recurrent) of a file or folder is read from its keys; a zoo name is looked up among the
@@ -604,6 +607,8 @@ def load_genotype(name_or_path: str | os.PathLike, recurrent: bool | None = None
         except json.JSONDecodeError as error:
             raise ValueError(f"{path} is not valid JSON: {error}") from error
         return _genotype_from_json_value(data, recurrent)
+    if str(name_or_path).startswith("|"):
+        return NasBench201Genotype.from_string(str(name_or_path))
     zoo = RECURRENT_GENOTYPES if recurrent else CNN_GENOTYPES
     if str(name_or_path) in zoo:
         return zoo[str(name_or_path)]
@@ -612,7 +617,9 @@ def load_genotype(name_or_path: str | os.PathLike, recurrent: bool | None = None
     )
 
 
-def _genotype_from_json_value(data, recurrent: bool | None) -> Genotype | RecurrentGenotype:
+def _genotype_from_json_value(data, recurrent: bool | None) -> Genotype | RecurrentGenotype | NasBench201Genotype:
+    if isinstance(data, str) and data.startswith("|"):  # a NAS-Bench-201 config's cell
+        return NasBench201Genotype.from_string(data)
     if recurrent is None:
         recurrent = isinstance(data, Mapping) and "recurrent" in data
     return as_genotype(data, recurrent=recurrent)
