@@ -1,7 +1,7 @@
 """Draw and tabulate searches run with different fixes against DARTS's collapse (docs/results.md).
 
 Not part of the package: it reads the folders darts-search and darts-train wrote. Per search, from
-`alphas_history.json`: the dominant eigenvalue of the alpha Hessian (`--hessian_eigenvalue_every`), the number of
+`alphas_history.json`: the largest eigenvalue of the alpha Hessian (`--hessian_eigenvalue_every`), the number of
 parameter-free operations (skips, pooling) in the normal cell, and the architecture-validation accuracy, per epoch;
 per trained cell, from `all_results.json`: the accuracy on the evaluation split.
 
@@ -47,7 +47,7 @@ def plot(curves: dict[str, dict], output: Path) -> None:
         panels[1].plot(curve["epoch"], curve["parameter_free"], marker=".", label=name)
         panels[2].plot(curve["epoch"], curve["valid_accuracy"], marker=".", label=name)
     titles = (
-        "dominant eigenvalue of the alpha Hessian",
+        "largest eigenvalue of the alpha Hessian",
         "parameter-free operations in the normal cell (of 8)",
         "architecture-validation accuracy",
     )
