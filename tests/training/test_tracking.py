@@ -161,3 +161,16 @@ def test_an_epoch_without_a_cell_gets_no_cell_pictures():
     record.update(genotype=None, alphas_normal=weights, alphas_reduce=weights)
     columns = {cell: [f"op {i}" for i in range(7)] for cell in ("normal", "reduce")}
     assert set(tracking.search_pictures([record], columns)) == {"alphas", "learning_curves"}
+
+
+def test_pictures_that_fail_to_reach_a_tracker_do_not_stop_the_search(tmp_path, monkeypatch, caplog):
+    from darts_hub.training import loop
+    from darts_hub.training.search_images import run_search
+
+    def broken(*args):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(loop, "log_pictures", broken)
+    run_search(tiny_search_args(tmp_path / "search", epochs=1, max_train_samples=64, report_to="tensorboard"))
+    assert (tmp_path / "search" / "genotype.json").is_file()
+    assert "The pictures of epoch 1 did not reach the trackers: OSError('disk full')" in caplog.text

@@ -256,7 +256,7 @@ class Run:
         go to the trackers that show pictures (`tracking.search_pictures`)."""
         progress = self.progress
         progress.history.append(record)
-        numbers = {  # the step is the log's own step (Trackio refuses a metric of that name)
+        numbers = {  # the step is the log's own (Trackio would rename a metric of that name)
             key: value
             for key, value in record.items()
             if key not in ("epoch", "step") and isinstance(value, (int, float))
@@ -264,7 +264,10 @@ class Run:
         self.accelerator.log(numbers, step=progress.global_step)
         trackers = [tracker.name for tracker in self.accelerator.trackers]
         if alpha_columns is not None and any(name in PICTURE_TRACKERS for name in trackers):
-            log_pictures(self.accelerator, search_pictures(progress.history, alpha_columns), progress.global_step)
+            try:
+                log_pictures(self.accelerator, search_pictures(progress.history, alpha_columns), progress.global_step)
+            except Exception as error:  # a dashboard's pictures are not worth the search: it goes on, checkpointed
+                logger.warning("The pictures of epoch %d did not reach the trackers: %r", progress.epoch + 1, error)
         progress.epoch, progress.step_in_epoch = progress.epoch + 1, 0
         progress.running, progress.logged = [0.0, 0.0, 0.0], [0.0, 0.0]
         self.save_checkpoint()
