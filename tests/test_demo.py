@@ -174,3 +174,17 @@ def test_a_nas_bench_201_network_gets_its_cell_drawn_and_named(tmp_path):
     if shutil.which("dot"):
         assert settings["cells"] == {"cell": "cell.png"}
         assert (tmp_path / "nb201" / "demo" / "cell.png").is_file()
+
+
+def test_without_dot_the_demo_has_no_drawings_and_says_why(tmp_path, monkeypatch, caplog):
+    import graphviz
+
+    def missing(*args, **kwargs):
+        raise graphviz.ExecutableNotFound(["dot"])
+
+    monkeypatch.setattr(graphviz.Digraph, "pipe", missing)
+    NasBench201Config(num_labels=3).save_pretrained(tmp_path / "nb201")
+    demo = write_demo(tmp_path / "nb201")
+    assert json.loads((demo / "demo.json").read_text())["cells"] == {}
+    assert sorted(p.name for p in demo.iterdir()) == ["README.md", "app.py", "demo.json", "requirements.txt"]
+    assert "No drawings of the cells for the demo page" in caplog.text and "apt-get install graphviz" in caplog.text

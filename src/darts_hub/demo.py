@@ -22,12 +22,12 @@ from huggingface_hub import SpaceCard, SpaceCardData
 from transformers import AutoConfig
 
 from .models.genotypes import CNN_GENOTYPES
-from .visualize import draw_genotype
+from .visualize import drawable_cell_pictures
 
 
 DEMO_FOLDER = "demo"
-# model_type -> what the demo page says the network is.
-DEMO_MODELS = {"darts": "DARTS", "nas_bench_201": "NAS-Bench-201"}
+# The model types the demo page shows: the trained image classifiers.
+DEMO_MODELS = ("darts", "nas_bench_201")
 # What the Space installs: the model's code needs torch and transformers (torchvision for its image processor).
 REQUIREMENTS = ("torch", "torchvision", "transformers>=5.24", "gradio", "pillow")
 APP = Path(__file__).with_name("demo_app.py")
@@ -126,14 +126,14 @@ def write_demo(
     staging = Path(tempfile.mkdtemp(prefix=f".{output.name}-", dir=output.parent))
     try:
         staging.chmod(0o755)  # mkdtemp's folder is private; the demo is not
-        drawings = draw_genotype(config.get_genotype(), staging)
-        cells = {path.stem: path.name for path in drawings if path.suffix == ".png"}  # none without graphviz's dot
+        cells = {}
+        for cell, picture in drawable_cell_pictures(config.get_genotype(), "the demo page").items():
+            cells[cell] = f"{cell}.png"
+            picture.save(staging / cells[cell])
         settings = demo_settings(config, name, model_id, cells)
         shutil.copyfile(APP, staging / "app.py")
         (staging / "demo.json").write_text(json.dumps(settings, indent=2) + "\n")
         (staging / "requirements.txt").write_text("\n".join(REQUIREMENTS) + "\n")
-        for source in staging.glob("*.gv"):  # graph sources written instead of drawings: not the demo's
-            source.unlink()
         space_card(settings).save(staging / "README.md")
         if output.exists():
             shutil.rmtree(output)

@@ -124,6 +124,16 @@ def cell_pictures(genotype: Genotype | RecurrentGenotype | dict) -> dict[str, Im
     }
 
 
+def drawable_cell_pictures(genotype: Genotype | RecurrentGenotype | dict, user: str) -> dict[str, Image.Image]:
+    """`cell_pictures`, or none without the `dot` binary, with a warning that `user` (the trackers, the demo page)
+    goes without drawings of the cells."""
+    try:
+        return cell_pictures(genotype)
+    except graphviz.ExecutableNotFound:
+        logger.warning("No drawings of the cells for %s: %s.", user, INSTALL_HINT)
+        return {}
+
+
 def render(graph: graphviz.Digraph, path: str | Path, format: str = "png") -> Path:
     """Render `graph` to `path` + `.format`; without the `dot` binary write `path.gv` and warn. Returns the file."""
     if format not in FORMATS:
@@ -209,6 +219,7 @@ __all__ = [
     "draw_genotype",
     "draw_nas_bench_201_cell",
     "draw_recurrent_cell",
+    "drawable_cell_pictures",
     "genotype_graphs",
     "render",
 ]

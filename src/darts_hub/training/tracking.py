@@ -9,9 +9,6 @@ Accelerate's trackers take pictures in different forms (TensorBoard arrays, W&B 
 
 from __future__ import annotations
 
-import logging
-
-import graphviz
 import numpy as np
 from accelerate import Accelerator
 from accelerate.tracking import get_available_trackers
@@ -19,10 +16,8 @@ from accelerate.utils import LoggerType
 from PIL import Image
 
 from ..plots import alphas_picture, figure_image, learning_curves_figure
-from ..visualize import INSTALL_HINT, cell_pictures
+from ..visualize import drawable_cell_pictures
 
-
-logger = logging.getLogger(__name__)
 
 # The pip package of each tracker Accelerate knows (Accelerate leaves a requested tracker that is not installed out
 # without a word: `requested_trackers` refuses it instead).
@@ -91,11 +86,7 @@ def search_pictures(history: list[dict], columns: dict[str, list[str]]) -> dict[
         "learning_curves": figure_image(learning_curves_figure(history), dpi=70),
     }
     if record["genotype"] is not None:
-        try:
-            cells = cell_pictures(record["genotype"])
-        except graphviz.ExecutableNotFound:
-            logger.warning("The trackers get no drawings of the cells: %s.", INSTALL_HINT)
-            cells = {}
+        cells = drawable_cell_pictures(record["genotype"], "the trackers")
         pictures.update({f"cell/{name}": picture for name, picture in cells.items()})
     return pictures
 
