@@ -33,6 +33,7 @@ from .models.genotypes import (
 )
 from .models.modeling_darts_rnn_search import DartsRNNSearchConfig, DartsRNNSearchModel
 from .models.modeling_darts_search import DartsSearchConfig, DartsSearchModel
+from .models.modeling_nas_bench_201_search import NasBench201SearchConfig, NasBench201SearchModel
 
 
 __version__ = "0.1.0"
@@ -51,10 +52,20 @@ AutoModel.register(DartsRNNSearchConfig, DartsRNNSearchModel, exist_ok=True)
 AutoConfig.register(NasBench201Config.model_type, NasBench201Config, exist_ok=True)
 AutoModel.register(NasBench201Config, NasBench201Model, exist_ok=True)
 AutoModelForImageClassification.register(NasBench201Config, NasBench201ForImageClassification, exist_ok=True)
+AutoConfig.register(NasBench201SearchConfig.model_type, NasBench201SearchConfig, exist_ok=True)
+AutoModel.register(NasBench201SearchConfig, NasBench201SearchModel, exist_ok=True)
+AutoModelForImageClassification.register(NasBench201SearchConfig, NasBench201SearchModel, exist_ok=True)
 
 # Every folder a config or model is saved into also gets its code (an `auto_map` in config.json and the files of
 # `darts_hub/models` it needs), so that it loads with `trust_remote_code=True` where darts-hub is not installed.
-for config_class in (DartsConfig, DartsRNNConfig, DartsSearchConfig, DartsRNNSearchConfig, NasBench201Config):
+for config_class in (
+    DartsConfig,
+    DartsRNNConfig,
+    DartsSearchConfig,
+    DartsRNNSearchConfig,
+    NasBench201Config,
+    NasBench201SearchConfig,
+):
     config_class.register_for_auto_class()
 DartsForImageClassification.register_for_auto_class("AutoModelForImageClassification")
 DartsModel.register_for_auto_class("AutoModel")
@@ -64,6 +75,7 @@ DartsSearchModel.register_for_auto_class("AutoModelForImageClassification")
 DartsRNNSearchModel.register_for_auto_class("AutoModel")
 NasBench201ForImageClassification.register_for_auto_class("AutoModelForImageClassification")
 NasBench201Model.register_for_auto_class("AutoModel")
+NasBench201SearchModel.register_for_auto_class("AutoModelForImageClassification")
 
 __all__ = [
     "CNN_GENOTYPES",
@@ -85,6 +97,8 @@ __all__ = [
     "NasBench201ForImageClassification",
     "NasBench201Genotype",
     "NasBench201Model",
+    "NasBench201SearchConfig",
+    "NasBench201SearchModel",
     "RecurrentGenotype",
     "count_mult_adds",
     "count_parameters",

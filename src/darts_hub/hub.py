@@ -24,11 +24,15 @@ from transformers.dynamic_module_utils import custom_object_save, get_relative_i
 from .models import (
     DartsConfig,
     DartsForImageClassification,
+    DartsRNNConfig,
     DartsRNNForCausalLM,
     DartsRNNSearchModel,
     DartsSearchModel,
+    NasBench201Config,
+    NasBench201ForImageClassification,
+    NasBench201SearchModel,
 )
-from .models.genotypes import EmptyCellError, RecurrentGenotype
+from .models.genotypes import EmptyCellError, Genotype, NasBench201Genotype, RecurrentGenotype
 from .plots import alpha_columns, plot_search
 from .search.derived import derived_config
 from .search.early_stopping import EIGENVALUE_KEY, Stop
@@ -133,7 +137,8 @@ def save_search_result(
 ) -> Path:
     """Write a search's result folder (for a search `stop`ped early, the genotype is that of the epoch it names):
 
-    - `config.json`: the config of the derived network (`DartsConfig` or `DartsRNNConfig`: what training needs),
+    - `config.json`: the config of the derived network (`DartsConfig`, `DartsRNNConfig` or `NasBench201Config`:
+      what training needs),
     - `genotype.json`, `alphas_history.json` (every epoch's genotype, softmax alphas and metrics),
     - `supernet/`: the supernet with its alphas (`save_pretrained`),
     - drawings of the cells and `search_progress.gif` (the most likely cells epoch by epoch),
@@ -191,7 +196,11 @@ def save_config_with_model_code(config, folder: Path) -> None:
     files, so that `AutoModel...from_config(AutoConfig.from_pretrained(folder, trust_remote_code=True),
     trust_remote_code=True)` builds it where darts-hub is not installed. (The network is built on the meta device,
     without memory or initialisation, only to name its class and files.)"""
-    model_class = DartsForImageClassification if isinstance(config, DartsConfig) else DartsRNNForCausalLM
+    model_class = {
+        DartsConfig: DartsForImageClassification,
+        DartsRNNConfig: DartsRNNForCausalLM,
+        NasBench201Config: NasBench201ForImageClassification,
+    }[type(config)]
     with torch.device("meta"):
         model = model_class(config)
     custom_object_save(model, folder, config=config)
@@ -238,6 +247,19 @@ tokenizer = AutoTokenizer.from_pretrained("path/or/repo")
 generator = pipeline("text-generation", model="path/or/repo"{trust})"""
 
 
+# By kind of genotype: the pipeline task, Auto class and config of the derived network, and the supernet's class.
+SEARCH_RESULT_CLASSES = {
+    Genotype: ("image-classification", "AutoModelForImageClassification", "DartsConfig", DartsSearchModel),
+    RecurrentGenotype: ("text-generation", "AutoModelForCausalLM", "DartsRNNConfig", DartsRNNSearchModel),
+    NasBench201Genotype: (
+        "image-classification",
+        "AutoModelForImageClassification",
+        "NasBench201Config",
+        NasBench201SearchModel,
+    ),
+}
+
+
 def search_model_card(genotype, history, settings, dataset, drawings, animation, plots=(), stop=None) -> ModelCard:
     """The README.md of a search result: what was searched, on what data, with which settings, and what came out."""
     last = history[-1] if history else {}
@@ -263,6 +285,12 @@ def search_model_card(genotype, history, settings, dataset, drawings, animation,
         metrics_note += f"\n\n**Stopped early** after epoch {history[-1]['epoch']}: {stop.reason}."
     order = "second-order (unrolled)" if settings.get("order") == 2 else "first-order"
     recurrent = isinstance(genotype, RecurrentGenotype)
+    space_note = (
+        f", in NAS-Bench-201's cell space ([Dong & Yang, 2020](https://arxiv.org/abs/2001.00326)); the cell in the "
+        f"benchmark's notation: `{genotype}`"
+        if isinstance(genotype, NasBench201Genotype)
+        else ""
+    )
     if not last:
         metrics = "The search stopped before completing an epoch."
     elif recurrent:
@@ -276,15 +304,11 @@ def search_model_card(genotype, history, settings, dataset, drawings, animation,
             f"{last['train_accuracy']:.4f}, architecture-validation accuracy {last['valid_accuracy']:.4f} "
             f"(loss {last['valid_loss']:.4f})."
         )
-    task, auto_class, config_class = (
-        ("text-generation", "AutoModelForCausalLM", "DartsRNNConfig")
-        if recurrent
-        else ("image-classification", "AutoModelForImageClassification", "DartsConfig")
-    )
+    task, auto_class, config_class, supernet = SEARCH_RESULT_CLASSES[type(genotype)]
     settings_table = _settings_table(settings)
     supernet_class = "AutoModel" if recurrent else "AutoModelForImageClassification"
     usage = _usage(
-        DartsRNNSearchModel if recurrent else DartsSearchModel,
+        supernet,
         f"""from transformers import AutoConfig, {auto_class}{", AutoModel" if recurrent else ""}
 
 config = AutoConfig.from_pretrained("path/or/repo"{{trust}})  # the derived {config_class}
@@ -304,7 +328,7 @@ supernet = {supernet_class}.from_pretrained("path/or/repo", subfolder="supernet"
 # DARTS cell searched on {dataset}
 
 Cells found by a {order} DARTS architecture search ([Liu et al., 2019](https://arxiv.org/abs/1806.09055)) with
-darts-hub. `config.json` describes the derived network (a `{config_class}`), ready to be trained from scratch;
+darts-hub{space_note}. `config.json` describes the derived network (a `{config_class}`), ready to be trained from scratch;
 `supernet/` holds the search supernet and its architecture weights.
 
 {metrics}{metrics_note}

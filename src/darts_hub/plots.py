@@ -22,10 +22,11 @@ from .search.early_stopping import EIGENVALUE_KEY  # noqa: E402
 
 def alpha_columns(supernet) -> dict[str, list[str]]:
     """The candidate operations that name the columns of a supernet's alphas, by cell, as its epoch records hold
-    them: the recurrent search's one cell, or the convolutional search's normal and reduction cells."""
+    them: the recurrent search's one cell, the convolutional search's normal and reduction cells, or NAS-Bench-201's
+    one cell."""
     if supernet.config.model_type == "darts_rnn_search":
         return {"recurrent": list(RECURRENT_PRIMITIVES)}
-    return {cell: supernet.config.column_names(cell) for cell in ("normal", "reduce")}
+    return {cell: supernet.config.column_names(cell) for cell in supernet.alphas}
 
 
 def alphas_of(record: dict) -> dict[str, list[list[float]]]:

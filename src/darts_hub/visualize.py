@@ -16,7 +16,7 @@ from pathlib import Path
 import graphviz
 from PIL import Image, ImageDraw, ImageFont
 
-from .models.genotypes import Edge, Genotype, NasBench201Genotype, RecurrentGenotype
+from .models.genotypes import Edge, Genotype, NasBench201Genotype, RecurrentGenotype, genotype_from_dict
 
 
 logger = logging.getLogger(__name__)
@@ -113,18 +113,20 @@ def genotype_graphs(genotype: Genotype | RecurrentGenotype | NasBench201Genotype
     }
 
 
-def cell_pictures(genotype: Genotype | RecurrentGenotype | dict) -> dict[str, Image.Image]:
+def cell_pictures(genotype: Genotype | RecurrentGenotype | NasBench201Genotype | dict) -> dict[str, Image.Image]:
     """The drawings of `genotype`'s cells (or of its `to_dict()`) as RGB pictures, by cell name. Raises
     `graphviz.ExecutableNotFound` without the `dot` binary."""
     if isinstance(genotype, dict):
-        genotype = (RecurrentGenotype if "recurrent" in genotype else Genotype).from_dict(genotype)
+        genotype = genotype_from_dict(genotype)
     return {
         name: Image.open(io.BytesIO(graph.pipe(format="png"))).convert("RGB")
         for name, graph in genotype_graphs(genotype).items()
     }
 
 
-def drawable_cell_pictures(genotype: Genotype | RecurrentGenotype | dict, user: str) -> dict[str, Image.Image]:
+def drawable_cell_pictures(
+    genotype: Genotype | RecurrentGenotype | NasBench201Genotype | dict, user: str
+) -> dict[str, Image.Image]:
     """`cell_pictures`, or none without the `dot` binary, with a warning that `user` (the trackers, the demo page)
     goes without drawings of the cells."""
     try:
@@ -175,7 +177,9 @@ def draw_genotype(
 
 
 def animate_genotypes(
-    frames: list[tuple[str, Genotype | RecurrentGenotype | dict]], path: str | Path, seconds_per_frame: float = 0.5
+    frames: list[tuple[str, Genotype | RecurrentGenotype | NasBench201Genotype | dict]],
+    path: str | Path,
+    seconds_per_frame: float = 0.5,
 ) -> Path | None:
     """An animated GIF of the cells of each genotype in turn (the paper's "snapshots over time"), one frame per
     `(caption, genotype)`; the cells of a frame are stacked vertically under the caption.

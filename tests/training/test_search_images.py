@@ -298,4 +298,4 @@ def test_a_search_in_robustdarts_s4_writes_a_found_cell_that_builds_as_a_transfo
     with pytest.raises(ValueError, match="--search_space s2 lists the candidates of a 4-node cell: --num_nodes must"):
         SearchArguments(search_space="s2", num_nodes=3, multiplier=3)
     with pytest.raises(ValueError, match="--search_space must be one of"):
-        SearchArguments(search_space="nas-bench-201")
+        SearchArguments(search_space="nas-bench-101")

@@ -20,6 +20,7 @@ from .modeling_darts_rnn import DartsRNNCausalLMOutput, DartsRNNCell, DartsRNNFo
 from .modeling_darts_rnn_search import DartsRNNSearchConfig, DartsRNNSearchModel
 from .modeling_darts_search import DartsSearchConfig, DartsSearchModel
 from .modeling_nas_bench_201 import NasBench201ForImageClassification, NasBench201Model
+from .modeling_nas_bench_201_search import NasBench201SearchConfig, NasBench201SearchModel
 from .tokenization_darts_rnn import build_tokenizer, vocabulary_in_order
 
 
@@ -30,6 +31,7 @@ __all__ = [
     "DartsRNNSearchConfig",
     "DartsSearchConfig",
     "NasBench201Config",
+    "NasBench201SearchConfig",
     # image classifiers and their search supernet
     "DartsPreTrainedModel",
     "DartsModel",
@@ -41,6 +43,7 @@ __all__ = [
     # NAS-Bench-201's networks
     "NasBench201Model",
     "NasBench201ForImageClassification",
+    "NasBench201SearchModel",
     # language models and their search supernet
     "DartsRNNCell",
     "DartsRNNModel",

@@ -347,8 +347,17 @@ class NasBench201Genotype:
         """How many edges are skips or pooling (the 'none' edges not counted)."""
         return sum(op in PARAMETER_FREE_OPERATIONS for edges in self.nodes for op, _ in edges)
 
+    def to_dict(self) -> dict:
+        """`{"nodes": [[[op, input], ...], ...]}`, the form of a search's records and genotype.json (the string is
+        config.json's)."""
+        return _to_dict(self)
 
-def _to_dict(genotype: Genotype | RecurrentGenotype) -> dict:
+    @classmethod
+    def from_dict(cls, data: Mapping) -> NasBench201Genotype:
+        return _from_dict(cls, data)
+
+
+def _to_dict(genotype: Genotype | RecurrentGenotype | NasBench201Genotype) -> dict:
     """JSON-ready form: edges as `[op, index]` lists, concats as lists; optional fields only where set."""
     return {
         field.name: [list(item) if isinstance(item, tuple) else item for item in getattr(genotype, field.name)]
@@ -620,9 +629,21 @@ def load_genotype(
 def _genotype_from_json_value(data, recurrent: bool | None) -> Genotype | RecurrentGenotype | NasBench201Genotype:
     if isinstance(data, str) and data.startswith("|"):  # a NAS-Bench-201 config's cell
         return NasBench201Genotype.from_string(data)
-    if recurrent is None:
-        recurrent = isinstance(data, Mapping) and "recurrent" in data
-    return as_genotype(data, recurrent=recurrent)
+    if isinstance(data, Mapping) and recurrent is None:
+        return genotype_from_dict(data)
+    return as_genotype(data, recurrent=bool(recurrent))
+
+
+def genotype_from_dict(data: Mapping) -> Genotype | RecurrentGenotype | NasBench201Genotype:
+    """The genotype of a `to_dict()` of any kind, told apart by its keys: `recurrent` (a recurrent cell), `nodes`
+    (a NAS-Bench-201 cell) or `normal` and `reduce` (a DARTS cell pair)."""
+    if not isinstance(data, Mapping):
+        raise TypeError(f"A genotype is described by a JSON object, got {type(data).__name__}.")
+    if "recurrent" in data:
+        return RecurrentGenotype.from_dict(data)
+    if "nodes" in data:
+        return NasBench201Genotype.from_dict(data)
+    return Genotype.from_dict(data)
 
 
 def _strongest_edges(weights: torch.Tensor, num_edges: int, candidates: Sequence[Sequence[str]]) -> list[Edge]:
@@ -711,6 +732,24 @@ def derive_genotype(
     )
 
 
+def derive_nas_bench_201_genotype(
+    alphas: torch.Tensor, num_nodes: int = 3, primitives: Sequence[str] = NAS_BENCH_201_OPERATIONS
+) -> NasBench201Genotype:
+    """NAS-Bench-201's discretisation (and AutoDL's code): every edge keeps its strongest operation, 'none' included
+    (an edge may vanish). `alphas` has shape `[num_edges, len(primitives)]`, node i (from 1) owning i rows, one
+    per earlier state. Any monotone relaxation of the alphas (softmax, Dirichlet mean) has the same argmax; ties
+    go to the first column."""
+    expected = (num_nodes * (num_nodes + 1) // 2, len(primitives))
+    if tuple(alphas.shape) != expected:
+        raise ValueError(f"alphas has shape {tuple(alphas.shape)}; {num_nodes} nodes need {expected}.")
+    strongest = alphas.detach().float().cpu().argmax(-1).tolist()
+    nodes, start = [], 0
+    for node in range(1, num_nodes + 1):
+        nodes.append([(primitives[strongest[start + index]], index) for index in range(node)])
+        start += node
+    return NasBench201Genotype(nodes)
+
+
 def derive_recurrent_genotype(
     alphas: torch.Tensor, num_nodes: int = 8, primitives: Sequence[str] = RECURRENT_PRIMITIVES
 ) -> RecurrentGenotype:
@@ -755,7 +794,9 @@ __all__ = [
     "RecurrentGenotype",
     "as_genotype",
     "derive_genotype",
+    "derive_nas_bench_201_genotype",
     "derive_recurrent_genotype",
+    "genotype_from_dict",
     "get_genotype",
     "load_genotype",
 ]

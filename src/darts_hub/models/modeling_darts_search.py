@@ -183,6 +183,8 @@ class MixedOp(nn.Module):
     the edge's weight: it is no candidate, only a path for the gradient.
 
     Given the `selected` column (GDAS's sample), only that operation runs (`sampled_output`).
+
+    `pool_batch_norm=False` leaves the pooling bare, as NAS-Bench-201's search builds it.
     """
 
     def __init__(
@@ -192,6 +194,7 @@ class MixedOp(nn.Module):
         stride: int,
         partial_channels: int = 1,
         auxiliary_skip: bool = False,
+        pool_batch_norm: bool = True,
     ):
         super().__init__()
         self.partial_channels, self.stride = partial_channels, stride
@@ -201,7 +204,7 @@ class MixedOp(nn.Module):
             if name == "none":
                 continue
             op = build_operation(name, self.op_channels, stride, affine=False)
-            if "pool" in name:
+            if "pool" in name and pool_batch_norm:
                 op = nn.Sequential(op, nn.BatchNorm2d(self.op_channels, affine=False))
             self.ops[name] = op
         self.op_columns = [primitives.index(name) for name in self.ops]
@@ -275,6 +278,22 @@ def hard_gumbel_sample(alphas: torch.Tensor, temperature: float) -> torch.Tensor
             break
     one_hot = torch.zeros_like(probabilities).scatter_(-1, probabilities.argmax(-1, keepdim=True), 1.0)
     return one_hot - probabilities.detach() + probabilities
+
+
+def relax(alphas: torch.Tensor, relaxation: str, training: bool, temperature: float = 1.0) -> torch.Tensor:
+    """The operation weights of the rows (edges) of `alphas`: their softmax (eq. 2), their sigmoid (FairDARTS), or in
+    training with a sampling `relaxation` a sample (GDAS's hard Gumbel at `temperature`, DrNAS's Dirichlet; in
+    evaluation the softmax and the Dirichlet mean)."""
+    if relaxation == "gumbel" and training:
+        return hard_gumbel_sample(alphas, temperature)
+    if relaxation == "dirichlet":
+        concentration = nn.functional.elu(alphas) + 1
+        if training:
+            return torch.distributions.Dirichlet(concentration).rsample()
+        return concentration / concentration.sum(-1, keepdim=True)
+    if relaxation == "sigmoid":
+        return torch.sigmoid(alphas)
+    return torch.softmax(alphas, dim=-1)
 
 
 def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
@@ -458,23 +477,11 @@ class DartsSearchModel(PreTrainedModel):
         return [p for p in self.parameters() if id(p) not in arch]
 
     def mixing_weights(self) -> dict[str, torch.Tensor]:
-        """Each cell kind's operation weights, `[num_edges, num_primitives]`: the softmax of its alphas (eq. 2), their
-        sigmoid (FairDARTS), or in training with a sampling `relaxation` a sample (GDAS's hard Gumbel, DrNAS's
-        Dirichlet)."""
-        return {cell: self.relaxed(self.alphas[cell]) for cell in ("normal", "reduce")}
-
-    def relaxed(self, alphas: torch.Tensor) -> torch.Tensor:
-        relaxation = self.config.relaxation
-        if relaxation == "gumbel" and self.training:
-            return hard_gumbel_sample(alphas, self.temperature)
-        if relaxation == "dirichlet":
-            concentration = nn.functional.elu(alphas) + 1
-            if self.training:
-                return torch.distributions.Dirichlet(concentration).rsample()
-            return concentration / concentration.sum(-1, keepdim=True)
-        if relaxation == "sigmoid":
-            return torch.sigmoid(alphas)
-        return torch.softmax(alphas, dim=-1)
+        """Each cell kind's operation weights, `[num_edges, num_primitives]` (`relax`)."""
+        return {
+            cell: relax(self.alphas[cell], self.config.relaxation, self.training, self.temperature)
+            for cell in ("normal", "reduce")
+        }
 
     def forward(
         self,
@@ -525,4 +532,5 @@ __all__ = [
     "channel_shuffle",
     "hard_gumbel_sample",
     "node_softmax",
+    "relax",
 ]

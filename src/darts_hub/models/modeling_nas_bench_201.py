@@ -64,6 +64,21 @@ class NasBench201ResidualBlock(nn.Module):
         return self.downsample(x) + self.conv_b(self.conv_a(x))
 
 
+def stack_stages(config, make_cell) -> tuple[nn.Sequential, nn.ModuleList, nn.Sequential]:
+    """The benchmark's network around its cells (shared by the networks and the search supernet): the stem (a 3x3
+    convolution to `init_channels` and BatchNorm), three stages of `cells_per_stage` cells `make_cell(channels)`
+    joined by the residual blocks that double the channels, and the final BatchNorm and ReLU."""
+    channels = config.init_channels
+    stem = nn.Sequential(nn.Conv2d(config.num_channels, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels))
+    layers = []
+    for stage in range(3):
+        if stage:
+            layers.append(NasBench201ResidualBlock(channels, 2 * channels))
+            channels *= 2
+        layers += [make_cell(channels) for _ in range(config.cells_per_stage)]
+    return stem, nn.ModuleList(layers), nn.Sequential(nn.BatchNorm2d(channels), nn.ReLU(inplace=True))
+
+
 class NasBench201PreTrainedModel(DartsPreTrainedModel):
     """PyTorch's default initialisation and the saved image processor, as the DARTS networks."""
 
@@ -79,20 +94,11 @@ class NasBench201Model(NasBench201PreTrainedModel):
     def __init__(self, config: NasBench201Config):
         super().__init__(config)
         genotype = config.get_genotype()
-        channels = config.init_channels
-        self.stem = nn.Sequential(
-            nn.Conv2d(config.num_channels, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels)
+        self.stem, self.layers, self.last_activation = stack_stages(
+            config, lambda channels: NasBench201Cell(genotype, channels)
         )
-        layers = []
-        for stage in range(3):
-            if stage:
-                layers.append(NasBench201ResidualBlock(channels, 2 * channels))
-                channels *= 2
-            layers += [NasBench201Cell(genotype, channels) for _ in range(config.cells_per_stage)]
-        self.layers = nn.ModuleList(layers)
-        self.last_activation = nn.Sequential(nn.BatchNorm2d(channels), nn.ReLU(inplace=True))
         self.pooler = nn.AdaptiveAvgPool2d(1)
-        self.num_features = channels
+        self.num_features = config.init_channels * 4
         self.post_init()
 
     def forward(
@@ -154,4 +160,5 @@ __all__ = [
     "NasBench201Model",
     "NasBench201PreTrainedModel",
     "NasBench201ResidualBlock",
+    "stack_stages",
 ]

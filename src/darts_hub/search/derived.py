@@ -4,17 +4,31 @@ supernet's model file, so that the files that travel with a saved model need not
 
 from __future__ import annotations
 
-from ..models import DartsConfig, DartsRNNConfig, DartsRNNSearchModel, DartsSearchModel
+from ..models import (
+    DartsConfig,
+    DartsRNNConfig,
+    DartsRNNSearchModel,
+    DartsSearchModel,
+    NasBench201Config,
+    NasBench201SearchModel,
+)
 from ..recipes import IMAGE_TRAINING, LANGUAGE_MODEL_TRAINING
 
 
-def derived_config(supernet: DartsSearchModel | DartsRNNSearchModel, **overrides) -> DartsConfig | DartsRNNConfig:
+# What a derived image classifier takes from the search's data.
+IMAGE_DATA_SETTINGS = ("num_channels", "image_size", "image_mean", "image_std", "id2label", "label2id")
+
+
+def derived_config(
+    supernet: DartsSearchModel | DartsRNNSearchModel | NasBench201SearchModel, **overrides
+) -> DartsConfig | DartsRNNConfig | NasBench201Config:
     """The config of the network `supernet` found (`supernet.genotype()`), any setting overridden by `overrides`.
 
     Convolutional: the paper's CIFAR-10 evaluation network (`IMAGE_TRAINING["cifar"]`: 36 channels, 20 cells,
     drop-path 0.2), the auxiliary head where its geometry fits (`DartsConfig.auxiliary_head_fits`), the classes,
     channels, image size and statistics of the search's data. Recurrent: the paper's PTB sizes
-    (`LANGUAGE_MODEL_TRAINING["ptb"]`: 850) and the search's vocabulary size.
+    (`LANGUAGE_MODEL_TRAINING["ptb"]`: 850) and the search's vocabulary size. NAS-Bench-201: the benchmark's network
+    at the sizes of the search (the benchmark trains what it searches: 16 channels, 5 cells per stage).
     """
     if isinstance(supernet, DartsRNNSearchModel):
         settings = {
@@ -23,18 +37,18 @@ def derived_config(supernet: DartsSearchModel | DartsRNNSearchModel, **overrides
             "hidden_size": LANGUAGE_MODEL_TRAINING["ptb"]["hidden_size"],
         }
         return DartsRNNConfig(**{**settings, **overrides})
-    recipe, search = IMAGE_TRAINING["cifar"], supernet.config
+    search = supernet.config
+    data = {name: getattr(search, name) for name in IMAGE_DATA_SETTINGS}
+    if isinstance(supernet, NasBench201SearchModel):
+        settings = {"init_channels": search.init_channels, "cells_per_stage": search.cells_per_stage}
+        return NasBench201Config(**{"genotype": supernet.genotype(), **settings, **data, **overrides})
+    recipe = IMAGE_TRAINING["cifar"]
     settings = {
         "genotype": supernet.genotype(),
         "init_channels": recipe["init_channels"],
         "num_cells": recipe["num_cells"],
         "drop_path_prob": recipe["drop_path_prob"],
-        "num_channels": search.num_channels,
-        "image_size": search.image_size,
-        "image_mean": search.image_mean,
-        "image_std": search.image_std,
-        "id2label": search.id2label,
-        "label2id": search.label2id,
+        **data,
     }
     config = DartsConfig(**{**settings, **overrides})
     if "use_auxiliary_head" not in overrides:

@@ -73,7 +73,8 @@ class EigenvalueRule:
 
 @dataclass(frozen=True)
 class SkipConnectionRule:
-    """DARTS+'s rule: stop once the normal cell holds `max_skips` skip connections (the paper: 2)."""
+    """DARTS+'s rule: stop once the normal cell (NAS-Bench-201's one cell) holds `max_skips` skip connections (the
+    paper: 2)."""
 
     max_skips: int
 
@@ -81,14 +82,19 @@ class SkipConnectionRule:
         if not history:
             return None
         newest = history[-1]
-        cell = newest["genotype"]["normal"] if newest["genotype"] is not None else []  # None: no cell yet
+        genotype = newest["genotype"] or {}  # None: no cell yet
+        name, cell = (
+            ("cell", sum(genotype["nodes"], []))
+            if "nodes" in genotype
+            else ("normal cell", genotype.get("normal", []))
+        )
         skips = sum(operation == "skip_connect" for operation, _ in cell)
         if skips < self.max_skips:
             return None
         return Stop(
             newest["epoch"],
             "skip_connections",
-            f"the normal cell of epoch {newest['epoch']} holds {skips} skip connections (--early_stopping "
+            f"the {name} of epoch {newest['epoch']} holds {skips} skip connections (--early_stopping "
             f"skip_connections {self.max_skips}): its genotype is kept",
         )
 

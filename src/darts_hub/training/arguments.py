@@ -12,6 +12,7 @@ from ..data.images import DIGITS
 from ..export import require_export
 from ..models.genotypes import SEARCH_SPACES
 from ..models.modeling_darts_search import RELAXATIONS, DartsSearchConfig
+from ..models.modeling_nas_bench_201_search import NAS_BENCH_201_RELAXATIONS, NasBench201SearchConfig
 from ..recipes import (
     BETA_DECAY,
     CIFAR10_SEARCH,
@@ -333,6 +334,11 @@ class RunArguments:
         return {key: value for key, value in self.tracker_config().items() if key not in NOT_RESULT_SETTINGS}
 
 
+# The spaces `--search_space` names: DARTS's and RobustDARTS's (`DartsSearchConfig`), and NAS-Bench-201's.
+NAS_BENCH_201 = "nas-bench-201"
+SEARCH_SPACE_NAMES = (*SEARCH_SPACES, NAS_BENCH_201)
+
+
 @dataclass
 class SearchArguments(ImageDataArguments, RunArguments):
     """Settings of a convolutional architecture search. Defaults are the paper's CIFAR-10 search (Sec. 3.1)."""
@@ -406,10 +412,16 @@ class SearchArguments(ImageDataArguments, RunArguments):
     search_space: str = field(
         default="darts",
         metadata={
-            "help": "The candidates of each edge: darts (the paper's eight on every edge) or RobustDARTS's s1 (each "
-            "edge its own two), s2 (skip_connect, sep_conv_3x3), s3 (s2 and none), s4 (noise, sep_conv_3x3); s1-s4 "
-            "need --num_nodes 4."
+            "help": "The candidates of each edge: darts (the paper's eight on every edge), RobustDARTS's s1 (each "
+            "edge its own two), s2 (skip_connect, sep_conv_3x3), s3 (s2 and none), s4 (noise, sep_conv_3x3) (s1-s4 "
+            "need --num_nodes 4), or nas-bench-201 (NAS-Bench-201's network: one cell of 3 nodes and 6 edges over "
+            "none, skip_connect, nor_conv_1x1, nor_conv_3x3, avg_pool_3x3, --cells_per_stage cells in each of "
+            "its 3 stages; every edge keeps its strongest operation, none included)."
         },
+    )
+    cells_per_stage: int = field(
+        default=NasBench201SearchConfig.cells_per_stage,
+        metadata={"help": "--search_space nas-bench-201: cells per stage (the benchmark's N), searched and derived."},
     )
     relaxation: str = field(
         default="softmax",
@@ -501,9 +513,16 @@ class SearchArguments(ImageDataArguments, RunArguments):
             )
         if self.regulariser not in (None, *REGULARISERS):
             raise ValueError(f"--regulariser must be one of {sorted(REGULARISERS)}, got {self.regulariser!r}.")
-        if self.search_space not in SEARCH_SPACES:
-            raise ValueError(f"--search_space must be one of {list(SEARCH_SPACES)}, got {self.search_space!r}.")
-        if self.search_space != "darts" and self.num_nodes != 4:
+        if self.search_space not in SEARCH_SPACE_NAMES:
+            raise ValueError(f"--search_space must be one of {list(SEARCH_SPACE_NAMES)}, got {self.search_space!r}.")
+        if self.search_space == NAS_BENCH_201:
+            self._check_nas_bench_201()
+        elif self.cells_per_stage != NasBench201SearchConfig.cells_per_stage:
+            raise ValueError(
+                f"--cells_per_stage sizes NAS-Bench-201's network; --search_space {self.search_space} stacks "
+                "--num_cells cells. Leave out --cells_per_stage, or pass --search_space nas-bench-201."
+            )
+        elif self.search_space != "darts" and self.num_nodes != 4:
             raise ValueError(
                 f"--search_space {self.search_space} lists the candidates of a 4-node cell: --num_nodes must be 4, "
                 f"got {self.num_nodes}."
@@ -520,6 +539,42 @@ class SearchArguments(ImageDataArguments, RunArguments):
             )
         if self.early_stopping_factor <= 1:
             raise ValueError(f"--early_stopping_factor must be above 1, got {self.early_stopping_factor}.")
+
+    def _check_nas_bench_201(self) -> None:
+        """What NAS-Bench-201's space does not go with, refused before anything runs: the sizes of the DARTS cells
+        and networks, PC-DARTS and FairDARTS's parse."""
+        given = f"--search_space {NAS_BENCH_201}"
+        darts_sizes = {
+            "num_cells": "--cells_per_stage",
+            "num_nodes": None,
+            "multiplier": None,
+            "train_init_channels": "--init_channels",
+            "train_num_cells": "--cells_per_stage",
+        }
+        for name, instead in darts_sizes.items():
+            if getattr(self, name) != type(self).__dataclass_fields__[name].default:
+                hint = f"use {instead}" if instead else "its cell has 3 nodes, and its output is the last"
+                raise ValueError(
+                    f"--{name} sizes DARTS's cells and networks; {given} has the benchmark's network, searched and "
+                    f"derived at the same sizes: leave out --{name} ({hint})."
+                )
+        if self.cells_per_stage < 1:
+            raise ValueError(f"--cells_per_stage must be positive, got {self.cells_per_stage}.")
+        if self.relaxation not in NAS_BENCH_201_RELAXATIONS:
+            raise ValueError(
+                f"--relaxation {self.relaxation} parses DARTS's two strongest edges per node, while {given} keeps "
+                f"every edge: use --relaxation {' or '.join(NAS_BENCH_201_RELAXATIONS)} with it."
+            )
+        if self.partial_channels != 1 or self.edge_normalization:
+            raise ValueError(
+                f"--partial_channels and --edge_normalization are PC-DARTS's, for DARTS's space; {given} searches "
+                "every channel of every edge. Leave them out."
+            )
+        if self.activation_checkpointing:
+            raise ValueError(
+                f"--activation_checkpointing recomputes DARTS's search cells; {given}'s supernet is small enough "
+                "without it. Leave it out."
+            )
 
     def _check_relaxation(self) -> None:
         """What a relaxation other than the softmax does not go with, refused before anything runs."""
@@ -826,11 +881,13 @@ __all__ = [
     "EvaluateArguments",
     "ImageDataArguments",
     "LanguageModelTrainArguments",
+    "NAS_BENCH_201",
     "NOT_RESULT_SETTINGS",
     "NetworkArguments",
     "POSITIVE_SETTINGS",
     "RecurrentSearchArguments",
     "RunArguments",
+    "SEARCH_SPACE_NAMES",
     "SearchArguments",
     "SelectionArguments",
     "TextDataArguments",

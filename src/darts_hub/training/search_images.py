@@ -20,8 +20,9 @@ from accelerate import Accelerator
 from ..data.images import ImageTensors, StreamedImages, make_loader, stratified_split
 from ..hub import save_search_result
 from ..kernels import kernelize
-from ..models.genotypes import EmptyCellError
+from ..models.genotypes import EmptyCellError, NasBench201Genotype
 from ..models.modeling_darts_search import DartsSearchConfig, DartsSearchModel
+from ..models.modeling_nas_bench_201_search import NasBench201SearchConfig, NasBench201SearchModel
 from ..plots import alpha_columns
 from ..search.architect import Architect
 from ..search.early_stopping import EIGENVALUE_KEY, early_stopping_rule, stop_of
@@ -29,7 +30,7 @@ from ..search.hessian import validation_hessian_eigenvalue
 from ..search.regularisers import AuxiliarySkipDecay, BetaDecay, RandomSmoothing
 from ..search.relaxations import DirichletKL, GumbelTemperature, ZeroOneLoss
 from ..search.step import SearchStep, search_optimizers
-from .arguments import SearchArguments
+from .arguments import NAS_BENCH_201, SearchArguments
 from .evaluation import evaluate
 from .inputs import batch_transform, normalisation, open_image_splits
 from .loop import Run, RunState, epoch_scheduler
@@ -79,7 +80,7 @@ def split_for_search(data: ImageTensors | StreamedImages, train_portion: float, 
     return data.subset(weight_indices), data.subset(arch_indices)
 
 
-def run_search(args: SearchArguments) -> DartsSearchModel:
+def run_search(args: SearchArguments) -> DartsSearchModel | NasBench201SearchModel:
     """Run a search as configured by `args` and write the result folder (`args.output_dir`).
 
     Returns the supernet (on every process), whose `genotype()` is the result.
@@ -97,31 +98,17 @@ def run_search(args: SearchArguments) -> DartsSearchModel:
     valid_loader = make_loader(arch_data, args.batch_size, args.seed, stream=1)
     eval_loader = make_loader(arch_data, args.batch_size)
 
-    config = DartsSearchConfig(
-        init_channels=args.init_channels,
-        num_cells=args.num_cells,
-        num_nodes=args.num_nodes,
-        multiplier=args.multiplier,
-        num_channels=data.num_channels,
-        image_size=data.image_size,
-        partial_channels=args.partial_channels,
-        edge_normalization=args.edge_normalization,
-        auxiliary_skip=args.regulariser == "auxiliary_skip",
-        relaxation=args.relaxation,
-        operation_threshold=args.operation_threshold,
-        search_space=args.search_space,
-        image_mean=transform.mean.flatten().tolist(),
-        image_std=transform.std.flatten().tolist(),
-        id2label=dict(enumerate(data.class_names)),
-        label2id={name: index for index, name in enumerate(data.class_names)},
-    )
-    model = kernelize(DartsSearchModel(config))
-    if len(config.reduction_cells) == config.num_cells:
-        logger.warning(
-            "With %d cell(s) every cell is a reduction cell: the normal cell of the result is not searched (its "
-            "alphas get no gradient). Use --num_cells 3 or more to search both cells.",
-            config.num_cells,
+    model = kernelize(
+        build_supernet(
+            args,
+            num_channels=data.num_channels,
+            image_size=data.image_size,
+            image_mean=transform.mean.flatten().tolist(),
+            image_std=transform.std.flatten().tolist(),
+            id2label=dict(enumerate(data.class_names)),
+            label2id={name: index for index, name in enumerate(data.class_names)},
         )
+    )
     if run.channels_last:
         model = model.to(memory_format=torch.channels_last)
     if args.activation_checkpointing:
@@ -210,12 +197,19 @@ def run_search(args: SearchArguments) -> DartsSearchModel:
             logger.warning("Search stopped after epoch %d: %s.", epoch + 1, stop.reason)
         run.end_epoch(record, alpha_columns(supernet))
 
+    # NAS-Bench-201's network is derived at the sizes it was searched at.
+    derived_sizes = (
+        {}
+        if args.search_space == NAS_BENCH_201
+        else {"init_channels": args.train_init_channels, "num_cells": args.train_num_cells}
+    )
+
     def write(folder: Path) -> None:
         save_search_result(
             folder,
             supernet,
             run.progress.history,
-            derived_sizes={"init_channels": args.train_init_channels, "num_cells": args.train_num_cells},
+            derived_sizes=derived_sizes,
             settings=args.tracker_config(),
             dataset=args.dataset_description,
             stop=stop,
@@ -225,11 +219,47 @@ def run_search(args: SearchArguments) -> DartsSearchModel:
     return supernet
 
 
+def build_supernet(args: SearchArguments, **data_settings) -> DartsSearchModel | NasBench201SearchModel:
+    """The supernet of `args.search_space` at the sizes and with the relaxation `args` give, fitted to the data
+    (`data_settings`: channels, image size, statistics, labels)."""
+    auxiliary_skip = args.regulariser == "auxiliary_skip"
+    if args.search_space == NAS_BENCH_201:
+        config = NasBench201SearchConfig(
+            init_channels=args.init_channels,
+            cells_per_stage=args.cells_per_stage,
+            relaxation=args.relaxation,
+            auxiliary_skip=auxiliary_skip,
+            **data_settings,
+        )
+        return NasBench201SearchModel(config)
+    config = DartsSearchConfig(
+        init_channels=args.init_channels,
+        num_cells=args.num_cells,
+        num_nodes=args.num_nodes,
+        multiplier=args.multiplier,
+        partial_channels=args.partial_channels,
+        edge_normalization=args.edge_normalization,
+        auxiliary_skip=auxiliary_skip,
+        relaxation=args.relaxation,
+        operation_threshold=args.operation_threshold,
+        search_space=args.search_space,
+        **data_settings,
+    )
+    if len(config.reduction_cells) == config.num_cells:
+        logger.warning(
+            "With %d cell(s) every cell is a reduction cell: the normal cell of the result is not searched (its "
+            "alphas get no gradient). Use --num_cells 3 or more to search both cells.",
+            config.num_cells,
+        )
+    return DartsSearchModel(config)
+
+
 def epoch_record(supernet, epoch: int, step: int, train: dict, valid: dict) -> dict:
     """An epoch of the search: its training figures (learning rate, loss, accuracy), the validation metrics, the
-    genotype and how many of its normal cell's edges are parameter-free (both None while FairDARTS's threshold
-    keeps no operation of a cell), the operation weights the genotype reads (the softmax of the alphas, or with
-    `--relaxation sigmoid` their sigmoid; logged here) and, with edge normalisation, the edges' weights."""
+    genotype and how many of the edges of its first cell (the normal cell; NAS-Bench-201's one cell) are
+    parameter-free (both None while FairDARTS's threshold keeps no operation of a cell), each cell's operation
+    weights that the genotype reads (the softmax of the alphas, or with `--relaxation sigmoid` their sigmoid;
+    logged here) and, with edge normalisation, the edges' weights."""
     try:
         genotype = supernet.genotype()
     except EmptyCellError as error:
@@ -237,6 +267,13 @@ def epoch_record(supernet, epoch: int, step: int, train: dict, valid: dict) -> d
         logger.info("epoch %d: no cell yet: %s", epoch + 1, error)
     sigmoid = supernet.config.relaxation == "sigmoid"
     weigh = torch.sigmoid if sigmoid else functools.partial(torch.softmax, dim=-1)
+    cells = list(supernet.alphas)
+    if genotype is None:
+        parameter_free = None
+    elif isinstance(genotype, NasBench201Genotype):
+        parameter_free = genotype.parameter_free_operations()
+    else:
+        parameter_free = genotype.parameter_free_operations("normal")
     record = {
         "epoch": epoch + 1,
         "step": step,
@@ -244,11 +281,10 @@ def epoch_record(supernet, epoch: int, step: int, train: dict, valid: dict) -> d
         "valid_loss": valid["loss"],
         "valid_accuracy": valid["accuracy"],
         "genotype": genotype.to_dict() if genotype is not None else None,
-        "parameter_free_normal": genotype.parameter_free_operations("normal") if genotype is not None else None,
-        "alphas_normal": weigh(supernet.alphas_normal.detach().float()).cpu().tolist(),
-        "alphas_reduce": weigh(supernet.alphas_reduce.detach().float()).cpu().tolist(),
+        f"parameter_free_{cells[0]}": parameter_free,
+        **{f"alphas_{cell}": weigh(supernet.alphas[cell].detach().float()).cpu().tolist() for cell in cells},
     }
-    if supernet.config.edge_normalization:
+    if getattr(supernet, "betas", None) is not None:  # PC-DARTS's edge normalisation
         for cell in ("normal", "reduce"):
             record[f"edge_weights_{cell}"] = supernet.edge_weights(cell).detach().float().cpu().tolist()
     logger.info(
@@ -260,7 +296,7 @@ def epoch_record(supernet, epoch: int, step: int, train: dict, valid: dict) -> d
         valid["accuracy"],
         json.dumps(record["genotype"]),
     )
-    for cell in ("normal", "reduce"):
+    for cell in cells:
         rows = "\n".join(" ".join(f"{p:.3f}" for p in row) for row in record[f"alphas_{cell}"])
         columns = supernet.config.column_names(cell)
         logger.info(
@@ -273,4 +309,4 @@ def epoch_record(supernet, epoch: int, step: int, train: dict, valid: dict) -> d
     return record
 
 
-__all__ = ["EndlessBatches", "epoch_record", "run_search", "split_for_search"]
+__all__ = ["EndlessBatches", "build_supernet", "epoch_record", "run_search", "split_for_search"]

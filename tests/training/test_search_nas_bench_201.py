@@ -1,0 +1,102 @@
+"""A search in NAS-Bench-201's space from the search command's flags: it learns on the digits, writes a result folder
+whose found cell is a NAS-Bench-201 network, runs with the DARTS family's options, and refuses what does not apply to
+the space, naming the flags."""
+
+import json
+
+import pytest
+import torch
+from transformers import AutoConfig, AutoModelForImageClassification
+
+from darts_hub import NasBench201Config, NasBench201ForImageClassification, NasBench201SearchModel
+from darts_hub.models.genotypes import NAS_BENCH_201_OPERATIONS, NasBench201Genotype, load_genotype
+from darts_hub.search.early_stopping import EIGENVALUE_KEY, SkipConnectionRule
+from darts_hub.training.arguments import SearchArguments
+from darts_hub.training.search_images import run_search
+
+
+def nas_bench_201_args(output_dir, **settings) -> SearchArguments:
+    tiny = dict(max_train_samples=256, epochs=2, batch_size=32, init_channels=4, cells_per_stage=1, seed=0)
+    return SearchArguments(output_dir=str(output_dir), search_space="nas-bench-201", **{**tiny, **settings})
+
+
+def test_a_search_learns_and_writes_a_nas_bench_201_network(tmp_path):
+    supernet = run_search(nas_bench_201_args(tmp_path, epochs=3, max_train_samples=None, hessian_eigenvalue_every=1))
+    assert isinstance(supernet, NasBench201SearchModel)
+    history = json.loads((tmp_path / "alphas_history.json").read_text())
+    assert [record["epoch"] for record in history] == [1, 2, 3]
+    assert history[-1]["valid_accuracy"] > 0.3  # ten classes: chance is 0.1
+    assert all(len(record["alphas_cell"]) == 6 for record in history) and "alphas_normal" not in history[-1]
+    assert len(history[-1]["alphas_cell"][0]) == len(NAS_BENCH_201_OPERATIONS)
+    assert all(record[EIGENVALUE_KEY] > 0 for record in history)  # measured every epoch
+
+    genotype = supernet.genotype()
+    assert NasBench201Genotype.from_dict(history[-1]["genotype"]) == genotype
+    assert load_genotype(tmp_path) == genotype == load_genotype(tmp_path / "genotype.json")
+    assert history[-1]["parameter_free_cell"] == genotype.parameter_free_operations()
+    config = AutoConfig.from_pretrained(tmp_path)
+    assert isinstance(config, NasBench201Config) and config.get_genotype() == genotype
+    assert (config.init_channels, config.cells_per_stage, config.image_size, config.num_labels) == (4, 1, 8, 10)
+    network = AutoModelForImageClassification.from_config(config)  # ready to be trained
+    assert isinstance(network, NasBench201ForImageClassification)
+    assert network(torch.randn(2, 3, 8, 8)).logits.shape == (2, 10)
+    assert isinstance(AutoModelForImageClassification.from_pretrained(tmp_path / "supernet"), NasBench201SearchModel)
+    assert (tmp_path / "cell.png").stat().st_size > 0 and (tmp_path / "search_progress.gif").is_file()
+    card = (tmp_path / "README.md").read_text()
+    assert "NAS-Bench-201's cell space" in card and f"`{genotype}`" in card and "NasBench201Config" in card
+    assert "Dominant eigenvalue of the Hessian" in card
+
+
+@pytest.fixture(scope="module")
+def plain_search(tmp_path_factory):
+    return run_search(nas_bench_201_args(tmp_path_factory.mktemp("plain"), epochs=2))
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"order": 2},
+        {"regulariser": "beta_decay"},
+        {"regulariser": "random_smoothing"},
+        {"regulariser": "auxiliary_skip"},
+        {"relaxation": "gumbel"},
+        {"relaxation": "dirichlet"},
+    ],
+)
+def test_the_darts_familys_options_search_the_space(tmp_path, plain_search, settings):
+    searched = run_search(nas_bench_201_args(tmp_path, epochs=2, **settings))
+    # The option changed the search (beta-decay from its second epoch: its weight grows from 0).
+    assert not torch.equal(searched.alphas["cell"], plain_search.alphas["cell"])
+    assert load_genotype(tmp_path) == searched.genotype()
+    assert searched.config.auxiliary_skip == (settings.get("regulariser") == "auxiliary_skip")
+    assert searched.config.relaxation == settings.get("relaxation", "softmax")
+
+
+def test_the_skip_connection_rule_counts_the_one_cell():
+    cell = NasBench201Genotype.from_string("|skip_connect~0|+|none~0|skip_connect~1|+|nor_conv_3x3~0|none~1|none~2|")
+    stop = SkipConnectionRule(2).stop([{"epoch": 4, "genotype": cell.to_dict()}])
+    assert stop.epoch == 4 and "the cell of epoch 4 holds 2 skip connections" in stop.reason
+    assert SkipConnectionRule(3).stop([{"epoch": 4, "genotype": cell.to_dict()}]) is None
+
+
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        ({"num_cells": 5}, "--num_cells sizes DARTS's cells .* leave out --num_cells \\(use --cells_per_stage\\)"),
+        ({"num_nodes": 3}, "--num_nodes sizes DARTS's cells .*\\(its cell has 3 nodes"),
+        ({"train_init_channels": 16}, "leave out --train_init_channels \\(use --init_channels\\)"),
+        ({"relaxation": "sigmoid"}, "--relaxation sigmoid parses DARTS's two strongest edges .* softmax or gumbel"),
+        ({"partial_channels": 2}, "--partial_channels and --edge_normalization are PC-DARTS's"),
+        ({"edge_normalization": True}, "--partial_channels and --edge_normalization are PC-DARTS's"),
+        ({"activation_checkpointing": True}, "--activation_checkpointing recomputes DARTS's search cells"),
+        ({"cells_per_stage": 0}, "--cells_per_stage must be positive, got 0"),
+    ],
+)
+def test_what_the_space_does_not_take_is_refused_naming_the_flag(settings, message):
+    with pytest.raises(ValueError, match=message):
+        SearchArguments(search_space="nas-bench-201", **settings)
+
+
+def test_cells_per_stage_is_refused_outside_the_space():
+    with pytest.raises(ValueError, match="--cells_per_stage sizes NAS-Bench-201's network; --search_space darts"):
+        SearchArguments(cells_per_stage=3)
