@@ -254,7 +254,7 @@ CASES = {
     "config of another model": (
         lambda ws: train(ws, genotype=None, config_name=str(ws.root / "rnn-config")),
         ValueError,
-        r"is a DartsRNNConfig, not a DartsConfig",
+        r"is a DartsRNNConfig, not a DartsConfig or NasBench201Config",
     ),
     "imagenet stem on 8x8": (
         lambda ws: DartsConfig(stem="imagenet", image_size=8),

@@ -377,6 +377,21 @@ def trained_model_card(
             ("accuracy", "Top-5 accuracy", "eval_top5_accuracy"),
         )
     ]
+    if isinstance(config, NasBench201Config):
+        model_class, title = NasBench201ForImageClassification, "NAS-Bench-201 network"
+        description = (
+            "A network of NAS-Bench-201's space ([Dong & Yang, 2020](https://arxiv.org/abs/2001.00326)) trained from "
+            f"scratch with darts-hub: the cell `{config.genotype}`, {config.cells_per_stage} cells per stage, "
+            f"{config.init_channels} initial channels, {results['parameters']:,} parameters"
+        )
+    else:
+        model_class, title = DartsForImageClassification, "DARTS network"
+        description = (
+            "A network of DARTS cells ([Liu et al., 2019](https://arxiv.org/abs/1806.09055)) trained from scratch "
+            f"with darts-hub: {config.num_cells} cells, {config.init_channels} initial channels, {config.stem} stem, "
+            f"{results['parameters']:,} parameters ({results['parameters_with_auxiliary']:,} with the auxiliary head "
+            "used in training)"
+        )
     data = ModelCardData(
         library_name="darts-hub",
         license="apache-2.0",
@@ -384,7 +399,7 @@ def trained_model_card(
         datasets=[dataset_id] if dataset_id else None,
         metrics=["accuracy"],
         pipeline_tag="image-classification",
-        model_name=f"DARTS network trained on {dataset}",
+        model_name=f"{title} trained on {dataset}",
         eval_results=eval_results,
     )
     pictures = _pictures(drawings)
@@ -392,12 +407,9 @@ def trained_model_card(
 {data.to_yaml()}
 ---
 
-# DARTS network trained on {dataset}
+# {title} trained on {dataset}
 
-A network of DARTS cells ([Liu et al., 2019](https://arxiv.org/abs/1806.09055)) trained from scratch with darts-hub:
-{config.num_cells} cells, {config.init_channels} initial channels, {config.stem} stem, {results["parameters"]:,}
-parameters ({results["parameters_with_auxiliary"]:,} with the auxiliary head used in training),
-{results["mult_adds"]:,} mult-adds per {config.image_size}x{config.image_size} image.
+{description}, {results["mult_adds"]:,} mult-adds per {config.image_size}x{config.image_size} image.
 
 ## Results (measured)
 
@@ -415,7 +427,7 @@ After {results["epochs"]} epochs; `training_log.json` has every epoch.
 
 {pictures}
 
-{_usage(DartsForImageClassification, IMAGE_CLASSIFIER_USE)}
+{_usage(model_class, IMAGE_CLASSIFIER_USE)}
 
 Evaluate with `python scripts/evaluate.py --model_name_or_path path/or/repo --dataset_name ...`.
 

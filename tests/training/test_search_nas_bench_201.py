@@ -1,18 +1,22 @@
 """A search in NAS-Bench-201's space from the search command's flags: it learns on the digits, writes a result folder
-whose found cell is a NAS-Bench-201 network, runs with the DARTS family's options, and refuses what does not apply to
-the space, naming the flags."""
+whose found cell is a NAS-Bench-201 network (which darts-train trains and darts-evaluate evaluates), runs with the
+DARTS family's options, and refuses what does not apply to the space, naming the flags."""
 
 import json
 
 import pytest
 import torch
+from helpers import training_arguments
 from transformers import AutoConfig, AutoModelForImageClassification
 
 from darts_hub import NasBench201Config, NasBench201ForImageClassification, NasBench201SearchModel
 from darts_hub.models.genotypes import NAS_BENCH_201_OPERATIONS, NasBench201Genotype, load_genotype
+from darts_hub.search.derived import derived_config
 from darts_hub.search.early_stopping import EIGENVALUE_KEY, SkipConnectionRule
-from darts_hub.training.arguments import SearchArguments
+from darts_hub.training.arguments import EvaluateArguments, SearchArguments
+from darts_hub.training.evaluate_checkpoint import evaluate_checkpoint
 from darts_hub.training.search_images import run_search
+from darts_hub.training.train_images import run_training
 
 
 def nas_bench_201_args(output_dir, **settings) -> SearchArguments:
@@ -100,3 +104,24 @@ def test_what_the_space_does_not_take_is_refused_naming_the_flag(settings, messa
 def test_cells_per_stage_is_refused_outside_the_space():
     with pytest.raises(ValueError, match="--cells_per_stage sizes NAS-Bench-201's network; --search_space darts"):
         SearchArguments(cells_per_stage=3)
+
+
+def test_darts_train_trains_the_found_network_and_darts_evaluate_evaluates_it(tmp_path, plain_search):
+    search_folder = tmp_path / "search"  # what a search writes for training: the derived network's config
+    derived_config(plain_search).save_pretrained(search_folder)
+    settings = dict(config_name=str(search_folder), epochs=4, batch_size=32, learning_rate=0.1, cutout=0, seed=0)
+    network = run_training(training_arguments(output_dir=str(tmp_path / "trained"), **settings))
+    assert isinstance(network, NasBench201ForImageClassification)
+    assert network.config.get_genotype() == plain_search.genotype()
+    log = json.loads((tmp_path / "trained" / "training_log.json").read_text())
+    assert log[-1]["test_accuracy"] > 0.5  # ten classes: chance is 0.1
+    assert all(record["drop_path_prob"] == 0 for record in log)  # the recipe's drop-path does not apply
+    card = (tmp_path / "trained" / "README.md").read_text()
+    assert "# NAS-Bench-201 network trained on" in card and str(plain_search.genotype()) in card
+    loaded = AutoModelForImageClassification.from_pretrained(tmp_path / "trained")
+    assert isinstance(loaded, NasBench201ForImageClassification)
+    results = evaluate_checkpoint(EvaluateArguments(model_name_or_path=str(tmp_path / "trained")))
+    assert results["top1_accuracy"] == pytest.approx(log[-1]["test_accuracy"], abs=1e-6)
+    for flag, value in (("auxiliary_weight", 0.4), ("drop_path_prob", 0.1), ("num_cells", 8)):
+        with pytest.raises(ValueError, match=f"is a NAS-Bench-201 network: it has no auxiliary head.*--{flag}"):
+            training_arguments(output_dir=str(tmp_path / "refused"), **{**settings, flag: value})

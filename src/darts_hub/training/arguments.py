@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 import torch
+from transformers import PreTrainedConfig
 
 from ..data.images import DIGITS
 from ..export import require_export
@@ -819,7 +820,45 @@ def fill_recipe(args: TrainArguments | LanguageModelTrainArguments):
     for name, value in recipe.items():
         if getattr(args, name) is None:
             setattr(args, name, value)
+    if _source_model_type(args) == "nas_bench_201":
+        _fit_nas_bench_201(args)
     return args
+
+
+# What DARTS networks have and NAS-Bench-201's do not, by training flag.
+NOT_IN_NAS_BENCH_201 = {
+    "auxiliary_weight": "auxiliary head",
+    "drop_path_prob": "drop-path",
+    "label_smoothing": "label smoothing",
+}
+
+
+def _source_model_type(args) -> str | None:
+    """The `model_type` in the config of the folder or Hub id a training starts from; None for a genotype, or where
+    the config cannot be read here (loading the network then says why)."""
+    source = getattr(args, "config_name", None) or getattr(args, "model_name_or_path", None)
+    if source is None:
+        return None
+    try:
+        return PreTrainedConfig.get_config_dict(source)[0].get("model_type")
+    except (OSError, ValueError):
+        return None
+
+
+def _fit_nas_bench_201(args) -> None:
+    """A NAS-Bench-201 network trains without what only DARTS networks have: given, it is refused naming the flag;
+    from the recipe, it is set to 0 (so that the records and the card say what ran)."""
+    given = [name for name in NOT_IN_NAS_BENCH_201 if name in args.given_settings and getattr(args, name)]
+    given += [name for name in ("num_cells", "stem") if name in args.given_settings]
+    if given:
+        missing = ", ".join(NOT_IN_NAS_BENCH_201.values())
+        raise ValueError(
+            f"{args.config_name or args.model_name_or_path} is a NAS-Bench-201 network: it has no {missing}, its "
+            f"stem is the benchmark's and its depth is cells_per_stage in its config. Leave out "
+            f"{', '.join('--' + name for name in given)}."
+        )
+    for name in NOT_IN_NAS_BENCH_201:
+        setattr(args, name, 0.0)
 
 
 @dataclass

@@ -12,7 +12,7 @@ from transformers import AutoConfig, AutoModelForImageClassification
 from ..counting import count_mult_adds, count_parameters
 from ..data.images import BatchTransform, make_loader
 from ..data.text import batchify, encode_lines, load_lines
-from ..models import DartsConfig, DartsRNNConfig
+from ..models import DartsConfig, DartsRNNConfig, NasBench201Config
 from ..models.modeling_darts import evaluation_resize
 from .arguments import EvaluateArguments
 from .evaluation import evaluate, evaluate_perplexity
@@ -32,10 +32,12 @@ def evaluate_checkpoint(args: EvaluateArguments) -> dict:
     config = AutoConfig.from_pretrained(args.model_name_or_path)
     if isinstance(config, DartsRNNConfig):
         results = _evaluate_language_model(args)
-    elif isinstance(config, DartsConfig):
+    elif isinstance(config, (DartsConfig, NasBench201Config)):
         results = _evaluate_image_classifier(args)
     else:
-        raise ValueError(f"{args.model_name_or_path} is a {type(config).__name__}, not a DARTS model.")
+        raise ValueError(
+            f"{args.model_name_or_path} is a {type(config).__name__}, not a DARTS or NAS-Bench-201 model."
+        )
     output_file = args.output_file
     if output_file is None:
         folder = Path(args.model_name_or_path)

@@ -23,15 +23,18 @@ def load_pretrained(model_class, name_or_path: str, **kwargs):
         ) from error
 
 
-def load_config(name_or_path: str, flag: str, config_class: type[PreTrainedConfig]) -> PreTrainedConfig:
-    """The config of a folder or Hub id named by `flag`, which must be a `config_class`."""
+def load_config(
+    name_or_path: str, flag: str, config_class: type[PreTrainedConfig] | tuple[type[PreTrainedConfig], ...]
+) -> PreTrainedConfig:
+    """The config of a folder or Hub id named by `flag`, which must be a `config_class` (or one of them)."""
     try:
         config = AutoConfig.from_pretrained(name_or_path)
         recorded, _ = PreTrainedConfig.get_config_dict(name_or_path)
     except (OSError, ValueError) as error:
         raise FileNotFoundError(f"Could not load the config of {flag} {name_or_path!r}: {error}") from error
     if not isinstance(config, config_class):
-        raise ValueError(f"{flag} {name_or_path!r} is a {type(config).__name__}, not a {config_class.__name__}.")
+        names = " or ".join(c.__name__ for c in (config_class if isinstance(config_class, tuple) else (config_class,)))
+        raise ValueError(f"{flag} {name_or_path!r} is a {type(config).__name__}, not a {names}.")
     if "genotype" not in recorded:
         raise ValueError(
             f"The config of {flag} {name_or_path!r} names no genotype, so it does not say which cells to train: add "

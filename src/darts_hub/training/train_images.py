@@ -22,7 +22,7 @@ from ..demo import write_demo
 from ..export import export_onnx
 from ..hub import save_card, trained_model_card
 from ..kernels import kernelize
-from ..models import DartsConfig, DartsForImageClassification
+from ..models import DartsConfig, DartsForImageClassification, NasBench201Config, NasBench201ForImageClassification
 from ..models.genotypes import load_genotype
 from ..models.modeling_darts import evaluation_resize
 from ..visualize import draw_genotype
@@ -38,6 +38,8 @@ logger = logging.getLogger(__name__)
 # The original training scripts' settings (train.py and train_imagenet.py of the DARTS release).
 ARCHITECTURE_SETTINGS = ("init_channels", "num_cells", "stem")
 TRAINING_SETTINGS = ("auxiliary_weight", "drop_path_prob", "label_smoothing")
+# What darts-train trains: DARTS networks, and the NAS-Bench-201 networks of a search in that space.
+TRAINABLE_CONFIGS = (DartsConfig, NasBench201Config)
 
 
 def build_model(
@@ -67,21 +69,25 @@ def build_model(
         "image_std": std,
     }
     if model_name_or_path is not None:
-        config = load_config(model_name_or_path, "--model_name_or_path", DartsConfig)
+        config = load_config(model_name_or_path, "--model_name_or_path", TRAINABLE_CONFIGS)
         if config.num_labels != len(class_names) and not ignore_mismatched_sizes:
             raise ValueError(
                 f"{model_name_or_path} classifies {config.num_labels} classes but the data has "
                 f"{len(class_names)}: pass --ignore_mismatched_sizes to train a new classifier."
             )
+        nas_bench_201 = isinstance(config, NasBench201Config)  # no auxiliary head, drop-path or label smoothing
         return load_pretrained(
-            DartsForImageClassification,
+            NasBench201ForImageClassification if nas_bench_201 else DartsForImageClassification,
             model_name_or_path,
             ignore_mismatched_sizes=ignore_mismatched_sizes,
             **data_settings,
-            **training,
+            **({} if nas_bench_201 else training),
         )
     if config_name is not None:
-        config = load_config(config_name, "--config_name", DartsConfig)
+        config = load_config(config_name, "--config_name", TRAINABLE_CONFIGS)
+        if isinstance(config, NasBench201Config):  # its sizes are init_channels and cells_per_stage
+            config = NasBench201Config(**{**config.to_dict(), **architecture, **data_settings})
+            return kernelize(NasBench201ForImageClassification(config))
         config = DartsConfig(**{**config.to_dict(), **architecture, **data_settings, **training})
     else:
         config = DartsConfig(genotype=load_genotype(genotype), **architecture, **data_settings, **training)
@@ -222,7 +228,7 @@ def save_trained_model(
     }
     (output_dir / "all_results.json").write_text(json.dumps(results, indent=1) + "\n")
     if args.export:  # the plain network as saved (not the kernelized one trained here), before the card lists it
-        export_onnx(DartsForImageClassification.from_pretrained(output_dir), output_dir / "model.onnx")
+        export_onnx(type(network).from_pretrained(output_dir), output_dir / "model.onnx")
     drawings = draw_genotype(network.config.get_genotype(), output_dir)
     if args.demo:
         write_demo(output_dir, model_id=args.hub_model_id, name=Path(args.output_dir).name)
