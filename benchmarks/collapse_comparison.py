@@ -2,7 +2,8 @@
 
 Not part of the package: it reads the folders darts-search and darts-train wrote. Per search, from
 `alphas_history.json`: the largest eigenvalue of the alpha Hessian (`--hessian_eigenvalue_every`), the number of
-parameter-free operations (skips, pooling) in the normal cell, and the architecture-validation accuracy, per epoch;
+parameter-free operations (skips, pooling) in the normal cell (in a NAS-Bench-201 search: in its one cell), and the
+architecture-validation accuracy, per epoch;
 per trained cell, from `all_results.json`: the accuracy on the evaluation split.
 
     python benchmarks/collapse_comparison.py --searches DARTS=darts beta-DARTS=beta ... \
@@ -13,7 +14,7 @@ import argparse
 import json
 from pathlib import Path
 
-from darts_hub.models.genotypes import Genotype
+from darts_hub.models.genotypes import NasBench201Genotype, genotype_from_dict
 from darts_hub.plots import MaxNLocator, plt
 
 
@@ -29,14 +30,37 @@ def search_curves(folder: Path) -> dict[str, list]:
     """Per epoch of the search in `folder`: its number, the eigenvalue (None where not measured), the normal cell's
     parameter-free operations, the architecture-validation accuracy, and the last genotype."""
     history = json.loads((folder / "alphas_history.json").read_text())
-    genotypes = [Genotype.from_dict(record["genotype"]) for record in history]
+    genotypes = [genotype_from_dict(record["genotype"]) for record in history]
     return {
         "epoch": [record["epoch"] for record in history],
         "eigenvalue": [record.get("hessian_eigenvalue") for record in history],
-        "parameter_free": [genotype.parameter_free_operations("normal") for genotype in genotypes],
+        "parameter_free": [parameter_free(genotype) for genotype in genotypes],
         "valid_accuracy": [record["valid_accuracy"] for record in history],
         "genotype": genotypes[-1],
     }
+
+
+def parameter_free(genotype) -> int:
+    """Skips and pooling in the searched cell: the normal cell of a DARTS genotype, NAS-Bench-201's one cell."""
+    if isinstance(genotype, NasBench201Genotype):
+        return genotype.parameter_free_operations()
+    return genotype.parameter_free_operations("normal")
+
+
+def edges_of(genotype) -> int:
+    """Edges of the searched cell: a DARTS normal cell's (8 in the paper's cell), NAS-Bench-201's 6."""
+    return (
+        sum(len(node) for node in genotype.nodes)
+        if isinstance(genotype, NasBench201Genotype)
+        else len(genotype.normal)
+    )
+
+
+def cell_text(genotype) -> str:
+    """The searched cell, as the table shows it: the benchmark's string, or a DARTS normal cell's edges."""
+    if isinstance(genotype, NasBench201Genotype):
+        return f"`{genotype}`"
+    return ", ".join(f"{op} <- {source}" for op, source in genotype.normal)
 
 
 def plot(curves: dict[str, dict], output: Path) -> None:
@@ -46,16 +70,18 @@ def plot(curves: dict[str, dict], output: Path) -> None:
         panels[0].plot(*zip(*measured), marker="o", label=name)
         panels[1].plot(curve["epoch"], curve["parameter_free"], marker=".", label=name)
         panels[2].plot(curve["epoch"], curve["valid_accuracy"], marker=".", label=name)
+    edges = max(edges_of(curve["genotype"]) for curve in curves.values())
+    cell = "cell" if isinstance(next(iter(curves.values()))["genotype"], NasBench201Genotype) else "normal cell"
     titles = (
         "largest eigenvalue of the alpha Hessian",
-        "parameter-free operations in the normal cell (of 8)",
+        f"parameter-free operations in the {cell} (of {edges})",
         "architecture-validation accuracy",
     )
     for panel, title in zip(panels, titles):
         panel.set(title=title, xlabel="epoch")
         panel.xaxis.set_major_locator(MaxNLocator(integer=True))
         panel.grid(alpha=0.3)
-    panels[1].set_ylim(-0.3, 8.3)
+    panels[1].set_ylim(-0.3, edges + 0.3)
     panels[0].legend(fontsize=8)
     figure.savefig(output, dpi=90)
     print(f"Wrote {output}.")
@@ -65,8 +91,8 @@ def table(curves: dict[str, dict], trained: dict[str, Path]) -> str:
     """One markdown row per search: the eigenvalue at its first and last measurement and at its highest, the
     parameter-free operations at the end, the accuracies, and the normal cell found."""
     rows = [
-        "| method | eigenvalue: first / last (max, epoch) | parameter-free ops, normal cell: at the end (max) "
-        "| arch-valid accuracy, last epoch | trained from scratch: accuracy | normal cell found |",
+        "| method | eigenvalue: first / last (max, epoch) | parameter-free ops, searched cell: at the end (max) "
+        "| arch-valid accuracy, last epoch | trained from scratch: accuracy | cell found |",
         "|---|---|---|---:|---:|---|",
     ]
     for name, curve in curves.items():
@@ -77,7 +103,7 @@ def table(curves: dict[str, dict], trained: dict[str, Path]) -> str:
             accuracy = f"{results['eval_accuracy']:.3f} ({results['eval_split']}, {results['epochs']} epochs)"
         else:
             accuracy = "-"
-        cell = ", ".join(f"{op} <- {source}" for op, source in curve["genotype"].normal)
+        cell = cell_text(curve["genotype"])
         rows.append(
             f"| {name} | {measured[0][0]:.4f} / {measured[-1][0]:.4f} ({highest:.4f}, {at}) "
             f"| {curve['parameter_free'][-1]} ({max(curve['parameter_free'])}) | {curve['valid_accuracy'][-1]:.3f} "

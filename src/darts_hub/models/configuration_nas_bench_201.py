@@ -8,6 +8,24 @@ from .configuration_darts import CIFAR10_MEAN, CIFAR10_STD
 from .genotypes import NAS_BENCH_201_RESNET, NasBench201Genotype
 
 
+def check_network_settings(config, kwargs: dict, fewest_cells: int) -> None:
+    """The checks and defaults of the benchmark's network, shared with the search supernet's config: positive
+    sizes (at least `fewest_cells` cells per stage), images the two stride-2 blocks can halve, CIFAR-10's
+    statistics for colour images (0.5 otherwise), 10 labels unless `kwargs` (the config's) give others."""
+    if config.init_channels < 1 or config.cells_per_stage < fewest_cells or config.num_channels < 1:
+        raise ValueError(
+            f"init_channels and num_channels must be positive and cells_per_stage >= {fewest_cells}, got "
+            f"{config.init_channels}, {config.cells_per_stage} and {config.num_channels}."
+        )
+    if config.image_size < 4:
+        raise ValueError(f"The two stride-2 blocks need images of at least 4x4, got {config.image_size}.")
+    default = [0.5] * config.num_channels
+    config.image_mean = list(config.image_mean or (CIFAR10_MEAN if config.num_channels == 3 else default))
+    config.image_std = list(config.image_std or (CIFAR10_STD if config.num_channels == 3 else default))
+    if config.id2label is None and kwargs.get("num_labels") is None:
+        kwargs["num_labels"] = 10
+
+
 class NasBench201Config(PreTrainedConfig):
     r"""
     Configuration of a NAS-Bench-201 network: a 3x3 convolution stem, three stages of `cells_per_stage` copies of the
@@ -45,18 +63,7 @@ class NasBench201Config(PreTrainedConfig):
         if not isinstance(genotype, NasBench201Genotype):
             raise TypeError(f"genotype must be a NAS-Bench-201 string or NasBench201Genotype, got {genotype!r}.")
         self.genotype = str(genotype)
-        if self.init_channels < 1 or self.cells_per_stage < 0 or self.num_channels < 1:
-            raise ValueError(
-                "init_channels and num_channels must be positive and cells_per_stage >= 0, got "
-                f"{self.init_channels}, {self.cells_per_stage} and {self.num_channels}."
-            )
-        if self.image_size < 4:
-            raise ValueError(f"The two stride-2 blocks need images of at least 4x4, got {self.image_size}.")
-        default = [0.5] * self.num_channels
-        self.image_mean = list(self.image_mean or (CIFAR10_MEAN if self.num_channels == 3 else default))
-        self.image_std = list(self.image_std or (CIFAR10_STD if self.num_channels == 3 else default))
-        if self.id2label is None and kwargs.get("num_labels") is None:
-            kwargs["num_labels"] = 10
+        check_network_settings(self, kwargs, fewest_cells=0)
         super().__post_init__(**kwargs)
 
     def get_genotype(self) -> NasBench201Genotype:
@@ -64,4 +71,4 @@ class NasBench201Config(PreTrainedConfig):
         return NasBench201Genotype.from_string(self.genotype)
 
 
-__all__ = ["NasBench201Config"]
+__all__ = ["NasBench201Config", "check_network_settings"]

@@ -21,7 +21,7 @@ from transformers import PreTrainedConfig, PreTrainedModel
 from transformers import initialization as init
 from transformers.modeling_outputs import ImageClassifierOutputWithNoAttention
 
-from .configuration_darts import CIFAR10_MEAN, CIFAR10_STD
+from .configuration_nas_bench_201 import check_network_settings
 from .genotypes import NAS_BENCH_201_OPERATIONS, NasBench201Genotype, derive_nas_bench_201_genotype
 from .modeling_darts import init_pytorch_default
 from .modeling_darts_search import MixedOp, relax
@@ -73,18 +73,7 @@ class NasBench201SearchConfig(PreTrainedConfig):
                 f"{self.relaxation!r} (FairDARTS's sigmoid parses DARTS's top-2 edges per node; this space keeps "
                 "every edge)."
             )
-        if self.init_channels < 1 or self.cells_per_stage < 1 or self.num_channels < 1:
-            raise ValueError(
-                "init_channels, cells_per_stage and num_channels must be positive, got "
-                f"{self.init_channels}, {self.cells_per_stage} and {self.num_channels}."
-            )
-        if self.image_size < 4:
-            raise ValueError(f"The two stride-2 blocks need images of at least 4x4, got {self.image_size}.")
-        default = [0.5] * self.num_channels
-        self.image_mean = list(self.image_mean or (CIFAR10_MEAN if self.num_channels == 3 else default))
-        self.image_std = list(self.image_std or (CIFAR10_STD if self.num_channels == 3 else default))
-        if self.id2label is None and kwargs.get("num_labels") is None:
-            kwargs["num_labels"] = 10
+        check_network_settings(self, kwargs, fewest_cells=1)  # a supernet without cells would search nothing
         super().__post_init__(**kwargs)
 
     def column_names(self, cell: str = "cell") -> list[str]:
