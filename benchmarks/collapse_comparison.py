@@ -30,21 +30,19 @@ def search_curves(folder: Path) -> dict[str, list]:
     """Per epoch of the search in `folder`: its number, the eigenvalue (None where not measured), the normal cell's
     parameter-free operations, the architecture-validation accuracy, and the last genotype."""
     history = json.loads((folder / "alphas_history.json").read_text())
-    genotypes = [genotype_from_dict(record["genotype"]) for record in history]
     return {
         "epoch": [record["epoch"] for record in history],
         "eigenvalue": [record.get("hessian_eigenvalue") for record in history],
-        "parameter_free": [parameter_free(genotype) for genotype in genotypes],
+        "parameter_free": [recorded_parameter_free(record) for record in history],
         "valid_accuracy": [record["valid_accuracy"] for record in history],
-        "genotype": genotypes[-1],
+        "genotype": genotype_from_dict(history[-1]["genotype"]),
     }
 
 
-def parameter_free(genotype) -> int:
-    """Skips and pooling in the searched cell: the normal cell of a DARTS genotype, NAS-Bench-201's one cell."""
-    if isinstance(genotype, NasBench201Genotype):
-        return genotype.parameter_free_operations()
-    return genotype.parameter_free_operations("normal")
+def recorded_parameter_free(record: dict) -> int:
+    """Skips and pooling in the searched cell, as the search recorded them: `parameter_free_normal` (a DARTS
+    search's normal cell) or `parameter_free_cell` (NAS-Bench-201's one cell)."""
+    return next(value for key, value in record.items() if key.startswith("parameter_free_"))
 
 
 def edges_of(genotype) -> int:
