@@ -16,7 +16,7 @@ from darts_hub.search.early_stopping import EIGENVALUE_KEY, SkipConnectionRule
 from darts_hub.training.arguments import EvaluateArguments, SearchArguments
 from darts_hub.training.evaluate_checkpoint import evaluate_checkpoint
 from darts_hub.training.search_images import run_search
-from darts_hub.training.train_images import run_training
+from darts_hub.training.train_images import ARCHITECTURE_SETTINGS, run_training
 
 
 def nas_bench_201_args(output_dir, **settings) -> SearchArguments:
@@ -125,3 +125,41 @@ def test_darts_train_trains_the_found_network_and_darts_evaluate_evaluates_it(tm
     for flag, value in (("auxiliary_weight", 0.4), ("drop_path_prob", 0.1), ("num_cells", 8)):
         with pytest.raises(ValueError, match=f"is a NAS-Bench-201 network: it has no auxiliary head.*--{flag}"):
             training_arguments(output_dir=str(tmp_path / "refused"), **{**settings, flag: value})
+
+
+RESNET_CELL = "|nor_conv_3x3~0|+|none~0|nor_conv_3x3~1|+|skip_connect~0|none~1|none~2|"
+
+
+def test_darts_train_trains_a_nas_bench_201_cell_given_as_the_benchmarks_string(tmp_path):
+    settings = dict(genotype=RESNET_CELL, init_channels=4, cells_per_stage=1, epochs=1, batch_size=32, cutout=0)
+    network = run_training(training_arguments(output_dir=str(tmp_path), **settings))
+    assert isinstance(network, NasBench201ForImageClassification)
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert saved["model_type"] == "nas_bench_201" and saved["genotype"] == RESNET_CELL
+    assert (saved["init_channels"], saved["cells_per_stage"]) == (4, 1)
+    assert not {"num_cells", "stem", "auxiliary_weight"} & saved.keys()  # the DARTS recipe's sizes stay out
+
+
+def test_a_cell_string_trains_at_the_benchmarks_sizes_unless_others_are_given(tmp_path):
+    assert training_arguments(genotype=RESNET_CELL).architecture(ARCHITECTURE_SETTINGS) == {}
+    given = training_arguments(genotype=RESNET_CELL, init_channels=8, cells_per_stage=2)
+    assert given.architecture(ARCHITECTURE_SETTINGS) == {"init_channels": 8, "cells_per_stage": 2}
+    folder = tmp_path / "cell"
+    NasBench201Config(genotype=RESNET_CELL, cells_per_stage=3).save_pretrained(folder)
+    from_folder = training_arguments(config_name=str(folder), cells_per_stage=2)
+    assert from_folder.architecture(ARCHITECTURE_SETTINGS) == {"cells_per_stage": 2}
+    assert training_arguments(config_name=str(folder)).architecture(ARCHITECTURE_SETTINGS) == {}
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"genotype": "DARTS_V2", "cells_per_stage": 2}, "--cells_per_stage sizes NAS-Bench-201 networks; DARTS_V2"),
+        ({"genotype": RESNET_CELL, "num_cells": 8}, "is a NAS-Bench-201 network: .*Leave out --num_cells"),
+        ({"genotype": "|conv_7x7~0|"}, "unknown operation 'conv_7x7'"),
+        ({"genotype": "|nor_conv_3x3~1|"}, "node 1 has edges from inputs \\[1\\]"),
+    ],
+)
+def test_a_training_refuses_sizes_of_the_other_kind_and_bad_cells_when_parsed(settings, message):
+    with pytest.raises(ValueError, match=message):
+        training_arguments(**settings)

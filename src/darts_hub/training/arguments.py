@@ -11,7 +11,8 @@ from transformers import PreTrainedConfig
 
 from ..data.images import DIGITS
 from ..export import require_export
-from ..models.genotypes import SEARCH_SPACES
+from ..models.configuration_nas_bench_201 import NasBench201Config
+from ..models.genotypes import SEARCH_SPACES, NasBench201Genotype, load_genotype
 from ..models.modeling_darts_search import RELAXATIONS, DartsSearchConfig
 from ..models.modeling_nas_bench_201_search import NAS_BENCH_201_RELAXATIONS, NasBench201SearchConfig
 from ..recipes import (
@@ -218,7 +219,13 @@ class NetworkArguments:
     """Which network a training run starts from (exactly one of a cell, a config, or a saved model), and how many
     times it is trained."""
 
-    genotype: str | None = field(default=None, metadata={"help": "The cells: a zoo name or a genotype JSON file."})
+    genotype: str | None = field(
+        default=None,
+        metadata={
+            "help": "The cells: a zoo name, a genotype JSON file, or a NAS-Bench-201 cell as the benchmark writes it "
+            "('|nor_conv_3x3~0|+|...|', trained in the benchmark's network)."
+        },
+    )
     config_name: str | None = field(
         default=None, metadata={"help": "A search result folder or saved model (local or Hub) whose config to train."}
     )
@@ -261,9 +268,10 @@ class NetworkArguments:
             require_export(self.export)  # refused before any training, not after it
 
     def architecture(self, names: tuple[str, ...]) -> dict:
-        """The sizes among `names` to build the network at: all of them for a genotype; for a saved config or model,
-        only those the user gave (it keeps its own otherwise)."""
-        return {name: getattr(self, name) for name in names if self.genotype or name in self.given_settings}
+        """The sizes among `names` to build the network at: all those set for a genotype; for a saved config or
+        model, only those the user gave (it keeps its own otherwise)."""
+        chosen = (name for name in names if self.genotype or name in self.given_settings)
+        return {name: getattr(self, name) for name in chosen if getattr(self, name) is not None}
 
 
 @dataclass
@@ -689,6 +697,13 @@ class TrainArguments(NetworkArguments, ImageDataArguments, RunArguments):
     weight_decay: float | None = field(default=None, metadata={"help": "Weight decay (3e-4, 3e-5)."})
     init_channels: int | None = field(default=None, metadata={"help": "Channels of the first cells (36, 48)."})
     num_cells: int | None = field(default=None, metadata={"help": "Number of cells (20, 14)."})
+    cells_per_stage: int | None = field(
+        default=None,
+        metadata={
+            "help": "NAS-Bench-201 networks only: cells in each of the three stages (default: the source config's; "
+            "for a cell string, the benchmark's 5)."
+        },
+    )
     stem: str | None = field(default=None, metadata={"help": "cifar or imagenet stem."})
     auxiliary_weight: float | None = field(
         default=None, metadata={"help": "Weight of the auxiliary loss (0.4; 0 removes the head)."}
@@ -820,8 +835,13 @@ def fill_recipe(args: TrainArguments | LanguageModelTrainArguments):
     for name, value in recipe.items():
         if getattr(args, name) is None:
             setattr(args, name, value)
-    if _source_model_type(args) == "nas_bench_201":
+    if _source_model_type(args) == NasBench201Config.model_type:
         _fit_nas_bench_201(args)
+    elif getattr(args, "cells_per_stage", None) is not None:
+        raise ValueError(
+            f"--cells_per_stage sizes NAS-Bench-201 networks; {_source_name(args)} is a DARTS network. Leave out "
+            "--cells_per_stage (--num_cells sets its depth)."
+        )
     return args
 
 
@@ -833,14 +853,23 @@ NOT_IN_NAS_BENCH_201 = {
 }
 
 
+def _source_name(args) -> str:
+    """The network source as the user named it, for messages."""
+    return args.genotype or args.config_name or args.model_name_or_path
+
+
 def _source_model_type(args) -> str | None:
-    """The `model_type` in the config of the folder or Hub id a training starts from; None for a genotype, or where
-    the config cannot be read here (loading the network then says why)."""
-    source = getattr(args, "config_name", None) or getattr(args, "model_name_or_path", None)
-    if source is None:
-        return None
+    """The `model_type` of the network a training starts from: of the config of its folder or Hub id, or
+    NasBench201Config's for a NAS-Bench-201 cell given as --genotype (a bad --genotype is refused here, before the
+    data loads). None for a DARTS genotype, or where a config cannot be read here (building the network then says
+    why)."""
+    if args.genotype is not None:
+        if not isinstance(args, TrainArguments):  # a recurrent cell
+            return None
+        cell = load_genotype(args.genotype)
+        return NasBench201Config.model_type if isinstance(cell, NasBench201Genotype) else None
     try:
-        return PreTrainedConfig.get_config_dict(source)[0].get("model_type")
+        return PreTrainedConfig.get_config_dict(_source_name(args))[0].get("model_type")
     except (OSError, ValueError):
         return None
 
@@ -853,12 +882,17 @@ def _fit_nas_bench_201(args) -> None:
     if given:
         missing = ", ".join(NOT_IN_NAS_BENCH_201.values())
         raise ValueError(
-            f"{args.config_name or args.model_name_or_path} is a NAS-Bench-201 network: it has no {missing}, its "
-            f"stem is the benchmark's and its depth is cells_per_stage in its config. Leave out "
-            f"{', '.join('--' + name for name in given)}."
+            f"{_source_name(args)} is a NAS-Bench-201 network: it has no {missing}, its stem is the benchmark's and "
+            f"its depth is --cells_per_stage. Leave out {', '.join('--' + name for name in given)}."
         )
     for name in NOT_IN_NAS_BENCH_201:
         setattr(args, name, 0.0)
+    # The DARTS recipe's sizes do not apply: a cell string trains at the benchmark's unless the user gave others.
+    args.num_cells = args.stem = None
+    if "init_channels" not in args.given_settings:
+        args.init_channels = None
+    if args.cells_per_stage is not None:
+        args.given_settings.append("cells_per_stage")
 
 
 @dataclass

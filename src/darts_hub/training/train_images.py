@@ -23,7 +23,7 @@ from ..export import export_onnx
 from ..hub import save_card, trained_model_card
 from ..kernels import kernelize
 from ..models import DartsConfig, DartsForImageClassification, NasBench201Config, NasBench201ForImageClassification
-from ..models.genotypes import load_genotype
+from ..models.genotypes import NasBench201Genotype, load_genotype
 from ..models.modeling_darts import evaluation_resize
 from ..visualize import draw_genotype
 from .arguments import TrainArguments
@@ -36,7 +36,8 @@ from .sources import load_config, load_pretrained
 logger = logging.getLogger(__name__)
 
 # The original training scripts' settings (train.py and train_imagenet.py of the DARTS release).
-ARCHITECTURE_SETTINGS = ("init_channels", "num_cells", "stem")
+# The network's sizes: DARTS's, then NAS-Bench-201's (`fill_recipe` leaves only those of the source's kind set).
+ARCHITECTURE_SETTINGS = ("init_channels", "num_cells", "stem", "cells_per_stage")
 TRAINING_SETTINGS = ("auxiliary_weight", "drop_path_prob", "label_smoothing")
 # What darts-train trains: DARTS networks, and the NAS-Bench-201 networks of a search in that space.
 TRAINABLE_CONFIGS = (DartsConfig, NasBench201Config)
@@ -56,8 +57,8 @@ def build_model(
     ignore_mismatched_sizes: bool = False,
 ):
     """The network to train, from one of: a checkpoint (`model_name_or_path`), a config (`config_name`, a search
-    result, with the sizes in `architecture` replacing its own), or a genotype (a zoo name or JSON file, at the
-    `architecture` sizes); fitted to the data, with the `training` settings (auxiliary weight, drop-path, label
+    result, with the sizes in `architecture` replacing its own), or a genotype (a zoo name, a JSON file or a
+    NAS-Bench-201 cell string, at the `architecture` sizes); fitted to the data, with the `training` settings (auxiliary weight, drop-path, label
     smoothing)."""
     data_settings = {
         "num_labels": len(class_names),
@@ -90,7 +91,12 @@ def build_model(
             return kernelize(NasBench201ForImageClassification(config))
         config = DartsConfig(**{**config.to_dict(), **architecture, **data_settings, **training})
     else:
-        config = DartsConfig(genotype=load_genotype(genotype), **architecture, **data_settings, **training)
+        cell = load_genotype(genotype)
+        if isinstance(cell, NasBench201Genotype):
+            return kernelize(
+                NasBench201ForImageClassification(NasBench201Config(genotype=cell, **architecture, **data_settings))
+            )
+        config = DartsConfig(genotype=cell, **architecture, **data_settings, **training)
     auxiliary_weight = training["auxiliary_weight"]
     config.use_auxiliary_head = auxiliary_weight > 0 and config.auxiliary_head_fits
     if auxiliary_weight > 0 and not config.use_auxiliary_head:
