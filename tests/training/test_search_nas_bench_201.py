@@ -13,8 +13,9 @@ from darts_hub import NasBench201Config, NasBench201ForImageClassification, NasB
 from darts_hub.models.genotypes import NAS_BENCH_201_OPERATIONS, NasBench201Genotype, load_genotype
 from darts_hub.search.derived import derived_config
 from darts_hub.search.early_stopping import EIGENVALUE_KEY, SkipConnectionRule
-from darts_hub.training.arguments import EvaluateArguments, SearchArguments
+from darts_hub.training.arguments import EvaluateArguments, SearchArguments, SelectionArguments
 from darts_hub.training.evaluate_checkpoint import evaluate_checkpoint
+from darts_hub.training.protocol import run_selection
 from darts_hub.training.search_images import run_search
 from darts_hub.training.train_images import ARCHITECTURE_SETTINGS, run_training
 
@@ -163,3 +164,18 @@ def test_a_cell_string_trains_at_the_benchmarks_sizes_unless_others_are_given(tm
 def test_a_training_refuses_sizes_of_the_other_kind_and_bad_cells_when_parsed(settings, message):
     with pytest.raises(ValueError, match=message):
         training_arguments(**settings)
+
+
+def test_darts_select_selects_among_nas_bench_201_searches_and_trains_their_networks(tmp_path):
+    search = nas_bench_201_args(tmp_path, epochs=1, max_train_samples=128)
+    run_selection(search, SelectionArguments(num_searches=2, selection_epochs=1, selection_batch_size=32))
+    table = json.loads((tmp_path / "selection.json").read_text())
+    assert [row["seed"] for row in table["runs"]] == [0, 1]
+    for row in table["runs"]:  # each selection training trains its search's network, at the searched sizes
+        trained = AutoConfig.from_pretrained(tmp_path / row["training_folder"])
+        assert isinstance(trained, NasBench201Config)
+        assert trained.get_genotype() == NasBench201Genotype.from_dict(row["genotype"])
+        assert (trained.init_channels, trained.cells_per_stage) == (4, 1)
+    best = max(table["runs"], key=lambda row: row["selection_valid"])
+    assert AutoConfig.from_pretrained(tmp_path).get_genotype() == NasBench201Genotype.from_dict(best["genotype"])
+    assert "## Selection (measured)" in (tmp_path / "README.md").read_text()
