@@ -1,17 +1,28 @@
 """The early-stopping rules against their definitions worked by hand: RobustDARTS's local-average rule on the
 eigenvalue, DARTS+'s count of skip connections, and the parsing of `--early_stopping`."""
 
+import dataclasses
+
 import pytest
 
+from darts_hub.models.genotypes import get_genotype
 from darts_hub.search.early_stopping import EigenvalueRule, SkipConnectionRule, early_stopping_rule
 
 
+# DARTS_V2 with a 3x3 separable convolution on every edge of both cells.
+ALL_SEPARABLE = dataclasses.replace(
+    get_genotype("DARTS_V2"),
+    normal=[("sep_conv_3x3", index) for _, index in get_genotype("DARTS_V2").normal],
+    reduce=[("sep_conv_3x3", index) for _, index in get_genotype("DARTS_V2").reduce],
+)
+
+
 def history_of(eigenvalues, every=1):
-    """Epoch records measured every `every` epochs with these eigenvalues (genotype: one skip per epoch number)."""
+    """Epoch records measured every `every` epochs with these eigenvalues (genotype: no skip connection)."""
     records = []
     for index in range(len(eigenvalues) * every):
         epoch = index + 1
-        record = {"epoch": epoch, "genotype": {"normal": [["sep_conv_3x3", 0]] * 4}}
+        record = {"epoch": epoch, "genotype": ALL_SEPARABLE.to_dict()}
         if epoch % every == 0:
             record["hessian_eigenvalue"] = eigenvalues[epoch // every - 1]
         records.append(record)
@@ -42,11 +53,17 @@ def test_the_eigenvalue_rule_waits_for_its_start_epoch_and_reads_measured_epochs
 
 def test_the_skip_connection_rule_stops_at_the_first_cell_with_k_skips():
     history = history_of([1.0] * 3)
-    history[2]["genotype"]["normal"] = [["skip_connect", 0], ["skip_connect", 1], ["sep_conv_3x3", 0]]
+    two_skips = [("skip_connect", 0), ("skip_connect", 1), *ALL_SEPARABLE.normal[2:]]
+    history[2]["genotype"] = dataclasses.replace(ALL_SEPARABLE, normal=two_skips).to_dict()
     assert SkipConnectionRule(3).stop(history) is None
     stop = SkipConnectionRule(2).stop(history)
     assert (stop.epoch, stop.rule) == (3, "skip_connections") and "2 skip connections" in stop.reason
     assert SkipConnectionRule(2).stop(history[:2]) is None
+    history[2]["genotype"]["reduce"] = history[2]["genotype"]["normal"]  # the reduction cell's skips do not count
+    history[2]["genotype"]["normal"] = ALL_SEPARABLE.to_dict()["normal"]
+    assert SkipConnectionRule(2).stop(history) is None
+    history[2]["genotype"] = None  # no cell yet (FairDARTS's threshold kept no operation)
+    assert SkipConnectionRule(1).stop(history) is None
 
 
 def test_early_stopping_flags_are_parsed_or_refused():

@@ -228,10 +228,18 @@ class Genotype:
         starts = itertools.accumulate(counts, initial=0)
         return tuple(edges[start : start + count] for start, count in zip(starts, counts))
 
+    # The cell where a search's collapse shows (skips and pooling crowd it out): DARTS+'s rule and the records count
+    # its operations.
+    watched_cell = "normal cell"
+
+    def operations(self, cell: str = "normal") -> list[str]:
+        """The operations of the `cell`'s ("normal" or "reduce") edges, in order."""
+        return [op for op, _ in getattr(self, cell)]
+
     def parameter_free_operations(self, cell: str = "normal") -> int:
         """How many edges of the `cell` ("normal" or "reduce") are skip connections or pooling: the measure of a
         search's collapse."""
-        return sum(op in PARAMETER_FREE_OPERATIONS for op, _ in getattr(self, cell))
+        return sum(op in PARAMETER_FREE_OPERATIONS for op in self.operations(cell))
 
     def to_dict(self) -> dict:
         return _to_dict(self)
@@ -343,9 +351,16 @@ class NasBench201Genotype:
     def __str__(self) -> str:
         return "+".join("|" + "|".join(f"{op}~{index}" for op, index in edges) + "|" for edges in self.nodes)
 
+    # The cell where a search's collapse shows: the one cell (see `Genotype.watched_cell`).
+    watched_cell = "cell"
+
+    def operations(self) -> list[str]:
+        """The operations of the cell's edges, node by node ('none' included)."""
+        return [op for edges in self.nodes for op, _ in edges]
+
     def parameter_free_operations(self) -> int:
         """How many edges are skips or pooling (the 'none' edges not counted)."""
-        return sum(op in PARAMETER_FREE_OPERATIONS for edges in self.nodes for op, _ in edges)
+        return sum(op in PARAMETER_FREE_OPERATIONS for op in self.operations())
 
     def to_dict(self) -> dict:
         """`{"nodes": [[[op, input], ...], ...]}`, the form of a search's records and genotype.json (the string is

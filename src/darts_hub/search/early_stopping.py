@@ -14,6 +14,7 @@ from __future__ import annotations
 import statistics
 from dataclasses import asdict, dataclass
 
+from ..models.genotypes import genotype_from_dict
 from ..recipes import EIGENVALUE_EARLY_STOPPING
 
 
@@ -82,19 +83,16 @@ class SkipConnectionRule:
         if not history:
             return None
         newest = history[-1]
-        genotype = newest["genotype"] or {}  # None: no cell yet
-        name, cell = (
-            ("cell", sum(genotype["nodes"], []))
-            if "nodes" in genotype
-            else ("normal cell", genotype.get("normal", []))
-        )
-        skips = sum(operation == "skip_connect" for operation, _ in cell)
+        if newest["genotype"] is None:  # no cell yet
+            return None
+        genotype = genotype_from_dict(newest["genotype"])
+        skips = genotype.operations().count("skip_connect")
         if skips < self.max_skips:
             return None
         return Stop(
             newest["epoch"],
             "skip_connections",
-            f"the {name} of epoch {newest['epoch']} holds {skips} skip connections (--early_stopping "
+            f"the {genotype.watched_cell} of epoch {newest['epoch']} holds {skips} skip connections (--early_stopping "
             f"skip_connections {self.max_skips}): its genotype is kept",
         )
 

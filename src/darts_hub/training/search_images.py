@@ -20,7 +20,7 @@ from accelerate import Accelerator
 from ..data.images import ImageTensors, StreamedImages, make_loader, stratified_split
 from ..hub import save_search_result
 from ..kernels import kernelize
-from ..models.genotypes import EmptyCellError, NasBench201Genotype
+from ..models.genotypes import EmptyCellError
 from ..models.modeling_darts_search import DartsSearchConfig, DartsSearchModel
 from ..models.modeling_nas_bench_201_search import NasBench201SearchConfig, NasBench201SearchModel
 from ..plots import alpha_columns
@@ -268,12 +268,7 @@ def epoch_record(supernet, epoch: int, step: int, train: dict, valid: dict) -> d
     sigmoid = supernet.config.relaxation == "sigmoid"
     weigh = torch.sigmoid if sigmoid else functools.partial(torch.softmax, dim=-1)
     cells = list(supernet.alphas)
-    if genotype is None:
-        parameter_free = None
-    elif isinstance(genotype, NasBench201Genotype):
-        parameter_free = genotype.parameter_free_operations()
-    else:
-        parameter_free = genotype.parameter_free_operations("normal")
+    parameter_free = genotype.parameter_free_operations() if genotype is not None else None  # of its watched cell
     record = {
         "epoch": epoch + 1,
         "step": step,
