@@ -26,7 +26,7 @@ from ..models import DartsConfig, DartsForImageClassification, NasBench201Config
 from ..models.genotypes import NasBench201Genotype, load_genotype
 from ..models.modeling_darts import evaluation_resize
 from ..visualize import draw_genotype
-from .arguments import TrainArguments
+from .arguments import NOT_IN_NAS_BENCH_201, TrainArguments
 from .evaluation import evaluate
 from .inputs import batch_transform, normalisation, open_image_splits
 from .loop import Run, epoch_scheduler
@@ -35,10 +35,11 @@ from .sources import load_config, load_pretrained
 
 logger = logging.getLogger(__name__)
 
-# The original training scripts' settings (train.py and train_imagenet.py of the DARTS release).
 # The network's sizes: DARTS's, then NAS-Bench-201's (`fill_recipe` leaves only those of the source's kind set).
 ARCHITECTURE_SETTINGS = ("init_channels", "num_cells", "stem", "cells_per_stage")
-TRAINING_SETTINGS = ("auxiliary_weight", "drop_path_prob", "label_smoothing")
+# The recipe's settings that a DARTS network's config holds (train.py and train_imagenet.py of the DARTS release):
+# those NAS-Bench-201's networks lack.
+TRAINING_SETTINGS = tuple(NOT_IN_NAS_BENCH_201)
 # What darts-train trains: DARTS networks, and the NAS-Bench-201 networks of a search in that space.
 TRAINABLE_CONFIGS = (DartsConfig, NasBench201Config)
 
