@@ -45,19 +45,11 @@ def recorded_parameter_free(record: dict) -> int:
     return next(value for key, value in record.items() if key.startswith("parameter_free_"))
 
 
-def edges_of(genotype) -> int:
-    """Edges of the searched cell: a DARTS normal cell's (8 in the paper's cell), NAS-Bench-201's 6."""
-    return (
-        sum(len(node) for node in genotype.nodes)
-        if isinstance(genotype, NasBench201Genotype)
-        else len(genotype.normal)
-    )
-
-
 def cell_text(genotype) -> str:
-    """The searched cell, as the table shows it: the benchmark's string, or a DARTS normal cell's edges."""
+    """The searched cell, as the table shows it: the benchmark's string (its `|` escaped for the table), or a DARTS
+    normal cell's edges."""
     if isinstance(genotype, NasBench201Genotype):
-        return f"`{genotype}`"
+        return f"`{genotype}`".replace("|", "\\|")
     return ", ".join(f"{op} <- {source}" for op, source in genotype.normal)
 
 
@@ -68,8 +60,9 @@ def plot(curves: dict[str, dict], output: Path) -> None:
         panels[0].plot(*zip(*measured), marker="o", label=name)
         panels[1].plot(curve["epoch"], curve["parameter_free"], marker=".", label=name)
         panels[2].plot(curve["epoch"], curve["valid_accuracy"], marker=".", label=name)
-    edges = max(edges_of(curve["genotype"]) for curve in curves.values())
-    cell = "cell" if isinstance(next(iter(curves.values()))["genotype"], NasBench201Genotype) else "normal cell"
+    # The watched cell's edges: 8 in a DARTS normal cell of the paper's size, NAS-Bench-201's 6.
+    edges = max(len(curve["genotype"].operations()) for curve in curves.values())
+    cell = next(iter(curves.values()))["genotype"].watched_cell
     titles = (
         "largest eigenvalue of the alpha Hessian",
         f"parameter-free operations in the {cell} (of {edges})",
