@@ -10,7 +10,12 @@ from helpers import training_arguments
 from transformers import AutoConfig, AutoModelForImageClassification
 
 from darts_hub import NasBench201Config, NasBench201ForImageClassification, NasBench201SearchModel
-from darts_hub.models.genotypes import NAS_BENCH_201_OPERATIONS, NasBench201Genotype, load_genotype
+from darts_hub.models.genotypes import (
+    NAS_BENCH_201_OPERATIONS,
+    NAS_BENCH_201_RESNET,
+    NasBench201Genotype,
+    load_genotype,
+)
 from darts_hub.search.derived import derived_config
 from darts_hub.search.early_stopping import EIGENVALUE_KEY, SkipConnectionRule
 from darts_hub.training.arguments import EvaluateArguments, SearchArguments, SelectionArguments
@@ -128,7 +133,7 @@ def test_darts_train_trains_the_found_network_and_darts_evaluate_evaluates_it(tm
             training_arguments(output_dir=str(tmp_path / "refused"), **{**settings, flag: value})
 
 
-RESNET_CELL = "|nor_conv_3x3~0|+|none~0|nor_conv_3x3~1|+|skip_connect~0|none~1|none~2|"
+RESNET_CELL = str(NAS_BENCH_201_RESNET)
 
 
 def test_darts_train_trains_a_nas_bench_201_cell_given_as_the_benchmarks_string(tmp_path):
