@@ -20,6 +20,7 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 
@@ -180,6 +181,9 @@ class Genotype:
     reduce_concat: tuple[int, ...]
     normal_edges_per_node: tuple[int, ...] | None = None
     reduce_edges_per_node: tuple[int, ...] | None = None
+    # The cell where a search's collapse shows (skips and pooling crowd it out): DARTS+'s rule and the records count
+    # its operations.
+    watched_cell: ClassVar[str] = "normal cell"
 
     def __post_init__(self):
         for cell in ("normal", "reduce"):
@@ -227,10 +231,6 @@ class Genotype:
         counts = getattr(self, f"{cell}_edges_per_node") or (2,) * (len(edges) // 2)
         starts = itertools.accumulate(counts, initial=0)
         return tuple(edges[start : start + count] for start, count in zip(starts, counts))
-
-    # The cell where a search's collapse shows (skips and pooling crowd it out): DARTS+'s rule and the records count
-    # its operations.
-    watched_cell = "normal cell"
 
     def operations(self, cell: str = "normal") -> list[str]:
         """The operations of the `cell`'s ("normal" or "reduce") edges, in order."""
@@ -310,6 +310,8 @@ class NasBench201Genotype:
     """
 
     nodes: tuple[tuple[Edge, ...], ...]
+    # The cell where a search's collapse shows: the one cell (see `Genotype.watched_cell`).
+    watched_cell: ClassVar[str] = "cell"
 
     def __post_init__(self):
         if isinstance(self.nodes, str) or not self.nodes:
@@ -350,9 +352,6 @@ class NasBench201Genotype:
 
     def __str__(self) -> str:
         return "+".join("|" + "|".join(f"{op}~{index}" for op, index in edges) + "|" for edges in self.nodes)
-
-    # The cell where a search's collapse shows: the one cell (see `Genotype.watched_cell`).
-    watched_cell = "cell"
 
     def operations(self) -> list[str]:
         """The operations of the cell's edges, node by node ('none' included)."""

@@ -40,7 +40,7 @@ ARCHITECTURE_SETTINGS = ("init_channels", "num_cells", "stem", "cells_per_stage"
 # The recipe's settings that a DARTS network's config holds (train.py and train_imagenet.py of the DARTS release):
 # those NAS-Bench-201's networks lack.
 TRAINING_SETTINGS = tuple(NOT_IN_NAS_BENCH_201)
-# What darts-train trains: DARTS networks, and the NAS-Bench-201 networks of a search in that space.
+# What darts-train trains: DARTS networks, and NAS-Bench-201's (a search's in that space, or any cell's).
 TRAINABLE_CONFIGS = (DartsConfig, NasBench201Config)
 
 
@@ -59,8 +59,8 @@ def build_model(
 ):
     """The network to train, from one of: a checkpoint (`model_name_or_path`), a config (`config_name`, a search
     result, with the sizes in `architecture` replacing its own), or a genotype (a zoo name, a JSON file or a
-    NAS-Bench-201 cell string, at the `architecture` sizes); fitted to the data, with the `training` settings (auxiliary weight, drop-path, label
-    smoothing)."""
+    NAS-Bench-201 cell string, at the `architecture` sizes); fitted to the data, with the `training` settings
+    (auxiliary weight, drop-path, label smoothing) for a DARTS network."""
     data_settings = {
         "num_labels": len(class_names),
         "id2label": dict(enumerate(class_names)),
